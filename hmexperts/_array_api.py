@@ -1,0 +1,70 @@
+"""Array-namespace helpers: picking ``xp``, log-space reductions, transfers.
+
+Everything below the estimators is written against an array namespace ``xp``
+that follows the Python array API standard (through ``array-api-compat``), so
+the same code runs on NumPy, CuPy, PyTorch and ``array-api-strict``. These
+helpers are the few operations the standard leaves out.
+"""
+
+import array_api_compat
+import array_api_compat.numpy
+import numpy as np
+import sklearn
+
+
+def get_namespace(*arrays):
+    """Return the array namespace to compute with.
+
+    scikit-learn's convention: the input's own namespace when
+    ``sklearn.config_context(array_api_dispatch=True)`` is active, otherwise
+    NumPy (wrapped by ``array-api-compat``).
+    """
+    if sklearn.get_config()["array_api_dispatch"]:
+        arrays = [a for a in arrays if a is not None]
+        return array_api_compat.array_namespace(*arrays)
+    return array_api_compat.numpy
+
+
+def is_numpy_namespace(xp):
+    """Whether ``xp`` is NumPy (bare or wrapped)."""
+    return xp.__name__ in {"numpy", "array_api_compat.numpy"}
+
+
+def device(x):
+    """The device of array ``x``."""
+    return array_api_compat.device(x)
+
+
+def to_numpy(x, xp):
+    """Copy array ``x`` of namespace ``xp`` to a NumPy array on the host."""
+    if is_numpy_namespace(xp):
+        return np.asarray(x)
+    if array_api_compat.is_cupy_array(x):
+        return x.get()
+    if array_api_compat.is_torch_array(x):
+        return x.detach().cpu().numpy()
+    return np.from_dlpack(xp.asarray(x, copy=True))
+
+
+def logsumexp(a, axis, xp):
+    """``log(sum(exp(a), axis))`` without overflow; ``-inf`` rows stay ``-inf``."""
+    a_max = xp.max(a, axis=axis, keepdims=True)
+    a_max = xp.where(xp.isfinite(a_max), a_max, xp.zeros_like(a_max))
+    out = xp.log(xp.sum(xp.exp(a - a_max), axis=axis, keepdims=True)) + a_max
+    return xp.squeeze(out, axis=axis)
+
+
+def log_softmax(a, axis, xp):
+    """``a - logsumexp(a)`` along ``axis``: log-probabilities from logits."""
+    return a - xp.expand_dims(logsumexp(a, axis, xp), axis=axis)
+
+
+def add_intercept(X, xp):
+    """Append a column of ones: ``[X, 1]`` of shape (n_samples, n_features + 1)."""
+    ones = xp.ones((X.shape[0], 1), dtype=X.dtype, device=device(X))
+    return xp.concat([X, ones], axis=1)
+
+
+def eye_like(n, X, xp):
+    """Identity of size ``n`` with the dtype and device of ``X``."""
+    return xp.eye(n, dtype=X.dtype, device=device(X))

@@ -1,0 +1,447 @@
+"""Shared base of the mixture-of-experts estimators.
+
+The estimators are thin: they validate parameters and data, standardise the
+inputs (and the regression target), build the initial responsibilities, run
+``n_init`` restarts of the EM loop and keep the best, and expose the fitted
+tree in the units of the data. The math lives in the gate tree, the expert
+banks and the EM loop.
+"""
+
+import math
+import warnings
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+import numpy as np
+from array_api_compat import array_namespace
+from sklearn.base import BaseEstimator
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array, check_random_state, check_scalar
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._array_api import add_intercept, device, get_namespace, logsumexp, to_numpy
+from ._em import run_em
+from ._gates import GateTree
+
+
+@dataclass
+class _Scaling:
+    """Affine standardisation of the inputs and target: ``(v - mean) / scale``."""
+
+    x_mean: object
+    x_scale: object
+    y_mean: float = 0.0
+    y_scale: float = 1.0
+
+    def design(self, X, xp):
+        """Standardised inputs with the intercept column."""
+        return add_intercept((X - self.x_mean) / self.x_scale, xp)
+
+    def to_original(self, coef, xp, *, target=False):
+        """Coefficients over standardised inputs to the data's units.
+
+        ``coef`` has shape (n_models, n_features + 1, n_outputs), the last row
+        the intercept; returns slopes (n_models, n_features, n_outputs) and
+        intercepts (n_models, n_outputs), undoing the target's scaling too
+        when ``target`` is True.
+        """
+        slopes = coef[:, :-1, :] / self.x_scale[:, None]
+        intercept = coef[:, -1, :] - xp.sum(slopes * self.x_mean[:, None], axis=1)
+        if target:
+            return self.y_scale * slopes, self.y_scale * intercept + self.y_mean
+        return slopes, intercept
+
+
+def _weighted_mean_scale(V, sample_weight, xp):
+    """Weighted column means and standard deviations (zeros replaced by 1)."""
+    total = xp.sum(sample_weight)
+    mean = xp.sum(sample_weight[:, None] * V, axis=0) / total
+    var = xp.sum(sample_weight[:, None] * (V - mean) ** 2, axis=0) / total
+    scale = xp.sqrt(var)
+    tiny = 10 * xp.finfo(V.dtype).eps * xp.maximum(xp.abs(mean), xp.ones_like(mean))
+    scale = xp.where(scale > tiny, scale, xp.ones_like(scale))
+    return mean, scale
+
+
+def _check_sample_weight(sample_weight, X, xp):
+    """Validate ``sample_weight``: finite, non-negative, shape (n_samples,)."""
+    n_samples, dtype = X.shape[0], X.dtype
+    if sample_weight is None:
+        return xp.ones((n_samples,), dtype=dtype, device=device(X))
+    sample_weight = check_array(
+        sample_weight, ensure_2d=False, dtype=dtype, input_name="sample_weight"
+    )
+    if sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight.shape == {tuple(sample_weight.shape)}, expected "
+            f"({n_samples},): one weight per sample."
+        )
+    if bool(xp.any(sample_weight < 0)):
+        raise ValueError("sample_weight has negative values; weights must be >= 0.")
+    if not bool(xp.sum(sample_weight) > 0):
+        raise ValueError("sample_weight sums to zero; at least one weight must be > 0.")
+    return sample_weight
+
+
+class BaseMixtureOfExperts(BaseEstimator):
+    """Parameters, validation, restarts and fitted state shared by both tasks.
+
+    A subclass sets ``_is_regression`` and provides the target's handling:
+    ``_target_validation_kwargs``, ``_validate_target`` (the target for EM and
+    its columns for the k-means initialisation), ``_make_scaling``,
+    ``_encode_target``, ``_make_experts`` and ``_set_expert_attributes``.
+    """
+
+    def __init__(
+        self,
+        n_experts=2,
+        *,
+        depth=1,
+        expert=None,
+        gate_alpha=1e-2,
+        expert_alpha=1e-2,
+        max_iter=100,
+        tol=1e-4,
+        n_init=1,
+        init_params="kmeans",
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+    ):
+        self.n_experts = n_experts
+        self.depth = depth
+        self.expert = expert
+        self.gate_alpha = gate_alpha
+        self.expert_alpha = expert_alpha
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_init = n_init
+        self.init_params = init_params
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+
+    # -- validation -----------------------------------------------------------
+
+    def _check_params(self):
+        check_scalar(self.n_experts, "n_experts", Integral, min_val=1)
+        check_scalar(self.depth, "depth", Integral, min_val=1)
+        check_scalar(
+            self.gate_alpha, "gate_alpha", Real, min_val=0, include_boundaries="neither"
+        )
+        check_scalar(
+            self.expert_alpha,
+            "expert_alpha",
+            Real,
+            min_val=0,
+            include_boundaries="neither",
+        )
+        check_scalar(self.max_iter, "max_iter", Integral, min_val=0)
+        check_scalar(self.tol, "tol", Real, min_val=0)
+        check_scalar(self.n_init, "n_init", Integral, min_val=1)
+        check_scalar(self.verbose, "verbose", (Integral, bool), min_val=0)
+        if self.expert is not None:
+            raise ValueError(
+                f"expert={self.expert!r} is not supported: this version fits the "
+                "built-in experts only (expert=None)."
+            )
+        if isinstance(self.init_params, str) and self.init_params not in (
+            "kmeans",
+            "random",
+        ):
+            raise ValueError(
+                f"init_params={self.init_params!r}; expected 'kmeans', 'random' or an "
+                "array of responsibilities of shape (n_samples, n_leaves)."
+            )
+        n_leaves = self.n_experts**self.depth
+        if n_leaves > 4096:
+            raise ValueError(
+                f"n_experts={self.n_experts} and depth={self.depth} give {n_leaves} "
+                "leaves; at most 4096 are supported. Decrease n_experts or depth."
+            )
+        return n_leaves
+
+    def _check_n_samples(self, sample_weight, n_leaves, xp):
+        n_positive = int(xp.sum(xp.astype(sample_weight > 0, xp.int64)))
+        if n_positive < n_leaves:
+            raise ValueError(
+                f"{type(self).__name__} with n_experts={self.n_experts} and "
+                f"depth={self.depth} has {n_leaves} leaves and needs at least as "
+                f"many samples with positive weight; got n_samples={n_positive}. "
+                "Decrease n_experts or depth, or provide more data."
+            )
+
+    # -- initialisation ---------------------------------------------------------
+
+    def _initial_resp(self, Xs, y_init, sample_weight, n_leaves, random_state, xp):
+        """Initial responsibilities, shape (n_samples, n_leaves), on ``Xs``'s device."""
+        n = Xs.shape[0]
+        if not isinstance(self.init_params, str):
+            resp = check_array(
+                self.init_params, dtype=np.float64, input_name="init_params"
+            )
+            if resp.shape != (n, n_leaves):
+                raise ValueError(
+                    f"init_params has shape {resp.shape}; responsibilities must have "
+                    f"shape (n_samples, n_leaves) = ({n}, {n_leaves})."
+                )
+            if np.any(resp < 0) or np.any(resp.sum(axis=1) <= 0):
+                raise ValueError(
+                    "init_params responsibilities must be >= 0 with a positive sum "
+                    "in every row."
+                )
+        elif self.init_params == "random":
+            resp = random_state.uniform(size=(n, n_leaves))
+        else:
+            joint = np.hstack([to_numpy(Xs, xp), y_init])
+            weight = to_numpy(sample_weight, xp)
+            with warnings.catch_warnings():
+                # Fewer distinct points than leaves leaves some clusters empty;
+                # EM copes (those experts start from their prior).
+                warnings.filterwarnings("ignore", category=ConvergenceWarning)
+                labels = (
+                    KMeans(n_clusters=n_leaves, n_init=1, random_state=random_state)
+                    .fit(joint, sample_weight=weight)
+                    .labels_
+                )
+            resp = np.zeros((n, n_leaves))
+            resp[np.arange(n), labels] = 1.0
+        resp = resp / resp.sum(axis=1, keepdims=True)
+        return xp.asarray(resp, dtype=Xs.dtype, device=device(Xs))
+
+    # -- fit --------------------------------------------------------------------
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the mixture by EM.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs.
+        y : array-like of shape (n_samples,)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample; ``None`` weighs all equally.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        n_leaves = self._check_params()
+        xp = get_namespace(X)
+        continuing = self.warm_start and hasattr(self, "converged_")
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            dtype=[xp.float64, xp.float32],
+            reset=not continuing,
+            **self._target_validation_kwargs(),
+        )
+        sample_weight = _check_sample_weight(sample_weight, X, xp)
+        self._check_n_samples(sample_weight, n_leaves, xp)
+        y_fit, y_init = self._validate_target(
+            y, sample_weight, xp, reset=not continuing
+        )
+
+        if continuing:
+            scaling = self._scaling
+        else:
+            x_mean, x_scale = _weighted_mean_scale(X, sample_weight, xp)
+            scaling = self._make_scaling(x_mean, x_scale, y_fit, sample_weight, xp)
+        Xd = scaling.design(X, xp)
+        y_fit = (
+            (y_fit - scaling.y_mean) / scaling.y_scale if self._is_regression else y_fit
+        )
+        offset = -math.log(scaling.y_scale)
+
+        random_state = check_random_state(self.random_state)
+        best = None
+        for init in range(1 if continuing else self.n_init):
+            if continuing:
+                gates, experts, resp_init = self._gates, self._experts, None
+            else:
+                gates = GateTree(self.n_experts, self.depth, self.gate_alpha)
+                experts = self._make_experts(n_leaves)
+                gates.init_params(Xd.shape[1], Xd, xp)
+                experts.init_params(Xd.shape[1], Xd, xp)
+                resp_init = self._initial_resp(
+                    Xd[:, :-1], y_init, sample_weight, n_leaves, random_state, xp
+                )
+            if self.verbose:
+                print(f"Initialisation {init}")
+            monitor = run_em(
+                Xd,
+                y_fit,
+                sample_weight,
+                gates,
+                experts,
+                resp_init=resp_init,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                xp=xp,
+                verbose=self.verbose,
+                objective_offset=offset,
+            )
+            if best is None or monitor.history[-1] > best[2].history[-1]:
+                best = (gates, experts, monitor)
+
+        gates, experts, monitor = best
+        if self.max_iter > 0 and not monitor.converged:
+            warnings.warn(
+                f"EM did not converge in max_iter={self.max_iter} iterations "
+                f"(tol={self.tol}). Try increasing max_iter or tol, or scale the "
+                "input data.",
+                ConvergenceWarning,
+            )
+        self._set_fitted_state(scaling, gates, experts, xp)
+        self.n_iter_ = monitor.n_iter
+        self.converged_ = monitor.converged
+        self.lower_bounds_ = list(monitor.history)
+        self.lower_bound_ = monitor.history[-1]
+        return self
+
+    def _set_fitted_state(self, scaling, gates, experts, xp):
+        """Store the fitted components and their readable form in data units."""
+        self._scaling, self._gates, self._experts = scaling, gates, experts
+        self.n_leaves_ = gates.n_leaves
+        readable = [scaling.to_original(coef, xp) for coef in gates.coef]
+        self.gate_coef_ = [slopes for slopes, _ in readable]
+        self.gate_intercept_ = [intercept for _, intercept in readable]
+        self._set_expert_attributes(scaling, experts, xp)
+
+    # -- inference --------------------------------------------------------------
+
+    def _prepare(self, X):
+        check_is_fitted(self)
+        xp = get_namespace(X)
+        X = validate_data(self, X, dtype=[xp.float64, xp.float32], reset=False)
+        Xd = self._scaling.design(xp.astype(X, self._scaling.x_mean.dtype), xp)
+        return Xd, xp
+
+    def predict_gates(self, X):
+        """Prior probability of every leaf: the product of gate probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        prior : ndarray of shape (n_samples, n_leaves)
+            Rows sum to 1.
+        """
+        Xd, xp = self._prepare(X)
+        return xp.exp(self._gates.log_prior(Xd, xp))
+
+    def apply(self, X):
+        """Index of the most trusted leaf (largest prior) for every sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        leaves : ndarray of shape (n_samples,)
+            Leaf indices in ``[0, n_leaves_)``.
+        """
+        Xd, xp = self._prepare(X)
+        return xp.argmax(self._gates.log_prior(Xd, xp), axis=1)
+
+    def _log_joint(self, X, y):
+        """``log pi_j(x_i) + log p_j(y_i | x_i)`` in data units, and ``xp``."""
+        Xd, xp = self._prepare(X)
+        y_fit = self._encode_target(y, Xd, xp)
+        log_joint = self._gates.log_prior(Xd, xp) + self._experts.log_likelihood(
+            Xd, y_fit, xp
+        )
+        return log_joint - math.log(self._scaling.y_scale), xp
+
+    def score_samples(self, X, y):
+        """Log-likelihood ``log p(y_i | x_i)`` of every sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+        y : array-like of shape (n_samples,)
+            Targets.
+
+        Returns
+        -------
+        log_likelihood : ndarray of shape (n_samples,)
+        """
+        log_joint, xp = self._log_joint(X, y)
+        return logsumexp(log_joint, 1, xp)
+
+    def predict_responsibilities(self, X, y):
+        """Posterior probability of every leaf given ``x`` and ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+        y : array-like of shape (n_samples,)
+            Targets.
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, n_leaves)
+            Rows sum to 1.
+        """
+        log_joint, xp = self._log_joint(X, y)
+        return xp.exp(log_joint - logsumexp(log_joint, 1, xp)[:, None])
+
+    def _n_parameters(self):
+        n_params = self.n_features_in_ + 1
+        return self._gates.n_free_params(n_params) + self._experts.n_free_params(
+            n_params
+        )
+
+    def bic(self, X, y):
+        """Bayesian information criterion on ``(X, y)``; lower is better.
+
+        ``-2 sum_i log p(y_i | x_i) + n_parameters * log(n_samples)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+        y : array-like of shape (n_samples,)
+            Targets.
+
+        Returns
+        -------
+        bic : float
+        """
+        log_likelihood = self.score_samples(X, y)
+        xp = array_namespace(log_likelihood)
+        n_samples = log_likelihood.shape[0]
+        return -2 * float(xp.sum(log_likelihood)) + self._n_parameters() * math.log(
+            n_samples
+        )
+
+    def aic(self, X, y):
+        """Akaike information criterion on ``(X, y)``; lower is better.
+
+        ``-2 sum_i log p(y_i | x_i) + 2 n_parameters``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+        y : array-like of shape (n_samples,)
+            Targets.
+
+        Returns
+        -------
+        aic : float
+        """
+        log_likelihood = self.score_samples(X, y)
+        xp = array_namespace(log_likelihood)
+        return -2 * float(xp.sum(log_likelihood)) + 2 * self._n_parameters()

@@ -1,0 +1,211 @@
+"""``MixtureOfExpertsClassifier``: multinomial-logistic experts under a tree of gates."""
+
+import numpy as np
+from array_api_compat import array_namespace
+from sklearn.base import ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+
+from ._array_api import device, logsumexp, to_numpy
+from ._base import BaseMixtureOfExperts, _Scaling
+from ._experts import SoftmaxExperts
+
+
+class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
+    """Hierarchical mixture of multinomial-logistic experts, fit by EM.
+
+    The model is ``p(c | x) = sum_j pi_j(x) softmax(W_j^T x)_c``, where the
+    prior ``pi_j(x)`` of leaf ``j`` is the product of the softmax gate
+    probabilities on the path from the root of a tree of ``depth`` levels,
+    each gate with ``n_experts`` children (Jordan & Jacobs, 1994). Each
+    expert draws a linear boundary in the region its gates trust it with,
+    so the mixture draws piecewise-linear boundaries.
+
+    Inputs are standardised internally; the penalties act in those
+    standardised units, and the fitted attributes are reported in the
+    data's units.
+
+    Parameters
+    ----------
+    n_experts : int, default=2
+        Children of every gate (the branching factor). The tree has
+        ``n_experts ** depth`` leaves, each holding one expert.
+    depth : int, default=1
+        Number of levels of gates; 1 is a flat mixture of experts.
+    expert : None, default=None
+        The expert at each leaf. ``None``: a multinomial-logistic expert,
+        fit by the same weighted Newton solver as the gates.
+    gate_alpha : float, default=1e-2
+        L2 penalty ``gate_alpha / 2 * ||w||^2`` on every gate coefficient
+        (intercepts included), > 0.
+    expert_alpha : float, default=1e-2
+        L2 penalty on every expert coefficient, > 0. It keeps the experts
+        finite on classes they separate perfectly.
+    max_iter : int, default=100
+        Largest number of EM iterations per initialisation; 0 only
+        initialises.
+    tol : float, default=1e-4
+        EM stops when the penalised mean log-likelihood per sample changes
+        by less than ``tol``.
+    n_init : int, default=1
+        Number of initialisations; the one with the best final objective is
+        kept.
+    init_params : {"kmeans", "random"} or array-like of shape \
+            (n_samples, n_leaves), default="kmeans"
+        Initial responsibilities: k-means on the standardised inputs joined
+        with the one-hot classes, random, or given.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initialisation.
+    warm_start : bool, default=False
+        If True, ``fit`` continues EM from the last fit's parameters.
+    verbose : int, default=0
+        1 prints a line per initialisation, 2 a line per EM iteration.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    gate_coef_ : list of ndarray
+        ``gate_coef_[d]`` has shape (n_experts ** d, n_features, n_experts):
+        the weights of every gate of level ``d`` (root: ``d=0``).
+    gate_intercept_ : list of ndarray
+        ``gate_intercept_[d]`` has shape (n_experts ** d, n_experts).
+    expert_coef_ : ndarray of shape (n_leaves, n_features, n_classes)
+        Weights of every leaf's softmax expert.
+    expert_intercept_ : ndarray of shape (n_leaves, n_classes)
+        Intercepts of the experts.
+    n_leaves_ : int
+        ``n_experts ** depth``.
+    n_iter_ : int
+        EM iterations run by the kept initialisation.
+    converged_ : bool
+        Whether the kept initialisation converged.
+    lower_bound_ : float
+        Final penalised mean log-likelihood per sample.
+    lower_bounds_ : list of float
+        Its value after initialisation and after every EM iteration.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features, when ``X`` has string column names.
+
+    See Also
+    --------
+    MixtureOfExpertsRegressor : The same tree with linear-Gaussian experts.
+
+    Examples
+    --------
+    >>> import numpy as np
+from array_api_compat import array_namespace
+    >>> from hmexperts import MixtureOfExpertsClassifier
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(400, 2))
+    >>> y = (X[:, 0] * X[:, 1] > 0).astype(int)  # XOR: no single line separates it
+    >>> model = MixtureOfExpertsClassifier(n_experts=2, random_state=0).fit(X, y)
+    >>> model.predict_proba(X[:2]).shape
+    (2, 2)
+    >>> bool(model.score(X, y) > 0.9)
+    True
+    """
+
+    _is_regression = False
+
+    def _target_validation_kwargs(self):
+        return {}
+
+    def _validate_target(self, y, sample_weight, xp, reset):
+        y = to_numpy(y, xp)
+        check_classification_targets(y)
+        if reset:
+            self.classes_ = np.unique(y)
+        y_enc = np.searchsorted(self.classes_, y)
+        if np.any(self.classes_[np.minimum(y_enc, len(self.classes_) - 1)] != y):
+            raise ValueError(
+                f"y has labels not seen in the first fit, classes_={self.classes_}."
+            )
+        weight = to_numpy(sample_weight, xp)
+        n_weighted = np.unique(y_enc[weight > 0]).size
+        if n_weighted < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes with "
+                f"positive weight; got {n_weighted} class."
+            )
+        one_hot = (y_enc[:, None] == np.arange(len(self.classes_))).astype(float)
+        return xp.asarray(y_enc, device=device(sample_weight)), one_hot
+
+    def _make_scaling(self, x_mean, x_scale, y, sample_weight, xp):
+        return _Scaling(x_mean, x_scale)
+
+    def _encode_target(self, y, Xd, xp):
+        y = np.asarray(to_numpy(y, xp) if not isinstance(y, list) else y)
+        if y.ndim != 1 or y.shape[0] != Xd.shape[0]:
+            raise ValueError(
+                f"y has shape {y.shape}; expected ({Xd.shape[0]},), one label per row of X."
+            )
+        y_enc = np.searchsorted(self.classes_, y)
+        unknown = (y_enc >= len(self.classes_)) | (
+            self.classes_[np.minimum(y_enc, len(self.classes_) - 1)] != y
+        )
+        if np.any(unknown):
+            raise ValueError(
+                f"y has labels {np.unique(y[unknown])} not in classes_={self.classes_}."
+            )
+        return xp.asarray(y_enc, device=device(Xd))
+
+    def _make_experts(self, n_leaves):
+        return SoftmaxExperts(n_leaves, len(self.classes_), self.expert_alpha)
+
+    def _set_expert_attributes(self, scaling, experts, xp):
+        self.expert_coef_, self.expert_intercept_ = scaling.to_original(
+            experts.coef, xp
+        )
+
+    def predict_log_proba(self, X):
+        """Log of the mixture's class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Columns ordered as ``classes_``.
+        """
+        Xd, xp = self._prepare(X)
+        log_prior = self._gates.log_prior(Xd, xp)
+        log_expert = self._experts.predict_log_proba(Xd, xp)
+        return logsumexp(log_prior[:, :, None] + log_expert, 1, xp)
+
+    def predict_proba(self, X):
+        """Mixture of the experts' class probabilities, ``sum_j pi_j(x) p_j(c | x)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns ordered as ``classes_``; rows sum to 1.
+        """
+        log_proba = self.predict_log_proba(X)
+        return array_namespace(log_proba).exp(log_proba)
+
+    def predict(self, X):
+        """Most probable class under the mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        log_proba = self.predict_log_proba(X)
+        xp = array_namespace(log_proba)
+        return self.classes_[to_numpy(xp.argmax(log_proba, axis=1), xp)]

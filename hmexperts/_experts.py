@@ -1,0 +1,120 @@
+"""Banks of built-in experts, each batched over all leaves.
+
+Every bank offers the same three operations over all ``n_leaves`` experts at
+once, which is all the EM loop needs:
+
+- ``fit(X, y, resp)``: the M-step, with ``resp`` of shape (n_samples, n_leaves);
+- ``log_likelihood(X, y)``: ``log p_j(y_i | x_i)`` of shape (n_samples, n_leaves);
+- ``penalty()``: the log-prior of the coefficients, subtracted from the
+  log-likelihood in the objective that EM increases.
+
+``X`` always carries the intercept column; targets are standardised for
+regression and integer-coded for classification.
+"""
+
+import math
+
+from ._array_api import device, log_softmax
+from ._solvers import fit_softmax, softmax_logits, solve_weighted_ridge
+
+
+class LinearGaussianExperts:
+    """Linear-Gaussian experts: ``y | x, leaf j ~ N(x^T beta_j, sigma_j^2)``.
+
+    Parameters
+    ----------
+    n_leaves : int
+    alpha : float
+        L2 penalty ``alpha / 2 ||beta_j||^2`` on every coefficient.
+    min_variance : float
+        Floor on every ``sigma_j^2`` (in the units of the standardised target).
+    """
+
+    def __init__(self, n_leaves, alpha, min_variance):
+        self.n_leaves = n_leaves
+        self.alpha = alpha
+        self.min_variance = min_variance
+        self.coef = None
+        self.variance = None
+
+    def init_params(self, n_params, X, xp):
+        """Zero coefficients (the target's mean) and unit variance."""
+        self.coef = xp.zeros((self.n_leaves, n_params), dtype=X.dtype, device=device(X))
+        self.variance = xp.ones((self.n_leaves,), dtype=X.dtype, device=device(X))
+
+    def fit(self, X, y, resp, xp):
+        """Conditional M-step: coefficients given the current variances, then
+        the variances given the new coefficients (each an exact maximiser,
+        so the penalised objective cannot decrease)."""
+        # (X^T R X / s2 + alpha I) beta = X^T R y / s2, scaled by s2.
+        self.coef = solve_weighted_ridge(X, y, resp, self.alpha * self.variance, xp)
+        resid2 = (y[:, None] - X @ xp.matrix_transpose(self.coef)) ** 2
+        mass = xp.sum(resp, axis=0)
+        tiny = 10 * xp.finfo(X.dtype).eps
+        variance = xp.sum(resp * resid2, axis=0) / xp.maximum(mass, tiny)
+        self.variance = xp.maximum(variance, self.min_variance)
+
+    def predict(self, X, xp):
+        """Each expert's mean, shape (n_samples, n_leaves)."""
+        return X @ xp.matrix_transpose(self.coef)
+
+    def log_likelihood(self, X, y, xp):
+        """``log N(y_i; x_i^T beta_j, sigma_j^2)``, shape (n_samples, n_leaves)."""
+        resid2 = (y[:, None] - self.predict(X, xp)) ** 2
+        return -0.5 * (
+            math.log(2 * math.pi) + xp.log(self.variance) + resid2 / self.variance
+        )
+
+    def penalty(self, xp):
+        return 0.5 * self.alpha * float(xp.sum(self.coef**2))
+
+    def n_free_params(self, n_params):
+        return self.n_leaves * (n_params + 1)
+
+
+class SoftmaxExperts:
+    """Multinomial-logistic experts: ``p_j(c | x) = softmax(x^T W_j)_c``.
+
+    They share the gates' batched Newton solver: expert ``j`` is a softmax
+    model whose soft targets are ``resp[i, j] * onehot(y_i)``.
+
+    Parameters
+    ----------
+    n_leaves : int
+    n_classes : int
+    alpha : float
+        L2 penalty on every coefficient.
+    """
+
+    def __init__(self, n_leaves, n_classes, alpha):
+        self.n_leaves = n_leaves
+        self.n_classes = n_classes
+        self.alpha = alpha
+        self.coef = None
+
+    def init_params(self, n_params, X, xp):
+        """Zero coefficients: uniform class probabilities."""
+        shape = (self.n_leaves, n_params, self.n_classes)
+        self.coef = xp.zeros(shape, dtype=X.dtype, device=device(X))
+
+    def _one_hot(self, y, X, xp):
+        classes = xp.arange(self.n_classes, device=device(X))
+        return xp.astype(y[:, None] == classes, X.dtype)
+
+    def fit(self, X, y, resp, xp):
+        targets = resp[:, :, None] * self._one_hot(y, X, xp)[:, None, :]
+        self.coef = fit_softmax(X, targets, self.coef, self.alpha, xp)
+
+    def predict_log_proba(self, X, xp):
+        """Each expert's class log-probabilities, (n_samples, n_leaves, n_classes)."""
+        return log_softmax(softmax_logits(X, self.coef, xp), -1, xp)
+
+    def log_likelihood(self, X, y, xp):
+        one_hot = self._one_hot(y, X, xp)
+        return xp.sum(self.predict_log_proba(X, xp) * one_hot[:, None, :], axis=2)
+
+    def penalty(self, xp):
+        return 0.5 * self.alpha * float(xp.sum(self.coef**2))
+
+    def n_free_params(self, n_params):
+        return self.n_leaves * (self.n_classes - 1) * n_params

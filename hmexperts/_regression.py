@@ -1,0 +1,230 @@
+"""``MixtureOfExpertsRegressor``: linear-Gaussian experts under a tree of gates."""
+
+from numbers import Real
+
+from sklearn.base import RegressorMixin
+from sklearn.utils import check_scalar
+
+from ._array_api import device, to_numpy
+from ._base import BaseMixtureOfExperts, _Scaling, _weighted_mean_scale
+from ._experts import LinearGaussianExperts
+
+
+class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
+    """Hierarchical mixture of linear-Gaussian experts, fit by EM.
+
+    The model is ``p(y | x) = sum_j pi_j(x) N(y; x^T beta_j, sigma_j^2)``,
+    where the prior ``pi_j(x)`` of leaf ``j`` is the product of the softmax
+    gate probabilities on the path from the root of a tree of ``depth``
+    levels, each gate with ``n_experts`` children (Jordan & Jacobs, 1994).
+    ``depth=1`` is the flat mixture of experts of Jacobs et al. (1991).
+
+    Inputs and target are standardised internally; the penalties and the
+    variance floor act in those standardised units, and the fitted
+    attributes are reported in the data's units.
+
+    Parameters
+    ----------
+    n_experts : int, default=2
+        Children of every gate (the branching factor). The tree has
+        ``n_experts ** depth`` leaves, each holding one expert.
+    depth : int, default=1
+        Number of levels of gates; 1 is a flat mixture of experts.
+    expert : None, default=None
+        The expert at each leaf. ``None``: a linear-Gaussian expert (weighted
+        ridge regression with its own noise variance).
+    gate_alpha : float, default=1e-2
+        L2 penalty ``gate_alpha / 2 * ||w||^2`` on every gate coefficient
+        (intercepts included), > 0. It keeps the gates finite when the
+        experts' regions are separable.
+    expert_alpha : float, default=1e-2
+        L2 penalty ``expert_alpha / 2 * ||beta||^2`` on every expert
+        coefficient, > 0. It keeps an expert with little weight well posed.
+    min_variance : float, default=1e-3
+        Floor on every expert's noise variance, relative to the variance of
+        ``y``. It stops an expert from collapsing onto a few points, where
+        the likelihood is unbounded.
+    max_iter : int, default=100
+        Largest number of EM iterations per initialisation; 0 only
+        initialises.
+    tol : float, default=1e-4
+        EM stops when the penalised mean log-likelihood per sample changes
+        by less than ``tol``.
+    n_init : int, default=1
+        Number of initialisations; the one with the best final objective is
+        kept.
+    init_params : {"kmeans", "random"} or array-like of shape \
+            (n_samples, n_leaves), default="kmeans"
+        Initial responsibilities: k-means on the standardised joint
+        ``[x, y]``, random, or given. The first M-step turns them into gates
+        and experts.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initialisation.
+    warm_start : bool, default=False
+        If True, ``fit`` continues EM from the last fit's parameters (and
+        its standardisation), running a single initialisation.
+    verbose : int, default=0
+        1 prints a line per initialisation, 2 a line per EM iteration.
+
+    Attributes
+    ----------
+    gate_coef_ : list of ndarray
+        ``gate_coef_[d]`` has shape (n_experts ** d, n_features, n_experts):
+        the weights of every gate of level ``d`` (root: ``d=0``). Child ``c``
+        of node ``v`` is node ``v * n_experts + c`` of the next level.
+    gate_intercept_ : list of ndarray
+        ``gate_intercept_[d]`` has shape (n_experts ** d, n_experts).
+    expert_coef_ : ndarray of shape (n_leaves, n_features)
+        Slopes of every leaf's linear expert.
+    expert_intercept_ : ndarray of shape (n_leaves,)
+        Intercepts of the experts.
+    expert_variance_ : ndarray of shape (n_leaves,)
+        Noise variances of the experts.
+    n_leaves_ : int
+        ``n_experts ** depth``.
+    n_iter_ : int
+        EM iterations run by the kept initialisation.
+    converged_ : bool
+        Whether the kept initialisation converged.
+    lower_bound_ : float
+        Final penalised mean log-likelihood per sample:
+        ``(sum_i w_i log p(y_i | x_i) - penalties) / sum_i w_i``.
+    lower_bounds_ : list of float
+        Its value after initialisation and after every EM iteration.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features, when ``X`` has string column names.
+
+    See Also
+    --------
+    MixtureOfExpertsClassifier : The same tree with softmax experts.
+
+    References
+    ----------
+    R. A. Jacobs, M. I. Jordan, S. J. Nowlan and G. E. Hinton (1991).
+    Adaptive mixtures of local experts. Neural Computation 3(1), 79-87.
+
+    M. I. Jordan and R. A. Jacobs (1994). Hierarchical mixtures of experts and
+    the EM algorithm. Neural Computation 6(2), 181-214.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hmexperts import MixtureOfExpertsRegressor
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.uniform(-3, 3, size=(400, 1))
+    >>> y = np.abs(X[:, 0]) + 0.1 * rng.normal(size=400)
+    >>> model = MixtureOfExpertsRegressor(n_experts=2, random_state=0).fit(X, y)
+    >>> model.expert_coef_.ravel().round(1)  # doctest: +SKIP
+    array([-1.,  1.])
+    >>> bool(model.score(X, y) > 0.95)
+    True
+    """
+
+    _is_regression = True
+
+    def __init__(
+        self,
+        n_experts=2,
+        *,
+        depth=1,
+        expert=None,
+        gate_alpha=1e-2,
+        expert_alpha=1e-2,
+        min_variance=1e-3,
+        max_iter=100,
+        tol=1e-4,
+        n_init=1,
+        init_params="kmeans",
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+    ):
+        super().__init__(
+            n_experts,
+            depth=depth,
+            expert=expert,
+            gate_alpha=gate_alpha,
+            expert_alpha=expert_alpha,
+            max_iter=max_iter,
+            tol=tol,
+            n_init=n_init,
+            init_params=init_params,
+            random_state=random_state,
+            warm_start=warm_start,
+            verbose=verbose,
+        )
+        self.min_variance = min_variance
+
+    def _check_params(self):
+        check_scalar(
+            self.min_variance,
+            "min_variance",
+            Real,
+            min_val=0,
+            include_boundaries="neither",
+        )
+        return super()._check_params()
+
+    def _target_validation_kwargs(self):
+        return {"y_numeric": True}
+
+    def _validate_target(self, y, sample_weight, xp, reset):
+        y = xp.astype(y, sample_weight.dtype)
+        _, y_scale = _weighted_mean_scale(y[:, None], sample_weight, xp)
+        y_init = (y - xp.sum(sample_weight * y) / xp.sum(sample_weight)) / y_scale
+        return y, to_numpy(y_init, xp)[:, None]
+
+    def _make_scaling(self, x_mean, x_scale, y, sample_weight, xp):
+        y_mean, y_scale = _weighted_mean_scale(y[:, None], sample_weight, xp)
+        return _Scaling(x_mean, x_scale, float(y_mean[0]), float(y_scale[0]))
+
+    def _encode_target(self, y, Xd, xp):
+        y = xp.asarray(y, dtype=Xd.dtype, device=device(Xd))
+        if y.ndim != 1 or y.shape[0] != Xd.shape[0]:
+            raise ValueError(
+                f"y has shape {tuple(y.shape)}; expected ({Xd.shape[0]},), one "
+                "target per row of X."
+            )
+        return (y - self._scaling.y_mean) / self._scaling.y_scale
+
+    def _make_experts(self, n_leaves):
+        return LinearGaussianExperts(n_leaves, self.expert_alpha, self.min_variance)
+
+    def _set_expert_attributes(self, scaling, experts, xp):
+        slopes, intercept = scaling.to_original(
+            experts.coef[:, :, None], xp, target=True
+        )
+        self.expert_coef_ = slopes[:, :, 0]
+        self.expert_intercept_ = intercept[:, 0]
+        self.expert_variance_ = scaling.y_scale**2 * experts.variance
+
+    def predict(self, X, return_std=False):
+        """Mixture mean ``sum_j pi_j(x) x^T beta_j`` (and its standard deviation).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+        return_std : bool, default=False
+            Also return the standard deviation of the predictive mixture,
+            ``sqrt(sum_j pi_j (sigma_j^2 + mu_j^2) - mean^2)``.
+
+        Returns
+        -------
+        y_mean : ndarray of shape (n_samples,)
+            Predictive mean.
+        y_std : ndarray of shape (n_samples,)
+            Predictive standard deviation; only if ``return_std`` is True.
+        """
+        Xd, xp = self._prepare(X)
+        prior = xp.exp(self._gates.log_prior(Xd, xp))
+        means = self._experts.predict(Xd, xp)
+        mean = xp.sum(prior * means, axis=1)
+        y_mean = self._scaling.y_mean + self._scaling.y_scale * mean
+        if not return_std:
+            return y_mean
+        second = xp.sum(prior * (self._experts.variance + means**2), axis=1)
+        var = xp.maximum(second - mean**2, xp.zeros_like(mean))
+        return y_mean, self._scaling.y_scale * xp.sqrt(var)
