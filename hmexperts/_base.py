@@ -194,21 +194,40 @@ class BaseMixtureOfExperts(BaseEstimator):
         elif self.init_params == "random":
             resp = random_state.uniform(size=(n, n_leaves))
         else:
-            joint = np.hstack([to_numpy(Xs, xp), y_init])
-            weight = to_numpy(sample_weight, xp)
-            with warnings.catch_warnings():
-                # Fewer distinct points than leaves leaves some clusters empty;
-                # EM copes (those experts start from their prior).
-                warnings.filterwarnings("ignore", category=ConvergenceWarning)
-                labels = (
-                    KMeans(n_clusters=n_leaves, n_init=1, random_state=random_state)
-                    .fit(joint, sample_weight=weight)
-                    .labels_
-                )
             resp = np.zeros((n, n_leaves))
-            resp[np.arange(n), labels] = 1.0
+            resp[
+                np.arange(n),
+                self._kmeans_labels(
+                    np.hstack([to_numpy(Xs, xp), y_init]),
+                    to_numpy(sample_weight, xp),
+                    n_leaves,
+                    random_state,
+                ),
+            ] = 1.0
         resp = resp / resp.sum(axis=1, keepdims=True)
         return xp.asarray(resp, dtype=Xs.dtype, device=device(Xs))
+
+    @staticmethod
+    def _kmeans_labels(joint, weight, n_leaves, random_state):
+        """Weighted k-means labels of the rows of ``joint``.
+
+        The rows are clustered in lexicographic order and Lloyd's iterations
+        run until no label changes (``tol=0``), so the result depends neither
+        on the order of the samples nor on whether a weight of ``k`` is given
+        as a weight or as ``k`` copies of the sample.
+        """
+        order = np.lexsort(joint.T[::-1])
+        with warnings.catch_warnings():
+            # Fewer distinct points than leaves leaves some clusters empty;
+            # EM copes (those experts start from their prior).
+            warnings.filterwarnings("ignore", category=ConvergenceWarning)
+            kmeans = KMeans(
+                n_clusters=n_leaves, n_init=1, tol=0, random_state=random_state
+            )
+            kmeans.fit(joint[order], sample_weight=weight[order])
+        labels = np.empty_like(kmeans.labels_)
+        labels[order] = kmeans.labels_
+        return labels
 
     # -- fit --------------------------------------------------------------------
 
