@@ -84,6 +84,26 @@ def _check_sample_weight(sample_weight, X, xp):
     return sample_weight
 
 
+def _tree_order(centers, mass, n_experts):
+    """Order of clusters along the leaves of a tree with branching ``n_experts``.
+
+    Recursively sorts the clusters along the leading principal axis of their
+    (mass-weighted) centres and cuts them into ``n_experts`` equal groups.
+    """
+    ids = np.arange(len(centers))
+    if len(ids) <= 1:
+        return ids
+    w = mass + 1e-12
+    mean = w @ centers / w.sum()
+    centred = centers - mean
+    _, _, vt = np.linalg.svd(np.sqrt(w)[:, None] * centred, full_matrices=False)
+    ids = ids[np.argsort(centred @ vt[0], kind="stable")]
+    groups = np.split(ids, n_experts)
+    return np.concatenate(
+        [g[_tree_order(centers[g], mass[g], n_experts)] for g in groups]
+    )
+
+
 class BaseMixtureOfExperts(BaseEstimator):
     """Parameters, validation, restarts and fitted state shared by both tasks.
 
@@ -174,8 +194,10 @@ class BaseMixtureOfExperts(BaseEstimator):
 
     # -- initialisation ---------------------------------------------------------
 
-    def _initial_resp(self, Xs, y_init, sample_weight, n_leaves, random_state, xp):
-        """Initial responsibilities, shape (n_samples, n_leaves), on ``Xs``'s device."""
+    def _initial_resp(
+        self, Xs, y_init, sample_weight, n_leaves, random_state, xp, init
+    ):
+        """Initial responsibilities, shape (n_leaves, n_samples), on ``Xs``'s device."""
         n = Xs.shape[0]
         if not isinstance(self.init_params, str):
             resp = check_array(
@@ -191,43 +213,61 @@ class BaseMixtureOfExperts(BaseEstimator):
                     "init_params responsibilities must be >= 0 with a positive sum "
                     "in every row."
                 )
-        elif self.init_params == "random":
-            resp = random_state.uniform(size=(n, n_leaves))
         else:
             resp = np.zeros((n, n_leaves))
-            resp[
-                np.arange(n),
-                self._kmeans_labels(
-                    np.hstack([to_numpy(Xs, xp), y_init]),
-                    to_numpy(sample_weight, xp),
-                    n_leaves,
-                    random_state,
-                ),
-            ] = 1.0
-        resp = resp / resp.sum(axis=1, keepdims=True)
+            joint = np.hstack([to_numpy(Xs, xp), y_init])
+            # k-means restarts all land on the same partition: restarts after
+            # the first start from random local partitions instead.
+            method = self.init_params if init == 0 else "random"
+            labels = self._initial_labels(
+                joint, to_numpy(sample_weight, xp), Xs.shape[1], random_state, method
+            )
+            resp[np.arange(n), labels] = 1.0
+        resp = np.ascontiguousarray((resp / resp.sum(axis=1, keepdims=True)).T)
         return xp.asarray(resp, dtype=Xs.dtype, device=device(Xs))
 
-    @staticmethod
-    def _kmeans_labels(joint, weight, n_leaves, random_state):
-        """Weighted k-means labels of the rows of ``joint``.
+    def _initial_labels(self, joint, weight, n_features, random_state, method):
+        """Initial leaf of every row of ``joint`` = ``[x, y]`` (standardised).
 
-        The rows are clustered in lexicographic order and Lloyd's iterations
-        run until no label changes (``tol=0``), so the result depends neither
-        on the order of the samples nor on whether a weight of ``k`` is given
-        as a weight or as ``k`` copies of the sample.
+        ``"kmeans"``: weighted k-means into ``n_leaves`` clusters, fit in
+        lexicographic row order with Lloyd's iterations run until no label
+        changes (``tol=0``), so that the result depends neither on the order
+        of the samples nor on whether a weight of ``k`` is given as a weight
+        or as ``k`` copies of the sample. ``"random"``: ``n_leaves`` samples
+        drawn by weight as centres, every row going to the nearest; restarts
+        then start from different local partitions.
+
+        The clusters are then placed at the leaves so that siblings are
+        neighbours in input space: at every node they are sorted along the
+        leading principal axis of their centres in ``x`` and cut into
+        ``n_experts`` consecutive groups, a split the node's gate can draw.
         """
-        order = np.lexsort(joint.T[::-1])
-        with warnings.catch_warnings():
-            # Fewer distinct points than leaves leaves some clusters empty;
-            # EM copes (those experts start from their prior).
-            warnings.filterwarnings("ignore", category=ConvergenceWarning)
-            kmeans = KMeans(
-                n_clusters=n_leaves, n_init=1, tol=0, random_state=random_state
+        n_leaves = self.n_experts**self.depth
+        if method == "kmeans":
+            order = np.lexsort(joint.T[::-1])
+            with warnings.catch_warnings():
+                # Fewer distinct points than leaves leaves some clusters empty;
+                # EM copes (those experts start from their prior).
+                warnings.filterwarnings("ignore", category=ConvergenceWarning)
+                kmeans = KMeans(
+                    n_clusters=n_leaves, n_init=1, tol=0, random_state=random_state
+                )
+                kmeans.fit(joint[order], sample_weight=weight[order])
+            labels = np.empty_like(kmeans.labels_)
+            labels[order] = kmeans.labels_
+            centers = kmeans.cluster_centers_
+        else:
+            chosen = random_state.choice(
+                len(joint), size=n_leaves, replace=False, p=weight / weight.sum()
             )
-            kmeans.fit(joint[order], sample_weight=weight[order])
-        labels = np.empty_like(kmeans.labels_)
-        labels[order] = kmeans.labels_
-        return labels
+            centers = joint[chosen]
+            sq_dist = (centers**2).sum(axis=1) - 2 * joint @ centers.T
+            labels = np.argmin(sq_dist, axis=1)
+        mass = np.bincount(labels, weights=weight, minlength=n_leaves)
+        leaf_of_cluster = np.empty(n_leaves, dtype=np.intp)
+        tree_order = _tree_order(centers[:, :n_features], mass, self.n_experts)
+        leaf_of_cluster[tree_order] = np.arange(n_leaves)
+        return leaf_of_cluster[labels]
 
     # -- fit --------------------------------------------------------------------
 
@@ -287,7 +327,7 @@ class BaseMixtureOfExperts(BaseEstimator):
                 gates.init_params(Xd.shape[1], Xd, xp)
                 experts.init_params(Xd.shape[1], Xd, xp)
                 resp_init = self._initial_resp(
-                    Xd[:, :-1], y_init, sample_weight, n_leaves, random_state, xp
+                    Xd[:, :-1], y_init, sample_weight, n_leaves, random_state, xp, init
                 )
             if self.verbose:
                 print(f"Initialisation {init}")
@@ -354,7 +394,7 @@ class BaseMixtureOfExperts(BaseEstimator):
             Rows sum to 1.
         """
         Xd, xp = self._prepare(X)
-        return xp.exp(self._gates.log_prior(Xd, xp))
+        return xp.matrix_transpose(xp.exp(self._gates.log_prior(Xd, xp)))
 
     def apply(self, X):
         """Index of the most trusted leaf (largest prior) for every sample.
@@ -370,10 +410,11 @@ class BaseMixtureOfExperts(BaseEstimator):
             Leaf indices in ``[0, n_leaves_)``.
         """
         Xd, xp = self._prepare(X)
-        return xp.argmax(self._gates.log_prior(Xd, xp), axis=1)
+        return xp.argmax(self._gates.log_prior(Xd, xp), axis=0)
 
     def _log_joint(self, X, y):
-        """``log pi_j(x_i) + log p_j(y_i | x_i)`` in data units, and ``xp``."""
+        """``log pi_j(x_i) + log p_j(y_i | x_i)`` in data units, shape
+        (n_leaves, n_samples), and ``xp``."""
         Xd, xp = self._prepare(X)
         y_fit = self._encode_target(y, Xd, xp)
         log_joint = self._gates.log_prior(Xd, xp) + self._experts.log_likelihood(
@@ -396,7 +437,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         log_likelihood : ndarray of shape (n_samples,)
         """
         log_joint, xp = self._log_joint(X, y)
-        return logsumexp(log_joint, 1, xp)
+        return logsumexp(log_joint, 0, xp)
 
     def predict_responsibilities(self, X, y):
         """Posterior probability of every leaf given ``x`` and ``y``.
@@ -414,7 +455,8 @@ class BaseMixtureOfExperts(BaseEstimator):
             Rows sum to 1.
         """
         log_joint, xp = self._log_joint(X, y)
-        return xp.exp(log_joint - logsumexp(log_joint, 1, xp)[:, None])
+        log_resp = log_joint - logsumexp(log_joint, 0, xp)[None, :]
+        return xp.matrix_transpose(xp.exp(log_resp))
 
     def _n_parameters(self):
         n_params = self.n_features_in_ + 1

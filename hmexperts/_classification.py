@@ -51,8 +51,14 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         kept.
     init_params : {"kmeans", "random"} or array-like of shape \
             (n_samples, n_leaves), default="kmeans"
-        Initial responsibilities: k-means on the standardised inputs joined
-        with the one-hot classes, random, or given.
+        Initial responsibilities, which the first M-step turns into gates
+        and experts. ``"kmeans"``: k-means on the standardised inputs joined
+        with the one-hot classes; restarts after the first (``n_init > 1``) start from
+        random local partitions, since k-means restarts mostly land on the
+        same one. ``"random"``: every sample goes to the nearest of
+        ``n_leaves`` samples drawn at random. Either way the clusters are
+        placed at the leaves so that siblings are neighbours in ``x``. An
+        array gives the responsibilities directly.
     random_state : int, RandomState instance or None, default=None
         Seed of the initialisation.
     warm_start : bool, default=False
@@ -175,7 +181,8 @@ from array_api_compat import array_namespace
         Xd, xp = self._prepare(X)
         log_prior = self._gates.log_prior(Xd, xp)
         log_expert = self._experts.predict_log_proba(Xd, xp)
-        return logsumexp(log_prior[:, :, None] + log_expert, 1, xp)
+        log_proba = logsumexp(log_prior[None, :, :] + log_expert, 1, xp)  # (C, n)
+        return xp.matrix_transpose(log_proba)
 
     def predict_proba(self, X):
         """Mixture of the experts' class probabilities, ``sum_j pi_j(x) p_j(c | x)``.

@@ -53,13 +53,13 @@ def e_step(X, y, sample_weight, gates, experts, xp):
 
     Returns
     -------
-    log_resp : array of shape (n_samples, n_leaves)
+    log_resp : array of shape (n_leaves, n_samples)
     objective : float
         ``(sum_i w_i log p(y_i | x_i) - penalties) / sum_i w_i``.
     """
     log_joint = gates.log_prior(X, xp) + experts.log_likelihood(X, y, xp)
-    log_norm = logsumexp(log_joint, 1, xp)
-    log_resp = log_joint - log_norm[:, None]
+    log_norm = logsumexp(log_joint, 0, xp)
+    log_resp = log_joint - log_norm[None, :]
     total = float(xp.sum(sample_weight * log_norm))
     penalty = gates.penalty(xp) + experts.penalty(xp)
     objective = (total - penalty) / float(xp.sum(sample_weight))
@@ -102,7 +102,7 @@ def run_em(
     gates, experts : components
         Their current parameters are the starting point, unless
         ``resp_init`` is given.
-    resp_init : array of shape (n_samples, n_leaves) or None
+    resp_init : array of shape (n_leaves, n_samples) or None
         Responsibilities that the first M-step turns into gates and experts.
     max_iter : int
         Largest number of EM iterations; 0 only initialises.
@@ -121,11 +121,11 @@ def run_em(
     monitor = ConvergenceMonitor(tol=tol)
     start = time.perf_counter()
     if resp_init is not None:
-        m_step(X, y, resp_init * sample_weight[:, None], gates, experts, xp)
+        m_step(X, y, resp_init * sample_weight[None, :], gates, experts, xp)
     log_resp, objective = e_step(X, y, sample_weight, gates, experts, xp)
     monitor.report(objective + objective_offset)
     for n_iter in range(1, max_iter + 1):
-        resp = xp.exp(log_resp) * sample_weight[:, None]
+        resp = xp.exp(log_resp) * sample_weight[None, :]
         m_step(X, y, resp, gates, experts, xp)
         log_resp, objective = e_step(X, y, sample_weight, gates, experts, xp)
         monitor.report(objective + objective_offset)

@@ -3,8 +3,8 @@
 Every bank offers the same three operations over all ``n_leaves`` experts at
 once, which is all the EM loop needs:
 
-- ``fit(X, y, resp)``: the M-step, with ``resp`` of shape (n_samples, n_leaves);
-- ``log_likelihood(X, y)``: ``log p_j(y_i | x_i)`` of shape (n_samples, n_leaves);
+- ``fit(X, y, resp)``: the M-step, with ``resp`` of shape (n_leaves, n_samples);
+- ``log_likelihood(X, y)``: ``log p_j(y_i | x_i)`` of shape (n_leaves, n_samples);
 - ``penalty()``: the log-prior of the coefficients, subtracted from the
   log-likelihood in the objective that EM increases.
 
@@ -48,22 +48,21 @@ class LinearGaussianExperts:
         so the penalised objective cannot decrease)."""
         # (X^T R X / s2 + alpha I) beta = X^T R y / s2, scaled by s2.
         self.coef = solve_weighted_ridge(X, y, resp, self.alpha * self.variance, xp)
-        resid2 = (y[:, None] - X @ xp.matrix_transpose(self.coef)) ** 2
-        mass = xp.sum(resp, axis=0)
+        resid2 = (y[None, :] - self.predict(X, xp)) ** 2
+        mass = xp.sum(resp, axis=1)
         tiny = 10 * xp.finfo(X.dtype).eps
-        variance = xp.sum(resp * resid2, axis=0) / xp.maximum(mass, tiny)
+        variance = xp.sum(resp * resid2, axis=1) / xp.maximum(mass, tiny)
         self.variance = xp.maximum(variance, self.min_variance)
 
     def predict(self, X, xp):
-        """Each expert's mean, shape (n_samples, n_leaves)."""
-        return X @ xp.matrix_transpose(self.coef)
+        """Each expert's mean, shape (n_leaves, n_samples)."""
+        return self.coef @ xp.matrix_transpose(X)
 
     def log_likelihood(self, X, y, xp):
-        """``log N(y_i; x_i^T beta_j, sigma_j^2)``, shape (n_samples, n_leaves)."""
-        resid2 = (y[:, None] - self.predict(X, xp)) ** 2
-        return -0.5 * (
-            math.log(2 * math.pi) + xp.log(self.variance) + resid2 / self.variance
-        )
+        """``log N(y_i; x_i^T beta_j, sigma_j^2)``, shape (n_leaves, n_samples)."""
+        resid2 = (y[None, :] - self.predict(X, xp)) ** 2
+        variance = self.variance[:, None]
+        return -0.5 * (math.log(2 * math.pi) + xp.log(variance) + resid2 / variance)
 
     def penalty(self, xp):
         return 0.5 * self.alpha * float(xp.sum(self.coef**2))
@@ -76,7 +75,7 @@ class SoftmaxExperts:
     """Multinomial-logistic experts: ``p_j(c | x) = softmax(x^T W_j)_c``.
 
     They share the gates' batched Newton solver: expert ``j`` is a softmax
-    model whose soft targets are ``resp[i, j] * onehot(y_i)``.
+    model whose soft targets are ``resp[j, i] * onehot(y_i)``.
 
     Parameters
     ----------
@@ -98,20 +97,21 @@ class SoftmaxExperts:
         self.coef = xp.zeros(shape, dtype=X.dtype, device=device(X))
 
     def _one_hot(self, y, X, xp):
+        """Indicator of the class of every sample, shape (n_classes, n_samples)."""
         classes = xp.arange(self.n_classes, device=device(X))
-        return xp.astype(y[:, None] == classes, X.dtype)
+        return xp.astype(classes[:, None] == y[None, :], X.dtype)
 
     def fit(self, X, y, resp, xp):
-        targets = resp[:, :, None] * self._one_hot(y, X, xp)[:, None, :]
+        targets = self._one_hot(y, X, xp)[:, None, :] * resp[None, :, :]
         self.coef = fit_softmax(X, targets, self.coef, self.alpha, xp)
 
     def predict_log_proba(self, X, xp):
-        """Each expert's class log-probabilities, (n_samples, n_leaves, n_classes)."""
-        return log_softmax(softmax_logits(X, self.coef, xp), -1, xp)
+        """Each expert's class log-probabilities, (n_classes, n_leaves, n_samples)."""
+        return log_softmax(softmax_logits(X, self.coef, xp), 0, xp)
 
     def log_likelihood(self, X, y, xp):
         one_hot = self._one_hot(y, X, xp)
-        return xp.sum(self.predict_log_proba(X, xp) * one_hot[:, None, :], axis=2)
+        return xp.sum(self.predict_log_proba(X, xp) * one_hot[:, None, :], axis=0)
 
     def penalty(self, xp):
         return 0.5 * self.alpha * float(xp.sum(self.coef**2))

@@ -53,13 +53,15 @@ class GateTree:
 
         Returns
         -------
-        log_prior : array of shape (n_samples, n_leaves)
+        log_prior : array of shape (n_leaves, n_samples)
         """
         n = X.shape[0]
-        log_prior = xp.zeros((n, 1), dtype=X.dtype, device=device(X))
+        log_prior = xp.zeros((1, n), dtype=X.dtype, device=device(X))
         for coef in self.coef:
-            log_gate = log_softmax(softmax_logits(X, coef, xp), -1, xp)  # (n, G, K)
-            log_prior = xp.reshape(log_prior[:, :, None] + log_gate, (n, -1))
+            log_gate = log_softmax(softmax_logits(X, coef, xp), 0, xp)  # (K, G, n)
+            # child c of node v is node v * K + c of the next level
+            log_path = xp.permute_dims(log_prior[None, :, :] + log_gate, (1, 0, 2))
+            log_prior = xp.reshape(log_path, (-1, n))
         return log_prior
 
     def node_posteriors(self, resp, level, xp):
@@ -67,11 +69,11 @@ class GateTree:
 
         Returns
         -------
-        posterior : array of shape (n_samples, n_experts ** level)
+        posterior : array of shape (n_experts ** level, n_samples)
         """
-        n = resp.shape[0]
+        n = resp.shape[1]
         n_nodes = self.n_experts**level
-        return xp.sum(xp.reshape(resp, (n, n_nodes, -1)), axis=2)
+        return xp.sum(xp.reshape(resp, (n_nodes, -1, n)), axis=1)
 
     def fit(self, X, resp, xp):
         """M-step: fit each level's gates to the posteriors of their children.
@@ -79,13 +81,13 @@ class GateTree:
         Parameters
         ----------
         X : array of shape (n_samples, n_params)
-        resp : array of shape (n_samples, n_leaves)
+        resp : array of shape (n_leaves, n_samples)
             Leaf posteriors times sample weights.
         """
         n, k = X.shape[0], self.n_experts
         for level, coef in enumerate(self.coef):
-            children = self.node_posteriors(resp, level + 1, xp)
-            targets = xp.reshape(children, (n, k**level, k))
+            children = self.node_posteriors(resp, level + 1, xp)  # (G * K, n)
+            targets = xp.permute_dims(xp.reshape(children, (k**level, k, n)), (1, 0, 2))
             self.coef[level] = fit_softmax(X, targets, coef, self.alpha, xp)
 
     def penalty(self, xp):

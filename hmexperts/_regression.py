@@ -55,9 +55,14 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         kept.
     init_params : {"kmeans", "random"} or array-like of shape \
             (n_samples, n_leaves), default="kmeans"
-        Initial responsibilities: k-means on the standardised joint
-        ``[x, y]``, random, or given. The first M-step turns them into gates
-        and experts.
+        Initial responsibilities, which the first M-step turns into gates
+        and experts. ``"kmeans"``: k-means on the standardised joint
+        ``[x, y]``; restarts after the first (``n_init > 1``) start from
+        random local partitions, since k-means restarts mostly land on the
+        same one. ``"random"``: every sample goes to the nearest of
+        ``n_leaves`` samples drawn at random. Either way the clusters are
+        placed at the leaves so that siblings are neighbours in ``x``. An
+        array gives the responsibilities directly.
     random_state : int, RandomState instance or None, default=None
         Seed of the initialisation.
     warm_start : bool, default=False
@@ -221,10 +226,10 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         Xd, xp = self._prepare(X)
         prior = xp.exp(self._gates.log_prior(Xd, xp))
         means = self._experts.predict(Xd, xp)
-        mean = xp.sum(prior * means, axis=1)
+        mean = xp.sum(prior * means, axis=0)
         y_mean = self._scaling.y_mean + self._scaling.y_scale * mean
         if not return_std:
             return y_mean
-        second = xp.sum(prior * (self._experts.variance + means**2), axis=1)
+        second = xp.sum(prior * (self._experts.variance[:, None] + means**2), axis=0)
         var = xp.maximum(second - mean**2, xp.zeros_like(mean))
         return y_mean, self._scaling.y_scale * xp.sqrt(var)

@@ -11,6 +11,11 @@ Two problems, each solved for a whole batch of independent models at once:
 Both need only sums over samples (weighted Gram matrices, gradients), which
 are accumulated chunk by chunk so that no temporary grows with
 ``n_samples * n_models * n_params**2``.
+
+Layout: samples run along the last axis of every per-sample array (weights of
+shape (n_models, n_samples), logits of shape (n_classes, n_models,
+n_samples)), so that reductions over models and classes are elementwise
+operations over contiguous slabs, the fast case for every array library.
 """
 
 from ._array_api import device, eye_like, log_softmax
@@ -21,7 +26,7 @@ _CHUNK_ELEMENTS = 2**22
 # suffice inside EM (a generalised EM step), and the loop stops earlier once
 # the improvement is negligible.
 _MAX_NEWTON_STEPS = 8
-_NEWTON_RTOL = 1e-10
+_NEWTON_RTOL = 1e-7
 _MAX_HALVINGS = 40
 
 
@@ -38,37 +43,35 @@ def _outer_rows(X, xp):
 
 
 def weighted_gram(X, weights, xp):
-    """Weighted Gram matrices ``sum_i weights[i, m] x_i x_i^T``.
+    """Weighted Gram matrices ``sum_i weights[m, i] x_i x_i^T``.
 
     Parameters
     ----------
     X : array of shape (n_samples, n_params)
-    weights : array of shape (n_samples, n_models)
+    weights : array of shape (n_models, n_samples)
 
     Returns
     -------
     gram : array of shape (n_models, n_params, n_params)
     """
     n, p = X.shape
-    m = weights.shape[1]
+    m = weights.shape[0]
     gram = xp.zeros((m, p * p), dtype=X.dtype, device=device(X))
     for rows in _row_chunks(n, p * p):
-        gram = gram + xp.matrix_transpose(weights[rows, :]) @ _outer_rows(
-            X[rows, :], xp
-        )
+        gram = gram + weights[:, rows] @ _outer_rows(X[rows, :], xp)
     return xp.reshape(gram, (m, p, p))
 
 
 def solve_weighted_ridge(X, y, weights, ridge, xp):
-    """Weighted ridge regression for every column of ``weights`` at once.
+    """Weighted ridge regression for every row of ``weights`` at once.
 
-    Solves ``(X^T diag(w_l) X + ridge_l I) beta_l = X^T diag(w_l) y``.
+    Solves ``(X^T diag(w_m) X + ridge_m I) beta_m = X^T diag(w_m) y``.
 
     Parameters
     ----------
     X : array of shape (n_samples, n_params)
     y : array of shape (n_samples,)
-    weights : array of shape (n_samples, n_models)
+    weights : array of shape (n_models, n_samples)
     ridge : array of shape (n_models,)
 
     Returns
@@ -77,12 +80,12 @@ def solve_weighted_ridge(X, y, weights, ridge, xp):
     """
     p = X.shape[1]
     lhs = weighted_gram(X, weights, xp) + ridge[:, None, None] * eye_like(p, X, xp)
-    rhs = xp.matrix_transpose(weights) @ (X * y[:, None])  # (n_models, n_params)
+    rhs = weights @ (X * y[:, None])  # (n_models, n_params)
     return xp.linalg.solve(lhs, rhs[:, :, None])[:, :, 0]
 
 
 def softmax_logits(X, coef, xp):
-    """Logits of a batch of softmax models: ``X @ coef[g]`` for every ``g``.
+    """Logits of a batch of softmax models, ``coef[g]^T x_i`` for every ``g``.
 
     Parameters
     ----------
@@ -91,25 +94,25 @@ def softmax_logits(X, coef, xp):
 
     Returns
     -------
-    logits : array of shape (n_samples, n_models, n_classes)
+    logits : array of shape (n_classes, n_models, n_samples)
     """
     g, p, k = coef.shape
-    flat = xp.reshape(xp.permute_dims(coef, (1, 0, 2)), (p, g * k))
-    return xp.reshape(X @ flat, (X.shape[0], g, k))
+    flat = xp.reshape(xp.permute_dims(coef, (2, 0, 1)), (k * g, p))
+    return xp.reshape(flat @ xp.matrix_transpose(X), (k, g, X.shape[0]))
 
 
 def softmax_objective(X, targets, coef, alpha, xp):
     """Penalised soft-target log-likelihood of each model in the batch.
 
-    ``Q_g = sum_i sum_c targets[i, g, c] log softmax(x_i coef_g)_c
+    ``Q_g = sum_i sum_c targets[c, g, i] log softmax(coef_g^T x_i)_c
     - alpha / 2 ||coef_g||^2``.
 
     Returns
     -------
     objective : array of shape (n_models,)
     """
-    log_prob = log_softmax(softmax_logits(X, coef, xp), -1, xp)
-    fit = xp.sum(xp.sum(targets * log_prob, axis=2), axis=0)
+    log_prob = log_softmax(softmax_logits(X, coef, xp), 0, xp)
+    fit = xp.sum(xp.sum(targets * log_prob, axis=0), axis=1)
     return fit - 0.5 * alpha * xp.sum(xp.reshape(coef**2, (coef.shape[0], -1)), axis=1)
 
 
@@ -123,21 +126,23 @@ def _newton_direction(X, targets, mass, coef, alpha, xp):
     n, p = X.shape
     n_models, _, k = coef.shape
     kp = k * p
-    prob = xp.exp(log_softmax(softmax_logits(X, coef, xp), -1, xp))  # (n, G, K)
-    resid = xp.reshape(targets - mass[:, :, None] * prob, (n, n_models * k))
-    grad = xp.reshape(xp.matrix_transpose(X) @ resid, (p, n_models, k))
-    grad = xp.permute_dims(grad, (1, 2, 0)) - alpha * xp.permute_dims(coef, (0, 2, 1))
+    prob = xp.exp(log_softmax(softmax_logits(X, coef, xp), 0, xp))  # (K, G, n)
+    resid = xp.reshape(targets - mass[None, :, :] * prob, (k * n_models, n))
+    grad = xp.reshape(resid @ X, (k, n_models, p))
+    grad = xp.permute_dims(grad, (1, 0, 2)) - alpha * xp.permute_dims(coef, (0, 2, 1))
 
-    eye_k = eye_like(k, X, xp)
-    hess = xp.zeros((n_models * k * k, p * p), dtype=X.dtype, device=device(X))
-    for rows in _row_chunks(n, max(p * p, n_models * k * k)):
-        pr = prob[rows, ...]
-        curv = pr[:, :, :, None] * eye_k - pr[:, :, :, None] * pr[:, :, None, :]
-        curv = mass[rows, :, None, None] * curv
-        curv = xp.reshape(curv, (curv.shape[0], n_models * k * k))
-        hess = hess + xp.matrix_transpose(curv) @ _outer_rows(X[rows, :], xp)
-    hess = xp.reshape(hess, (n_models, k, k, p, p))
-    hess = xp.reshape(xp.permute_dims(hess, (0, 1, 3, 2, 4)), (n_models, kp, kp))
+    eye_k = eye_like(k, X, xp)[:, :, None, None]
+    hess = xp.zeros((k * k * n_models, p * p), dtype=X.dtype, device=device(X))
+    for rows in _row_chunks(n, max(p * p, k * k * n_models)):
+        pr = prob[:, :, rows]
+        # curv[a, b, g, i] = s_gi (delta_ab p_a - p_a p_b)
+        curv = (
+            pr[:, None, :, :] * eye_k - pr[:, None, :, :] * pr[None, :, :, :]
+        ) * mass[None, None, :, rows]
+        curv = xp.reshape(curv, (k * k * n_models, curv.shape[-1]))
+        hess = hess + curv @ _outer_rows(X[rows, :], xp)
+    hess = xp.reshape(hess, (k, k, n_models, p, p))
+    hess = xp.reshape(xp.permute_dims(hess, (2, 0, 3, 1, 4)), (n_models, kp, kp))
     hess = hess + alpha * eye_like(kp, X, xp)
 
     step = xp.linalg.solve(hess, xp.reshape(grad, (n_models, kp, 1)))
@@ -155,7 +160,7 @@ def fit_softmax(X, targets, coef, alpha, xp, max_steps=_MAX_NEWTON_STEPS):
     ----------
     X : array of shape (n_samples, n_params)
         Inputs with the intercept column.
-    targets : array of shape (n_samples, n_models, n_classes)
+    targets : array of shape (n_classes, n_models, n_samples)
         Soft counts, non-negative (posterior of each child, or
         responsibility times the one-hot class).
     coef : array of shape (n_models, n_params, n_classes)
@@ -169,9 +174,9 @@ def fit_softmax(X, targets, coef, alpha, xp, max_steps=_MAX_NEWTON_STEPS):
     -------
     coef : array of shape (n_models, n_params, n_classes)
     """
-    mass = xp.sum(targets, axis=2)
+    mass = xp.sum(targets, axis=0)
     objective = softmax_objective(X, targets, coef, alpha, xp)
-    scale = xp.sum(mass, axis=0) + 1.0
+    scale = xp.sum(mass, axis=1) + 1.0
     for _ in range(max_steps):
         direction = _newton_direction(X, targets, mass, coef, alpha, xp)
         new_coef, new_objective = _halving_step(

@@ -143,7 +143,10 @@ def make_moe(
         mean = np.sum(Xd * experts.coef[leaf], axis=1)
         y = mean + noise * rng.normal(size=n_samples)
     else:
-        proba = np.exp(experts.predict_log_proba(Xd, xp)[np.arange(n_samples), leaf])
+        log_proba = experts.predict_log_proba(
+            Xd, xp
+        )  # (n_classes, n_leaves, n_samples)
+        proba = np.exp(log_proba[:, leaf, np.arange(n_samples)]).T
         y = (rng.uniform(size=(n_samples, 1)) > np.cumsum(proba, axis=1)).sum(axis=1)
         y = np.minimum(y, n_classes - 1)
 
