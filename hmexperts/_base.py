@@ -84,6 +84,12 @@ def _check_sample_weight(sample_weight, X, xp):
     return sample_weight
 
 
+# Lloyd iterations of the k-means start: a fixed number (tol=0), because
+# KMeans' tol is relative to the unweighted variance, which differs between
+# weights and repeated rows. The start only needs to be rough.
+_KMEANS_MAX_ITER = 30
+
+
 def _tree_order(centers, mass, n_experts):
     """Order of clusters along the leaves of a tree with branching ``n_experts``.
 
@@ -110,7 +116,8 @@ class BaseMixtureOfExperts(BaseEstimator):
     A subclass sets ``_is_regression`` and provides the target's handling:
     ``_target_validation_kwargs``, ``_validate_target`` (the target for EM and
     its columns for the k-means initialisation), ``_make_scaling``,
-    ``_encode_target``, ``_make_experts`` and ``_set_expert_attributes``.
+    ``_encode_target``, ``_make_experts``, ``_update_experts`` (new
+    penalties on a warm start) and ``_set_expert_attributes``.
     """
 
     def __init__(
@@ -230,12 +237,12 @@ class BaseMixtureOfExperts(BaseEstimator):
         """Initial leaf of every row of ``joint`` = ``[x, y]`` (standardised).
 
         ``"kmeans"``: weighted k-means into ``n_leaves`` clusters, fit in
-        lexicographic row order with Lloyd's iterations run until no label
-        changes (``tol=0``), so that the result depends neither on the order
-        of the samples nor on whether a weight of ``k`` is given as a weight
-        or as ``k`` copies of the sample. ``"random"``: ``n_leaves`` samples
-        drawn by weight as centres, every row going to the nearest; restarts
-        then start from different local partitions.
+        lexicographic row order for a fixed number of Lloyd iterations, so
+        that the result depends neither on the order of the samples nor on
+        whether a weight of ``k`` is given as a weight or as ``k`` copies of
+        the sample. ``"random"``: ``n_leaves`` samples drawn by weight as
+        centres, every row going to the nearest; restarts then start from
+        different local partitions.
 
         The clusters are then placed at the leaves so that siblings are
         neighbours in input space: at every node they are sorted along the
@@ -250,7 +257,11 @@ class BaseMixtureOfExperts(BaseEstimator):
                 # EM copes (those experts start from their prior).
                 warnings.filterwarnings("ignore", category=ConvergenceWarning)
                 kmeans = KMeans(
-                    n_clusters=n_leaves, n_init=1, tol=0, random_state=random_state
+                    n_clusters=n_leaves,
+                    n_init=1,
+                    tol=0,
+                    max_iter=_KMEANS_MAX_ITER,
+                    random_state=random_state,
                 )
                 kmeans.fit(joint[order], sample_weight=weight[order])
             labels = np.empty_like(kmeans.labels_)
@@ -290,7 +301,14 @@ class BaseMixtureOfExperts(BaseEstimator):
         """
         n_leaves = self._check_params()
         xp = get_namespace(X)
-        continuing = self.warm_start and hasattr(self, "converged_")
+        # Warm start continues the last fit's tree; a tree of another shape
+        # cannot continue it and starts afresh.
+        continuing = (
+            self.warm_start
+            and hasattr(self, "converged_")
+            and (self._gates.n_experts, self._gates.depth)
+            == (self.n_experts, self.depth)
+        )
         X, y = validate_data(
             self,
             X,
@@ -321,6 +339,8 @@ class BaseMixtureOfExperts(BaseEstimator):
         for init in range(1 if continuing else self.n_init):
             if continuing:
                 gates, experts, resp_init = self._gates, self._experts, None
+                gates.alpha = self.gate_alpha
+                self._update_experts(experts)
             else:
                 gates = GateTree(self.n_experts, self.depth, self.gate_alpha)
                 experts = self._make_experts(n_leaves)
@@ -354,6 +374,7 @@ class BaseMixtureOfExperts(BaseEstimator):
                 f"(tol={self.tol}). Try increasing max_iter or tol, or scale the "
                 "input data.",
                 ConvergenceWarning,
+                stacklevel=2,
             )
         self._set_fitted_state(scaling, gates, experts, xp)
         self.n_iter_ = monitor.n_iter

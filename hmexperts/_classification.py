@@ -1,4 +1,4 @@
-"""``MixtureOfExpertsClassifier``: multinomial-logistic experts under a tree of gates."""
+"""``MixtureOfExpertsClassifier``: softmax experts under a tree of gates."""
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -62,7 +62,9 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     random_state : int, RandomState instance or None, default=None
         Seed of the initialisation.
     warm_start : bool, default=False
-        If True, ``fit`` continues EM from the last fit's parameters.
+        If True, ``fit`` continues EM from the last fit's parameters,
+        running a single initialisation. Changed penalties apply from then
+        on; a changed ``n_experts`` or ``depth`` starts a new fit.
     verbose : int, default=0
         1 prints a line per initialisation, 2 a line per EM iteration.
 
@@ -91,7 +93,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         Its value after initialisation and after every EM iteration.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features, when ``X`` has string column names.
 
     See Also
@@ -101,7 +103,6 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     Examples
     --------
     >>> import numpy as np
-from array_api_compat import array_namespace
     >>> from hmexperts import MixtureOfExpertsClassifier
     >>> rng = np.random.RandomState(0)
     >>> X = rng.normal(size=(400, 2))
@@ -145,7 +146,8 @@ from array_api_compat import array_namespace
         y = np.asarray(to_numpy(y, xp) if not isinstance(y, list) else y)
         if y.ndim != 1 or y.shape[0] != Xd.shape[0]:
             raise ValueError(
-                f"y has shape {y.shape}; expected ({Xd.shape[0]},), one label per row of X."
+                f"y has shape {y.shape}; expected ({Xd.shape[0]},), one label per "
+                "row of X."
             )
         y_enc = np.searchsorted(self.classes_, y)
         unknown = (y_enc >= len(self.classes_)) | (
@@ -159,6 +161,9 @@ from array_api_compat import array_namespace
 
     def _make_experts(self, n_leaves):
         return SoftmaxExperts(n_leaves, len(self.classes_), self.expert_alpha)
+
+    def _update_experts(self, experts):
+        experts.alpha = self.expert_alpha
 
     def _set_expert_attributes(self, scaling, experts, xp):
         self.expert_coef_, self.expert_intercept_ = scaling.to_original(

@@ -130,9 +130,10 @@ def run_em(
         log_resp, objective = e_step(X, y, sample_weight, gates, experts, xp)
         monitor.report(objective + objective_offset)
         if verbose >= 2:
-            change = monitor.history[-1] - monitor.history[-2]
+            current, previous = monitor.history[-1], monitor.history[-2]
             print(
-                f"  Iteration {n_iter}\t objective {monitor.history[-1]:.6f}\t change {change:.3e}"
+                f"  Iteration {n_iter}\t objective {current:.6f}\t"
+                f" change {current - previous:.3e}"
             )
         if monitor.converged:
             break

@@ -3,9 +3,9 @@
 from numbers import Real
 
 from sklearn.base import RegressorMixin
-from sklearn.utils import check_scalar
+from sklearn.utils import check_array, check_scalar
 
-from ._array_api import device, to_numpy
+from ._array_api import to_numpy
 from ._base import BaseMixtureOfExperts, _Scaling, _weighted_mean_scale
 from ._experts import LinearGaussianExperts
 
@@ -67,7 +67,9 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         Seed of the initialisation.
     warm_start : bool, default=False
         If True, ``fit`` continues EM from the last fit's parameters (and
-        its standardisation), running a single initialisation.
+        its standardisation), running a single initialisation. Changed
+        penalties and floors apply from then on; a changed ``n_experts`` or
+        ``depth`` starts a new fit.
     verbose : int, default=0
         1 prints a line per initialisation, 2 a line per EM iteration.
 
@@ -98,7 +100,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         Its value after initialisation and after every EM iteration.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features, when ``X`` has string column names.
 
     See Also
@@ -186,7 +188,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         return _Scaling(x_mean, x_scale, float(y_mean[0]), float(y_scale[0]))
 
     def _encode_target(self, y, Xd, xp):
-        y = xp.asarray(y, dtype=Xd.dtype, device=device(Xd))
+        y = check_array(y, ensure_2d=False, dtype=Xd.dtype, input_name="y")
         if y.ndim != 1 or y.shape[0] != Xd.shape[0]:
             raise ValueError(
                 f"y has shape {tuple(y.shape)}; expected ({Xd.shape[0]},), one "
@@ -195,7 +197,12 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         return (y - self._scaling.y_mean) / self._scaling.y_scale
 
     def _make_experts(self, n_leaves):
+        # y is standardised to unit variance: the floor relative to var(y) is
+        # min_variance itself.
         return LinearGaussianExperts(n_leaves, self.expert_alpha, self.min_variance)
+
+    def _update_experts(self, experts):
+        experts.alpha, experts.min_variance = self.expert_alpha, self.min_variance
 
     def _set_expert_attributes(self, scaling, experts, xp):
         slopes, intercept = scaling.to_original(

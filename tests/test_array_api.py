@@ -69,7 +69,7 @@ def test_core_under_array_api_strict_matches_numpy(task, dtype_name):
     history_strict, params_strict = _run_core(xp_strict, dtype_name, task)
     tol = TOLERANCE[dtype_name]
     np.testing.assert_allclose(history_strict, history_np, rtol=tol, atol=tol)
-    for strict, numpy_ in zip(params_strict, params_np):
+    for strict, numpy_ in zip(params_strict, params_np, strict=True):
         assert strict.dtype == np.dtype(dtype_name)
         np.testing.assert_allclose(strict, numpy_, rtol=tol, atol=tol)
 
@@ -78,7 +78,7 @@ def test_float32_and_float64_agree():
     history32, params32 = _run_core(xp_numpy, "float32", "regression")
     history64, params64 = _run_core(xp_numpy, "float64", "regression")
     np.testing.assert_allclose(history32, history64, rtol=1e-3)
-    for p32, p64 in zip(params32, params64):
+    for p32, p64 in zip(params32, params64, strict=True):
         np.testing.assert_allclose(p32, p64, rtol=1e-2, atol=1e-2)
 
 

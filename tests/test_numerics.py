@@ -17,8 +17,7 @@ from scipy.special import logsumexp as scipy_logsumexp
 from scipy.special import softmax
 from sklearn.exceptions import ConvergenceWarning
 
-from hmexperts import MixtureOfExpertsRegressor
-from hmexperts import _solvers
+from hmexperts import MixtureOfExpertsRegressor, _solvers
 from hmexperts._array_api import log_softmax, logsumexp
 from hmexperts._gates import GateTree
 from hmexperts._solvers import (
@@ -57,7 +56,7 @@ def test_solve_weighted_ridge_matches_naive():
     X, y = rng.normal(size=(30, 3)), rng.normal(size=30)
     weights, ridge = rng.uniform(size=(4, 30)), np.array([0.0, 0.1, 1.0, 10.0])
     coef = solve_weighted_ridge(X, y, weights, ridge, xp)
-    for w, lam, beta in zip(weights, ridge, coef):
+    for w, lam, beta in zip(weights, ridge, coef, strict=True):
         expected = np.linalg.solve(
             X.T @ (w[:, None] * X) + lam * np.eye(3), X.T @ (w * y)
         )
@@ -147,7 +146,7 @@ def _reference_flat_moe(X, y, resp, *, gate_alpha, expert_alpha, min_variance, n
     gate = np.zeros((p, k))
     for _ in range(n_iter):
 
-        def gate_loss(w):
+        def gate_loss(w, resp=resp):
             w = w.reshape(p, k)
             logits = X @ w
             log_gate = logits - scipy_logsumexp(logits, axis=1, keepdims=True)
