@@ -12,6 +12,8 @@ import math
 import array_api_compat.numpy as xp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.optimize import minimize
 from scipy.special import logsumexp as scipy_logsumexp
 from scipy.special import softmax
@@ -204,3 +206,32 @@ def test_depth_one_equals_reference_flat_moe():
     np.testing.assert_allclose(
         model.score_samples(X, y).mean(), log_likelihood, rtol=1e-6
     )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_experts=st.integers(1, 4),
+    depth=st.integers(1, 3),
+    scale=st.floats(0.0, 200.0),
+    seed=st.integers(0, 2**16),
+)
+def test_gate_priors_form_a_consistent_tree(n_experts, depth, scale, seed):
+    # For any weights, however extreme: leaf priors are a distribution, and
+    # the prior of every node is the sum of its children's (marginalisation).
+    rng = np.random.RandomState(seed)
+    tree = GateTree(n_experts, depth, alpha=1.0)
+    tree.coef = [
+        scale * rng.normal(size=(n_experts**d, 3, n_experts)) for d in range(depth)
+    ]
+    X = np.column_stack([rng.normal(size=(9, 2)), np.ones(9)])
+    prior = np.exp(tree.log_prior(X, xp))
+    assert np.all(np.isfinite(prior)) and np.all(prior >= 0)
+    np.testing.assert_allclose(prior.sum(axis=0), 1.0, rtol=1e-12)
+    if depth > 1:
+        shallower = GateTree(n_experts, depth - 1, alpha=1.0)
+        shallower.coef = tree.coef[:-1]
+        np.testing.assert_allclose(
+            tree.node_posteriors(prior, depth - 1, xp),
+            np.exp(shallower.log_prior(X, xp)),
+            atol=1e-12,
+        )
