@@ -38,8 +38,22 @@ def _split(X, y, n_train):
     return X[:n_train], y[:n_train], X[n_train:], y[n_train:]
 
 
-def _relative_gap(fit, true):
-    return abs(fit - true) / abs(true)
+def _root_gate_cosine(model, truth, perm):
+    """Cosine between fitted and true root-gate directions of a 2-expert MoE."""
+    direction = _gate_direction(
+        model.gate_coef_[0][0], model.gate_intercept_[0][0], perm[0], perm[1]
+    )
+    true_direction = _gate_direction(
+        truth.gate_coef[0][0], truth.gate_intercept[0][0], 0, 1
+    )
+    return direction @ true_direction
+
+
+def _held_out_gap(model, truth, X_test, y_test):
+    """Relative gap between fitted and true held-out mean log-likelihoods."""
+    fit_ll = model.score_samples(X_test, y_test).mean()
+    true_ll = truth.model.score_samples(X_test, y_test).mean()
+    return abs(fit_ll - true_ll) / abs(true_ll)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -58,17 +72,8 @@ def test_two_expert_regression_recovers_truth(seed):
         model.expert_variance_[perm], truth.expert_variance, rtol=0.15
     )
     # The gate's direction (logit of child 1 over child 0), up to the permutation.
-    direction = _gate_direction(
-        model.gate_coef_[0][0], model.gate_intercept_[0][0], perm[0], perm[1]
-    )
-    true_direction = _gate_direction(
-        truth.gate_coef[0][0], truth.gate_intercept[0][0], 0, 1
-    )
-    assert direction @ true_direction > 0.98
-
-    fit_ll = model.score_samples(X_test, y_test).mean()
-    true_ll = truth.model.score_samples(X_test, y_test).mean()
-    assert _relative_gap(fit_ll, true_ll) < 0.01
+    assert _root_gate_cosine(model, truth, perm) > 0.98
+    assert _held_out_gap(model, truth, X_test, y_test) < 0.01
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -111,17 +116,8 @@ def test_two_expert_classification_recovers_truth(seed):
     gap = np.abs(fitted_proba - true_proba).sum(axis=2)  # total variation x 2
     weighted_gap = (true_prior * gap).sum(axis=1) / true_prior.sum(axis=1)
     assert np.all(weighted_gap < 0.1), weighted_gap
-    direction = _gate_direction(
-        model.gate_coef_[0][0], model.gate_intercept_[0][0], perm[0], perm[1]
-    )
-    true_direction = _gate_direction(
-        truth.gate_coef[0][0], truth.gate_intercept[0][0], 0, 1
-    )
-    assert direction @ true_direction > 0.95
-
-    fit_ll = model.score_samples(X_test, y_test).mean()
-    true_ll = truth.model.score_samples(X_test, y_test).mean()
-    assert _relative_gap(fit_ll, true_ll) < 0.01
+    assert _root_gate_cosine(model, truth, perm) > 0.95
+    assert _held_out_gap(model, truth, X_test, y_test) < 0.01
 
 
 @pytest.fixture(scope="module", params=[0, 1])
@@ -166,10 +162,7 @@ def test_depth_two_hme_recovers_truth(hme_fits):
             truth.gate_coef[1][node], truth.gate_intercept[1][node], 0, 1
         )
         assert direction @ true_direction > 0.9
-
-    fit_ll = model.score_samples(X_test, y_test).mean()
-    true_ll = truth.model.score_samples(X_test, y_test).mean()
-    assert _relative_gap(fit_ll, true_ll) < 0.01
+    assert _held_out_gap(model, truth, X_test, y_test) < 0.01
 
 
 def test_tree_not_worse_than_flat_on_tree_data(hme_fits):
