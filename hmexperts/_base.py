@@ -114,8 +114,9 @@ class BaseMixtureOfExperts(BaseEstimator):
     """Parameters, validation, restarts and fitted state shared by both tasks.
 
     A subclass sets ``_is_regression`` and provides the target's handling:
-    ``_target_validation_kwargs``, ``_validate_target`` (the target for EM and
-    its columns for the k-means initialisation), ``_make_scaling``,
+    ``_target_validation_kwargs``, ``_validate_target`` (the target for EM),
+    ``_init_columns`` (the target's columns in the initial clustering),
+    ``_make_scaling``,
     ``_encode_target``, ``_make_experts``, ``_update_experts`` (new
     penalties on a warm start) and ``_set_expert_attributes``.
     """
@@ -319,9 +320,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         )
         sample_weight = _check_sample_weight(sample_weight, X, xp)
         self._check_n_samples(sample_weight, n_leaves, xp)
-        y_fit, y_init = self._validate_target(
-            y, sample_weight, xp, reset=not continuing
-        )
+        y_fit = self._validate_target(y, sample_weight, xp, reset=not continuing)
 
         if continuing:
             scaling = self._scaling
@@ -347,7 +346,13 @@ class BaseMixtureOfExperts(BaseEstimator):
                 gates.init_params(Xd.shape[1], Xd, xp)
                 experts.init_params(Xd.shape[1], Xd, xp)
                 resp_init = self._initial_resp(
-                    Xd[:, :-1], y_init, sample_weight, n_leaves, random_state, xp, init
+                    Xd[:, :-1],
+                    self._init_columns(y_fit, xp),
+                    sample_weight,
+                    n_leaves,
+                    random_state,
+                    xp,
+                    init,
                 )
             if self.verbose:
                 print(f"Initialisation {init}")

@@ -136,8 +136,11 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
                 f"{type(self).__name__} needs samples of at least 2 classes with "
                 f"positive weight; got {n_weighted} class."
             )
-        one_hot = (y_enc[:, None] == np.arange(len(self.classes_))).astype(float)
-        return xp.asarray(y_enc, device=device(sample_weight)), one_hot
+        return xp.asarray(y_enc, device=device(sample_weight))
+
+    def _init_columns(self, y_fit, xp):
+        y_enc = to_numpy(y_fit, xp)
+        return (y_enc[:, None] == np.arange(len(self.classes_))).astype(float)
 
     def _make_scaling(self, x_mean, x_scale, y, sample_weight, xp):
         return _Scaling(x_mean, x_scale)

@@ -178,10 +178,10 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         return {"y_numeric": True}
 
     def _validate_target(self, y, sample_weight, xp, reset):
-        y = xp.astype(y, sample_weight.dtype)
-        _, y_scale = _weighted_mean_scale(y[:, None], sample_weight, xp)
-        y_init = (y - xp.sum(sample_weight * y) / xp.sum(sample_weight)) / y_scale
-        return y, to_numpy(y_init, xp)[:, None]
+        return xp.astype(y, sample_weight.dtype)
+
+    def _init_columns(self, y_fit, xp):
+        return to_numpy(y_fit, xp)[:, None]  # the standardised target
 
     def _make_scaling(self, x_mean, x_scale, y, sample_weight, xp):
         y_mean, y_scale = _weighted_mean_scale(y[:, None], sample_weight, xp)
