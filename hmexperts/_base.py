@@ -18,11 +18,20 @@ from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state, check_scalar
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 
 from ._array_api import add_intercept, device, get_namespace, logsumexp, to_numpy
 from ._em import run_em
 from ._gates import GateTree
+from ._learners import LearnerExperts, _final_step
+
+_WEIGHTINGS = {"auto", "sample_weight", "threshold", "resample"}
+_EXPERT_ATTRIBUTES = (
+    "experts_",
+    "expert_coef_",
+    "expert_intercept_",
+    "expert_variance_",
+)
 
 
 @dataclass
@@ -117,8 +126,10 @@ class BaseMixtureOfExperts(BaseEstimator):
     ``_target_validation_kwargs``, ``_validate_target`` (the target for EM),
     ``_init_columns`` (the target's columns in the initial clustering),
     ``_make_scaling``,
-    ``_encode_target``, ``_make_experts``, ``_update_experts`` (new
-    penalties on a warm start) and ``_set_expert_attributes``.
+    ``_encode_target``, ``_builtin_experts``, ``_update_experts`` (new
+    penalties on a warm start), ``_set_expert_attributes``, ``_check_expert``
+    (the learner fits the task) and ``_learner_task`` (the task's arguments
+    of a bank of learners).
     """
 
     def __init__(
@@ -127,6 +138,9 @@ class BaseMixtureOfExperts(BaseEstimator):
         *,
         depth=1,
         expert=None,
+        expert_weighting="auto",
+        responsibility_threshold=0.5,
+        max_samples_per_expert=None,
         gate_alpha=1e-2,
         expert_alpha=1e-2,
         max_iter=100,
@@ -140,6 +154,9 @@ class BaseMixtureOfExperts(BaseEstimator):
         self.n_experts = n_experts
         self.depth = depth
         self.expert = expert
+        self.expert_weighting = expert_weighting
+        self.responsibility_threshold = responsibility_threshold
+        self.max_samples_per_expert = max_samples_per_expert
         self.gate_alpha = gate_alpha
         self.expert_alpha = expert_alpha
         self.max_iter = max_iter
@@ -170,9 +187,39 @@ class BaseMixtureOfExperts(BaseEstimator):
         check_scalar(self.n_init, "n_init", Integral, min_val=1)
         check_scalar(self.verbose, "verbose", (Integral, bool), min_val=0)
         if self.expert is not None:
+            if not hasattr(self.expert, "fit"):
+                raise ValueError(
+                    f"expert={self.expert!r} is not a scikit-learn estimator (it has "
+                    "no fit method); pass an unfitted learner, or None for the "
+                    "built-in expert."
+                )
+            self._check_expert()
+        if self.expert_weighting not in _WEIGHTINGS:
             raise ValueError(
-                f"expert={self.expert!r} is not supported: this version fits the "
-                "built-in experts only (expert=None)."
+                f"expert_weighting={self.expert_weighting!r}; expected one of "
+                f"{sorted(_WEIGHTINGS)}."
+            )
+        if self.expert_weighting == "sample_weight" and self.expert is not None:
+            final, _ = _final_step(self.expert)
+            if not has_fit_parameter(final, "sample_weight"):
+                raise ValueError(
+                    f"expert_weighting='sample_weight' but {type(final).__name__}.fit "
+                    "takes no sample_weight; use 'auto', 'threshold' or 'resample'."
+                )
+        check_scalar(
+            self.responsibility_threshold,
+            "responsibility_threshold",
+            Real,
+            min_val=0,
+            max_val=1,
+            include_boundaries="right",
+        )
+        if self.max_samples_per_expert is not None:
+            check_scalar(
+                self.max_samples_per_expert,
+                "max_samples_per_expert",
+                Integral,
+                min_val=1,
             )
         if isinstance(self.init_params, str) and self.init_params not in (
             "kmeans",
@@ -339,10 +386,11 @@ class BaseMixtureOfExperts(BaseEstimator):
             if continuing:
                 gates, experts, resp_init = self._gates, self._experts, None
                 gates.alpha = self.gate_alpha
-                self._update_experts(experts)
+                if not isinstance(experts, LearnerExperts):
+                    self._update_experts(experts)
             else:
                 gates = GateTree(self.n_experts, self.depth, self.gate_alpha)
-                experts = self._make_experts(n_leaves)
+                experts = self._make_experts(n_leaves, scaling, random_state)
                 gates.init_params(Xd.shape[1], Xd, xp)
                 experts.init_params(Xd.shape[1], Xd, xp)
                 resp_init = self._initial_resp(
@@ -388,14 +436,35 @@ class BaseMixtureOfExperts(BaseEstimator):
         self.lower_bound_ = monitor.history[-1]
         return self
 
+    def _make_experts(self, n_leaves, scaling, random_state):
+        """The expert bank: built-in, or a clone of ``expert`` per leaf."""
+        if self.expert is None:
+            return self._builtin_experts(n_leaves)
+        return LearnerExperts(
+            self.expert,
+            n_leaves,
+            scaling=scaling,
+            weighting=self.expert_weighting,
+            responsibility_threshold=self.responsibility_threshold,
+            max_samples=self.max_samples_per_expert,
+            random_state=random_state,
+            **self._learner_task(),
+        )
+
     def _set_fitted_state(self, scaling, gates, experts, xp):
         """Store the fitted components and their readable form in data units."""
+        for name in _EXPERT_ATTRIBUTES:
+            if hasattr(self, name):
+                delattr(self, name)
         self._scaling, self._gates, self._experts = scaling, gates, experts
         self.n_leaves_ = gates.n_leaves
         readable = [scaling.to_original(coef, xp) for coef in gates.coef]
         self.gate_coef_ = [slopes for slopes, _ in readable]
         self.gate_intercept_ = [intercept for _, intercept in readable]
-        self._set_expert_attributes(scaling, experts, xp)
+        if isinstance(experts, LearnerExperts):
+            self.experts_ = list(experts.learners)
+        else:
+            self._set_expert_attributes(scaling, experts, xp)
 
     # -- inference --------------------------------------------------------------
 
@@ -485,6 +554,11 @@ class BaseMixtureOfExperts(BaseEstimator):
         return xp.matrix_transpose(xp.exp(log_resp))
 
     def _n_parameters(self):
+        if self.expert is not None:
+            raise ValueError(
+                f"The number of parameters of expert={self.expert!r} is unknown, so "
+                "bic and aic are not defined; compare held-out score_samples instead."
+            )
         n_params = self.n_features_in_ + 1
         return self._gates.n_free_params(n_params) + self._experts.n_free_params(
             n_params

@@ -2,7 +2,7 @@
 
 import numpy as np
 from array_api_compat import array_namespace
-from sklearn.base import ClassifierMixin
+from sklearn.base import ClassifierMixin, is_classifier
 from sklearn.utils.multiclass import check_classification_targets
 
 from ._array_api import device, logsumexp, to_numpy
@@ -162,7 +162,25 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
             )
         return xp.asarray(y_enc, device=device(Xd))
 
-    def _make_experts(self, n_leaves):
+    def _check_expert(self):
+        if not is_classifier(self.expert):
+            raise ValueError(
+                f"expert={self.expert!r} is not a classifier. "
+                "MixtureOfExpertsClassifier needs a scikit-learn classifier, or None "
+                "for the built-in multinomial-logistic expert."
+            )
+        if not hasattr(self.expert, "predict_proba"):
+            raise ValueError(
+                f"expert={self.expert!r} has no predict_proba, and EM needs each "
+                "expert's class probabilities. Use a classifier with predict_proba "
+                "(for an SVC: CalibratedClassifierCV(SVC(), ensemble=False), or "
+                "SVC(probability=True) before scikit-learn 1.9)."
+            )
+
+    def _learner_task(self):
+        return {"n_classes": len(self.classes_)}
+
+    def _builtin_experts(self, n_leaves):
         return SoftmaxExperts(n_leaves, len(self.classes_), self.expert_alpha)
 
     def _update_experts(self, experts):

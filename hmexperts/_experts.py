@@ -58,6 +58,10 @@ class LinearGaussianExperts:
         """Each expert's mean, shape (n_leaves, n_samples)."""
         return self.coef @ xp.matrix_transpose(X)
 
+    def predict_variance(self, X, xp):
+        """Each expert's noise variance, shape (n_leaves, 1)."""
+        return self.variance[:, None]
+
     def log_likelihood(self, X, y, xp):
         """``log N(y_i; x_i^T beta_j, sigma_j^2)``, shape (n_leaves, n_samples)."""
         resid2 = (y[None, :] - self.predict(X, xp)) ** 2

@@ -2,7 +2,7 @@
 
 from numbers import Real
 
-from sklearn.base import RegressorMixin
+from sklearn.base import RegressorMixin, is_regressor
 from sklearn.utils import check_array, check_scalar
 
 from ._array_api import to_numpy
@@ -137,6 +137,9 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         *,
         depth=1,
         expert=None,
+        expert_weighting="auto",
+        responsibility_threshold=0.5,
+        max_samples_per_expert=None,
         gate_alpha=1e-2,
         expert_alpha=1e-2,
         min_variance=1e-3,
@@ -152,6 +155,9 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             n_experts,
             depth=depth,
             expert=expert,
+            expert_weighting=expert_weighting,
+            responsibility_threshold=responsibility_threshold,
+            max_samples_per_expert=max_samples_per_expert,
             gate_alpha=gate_alpha,
             expert_alpha=expert_alpha,
             max_iter=max_iter,
@@ -196,7 +202,18 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             )
         return (y - self._scaling.y_mean) / self._scaling.y_scale
 
-    def _make_experts(self, n_leaves):
+    def _check_expert(self):
+        if not is_regressor(self.expert):
+            raise ValueError(
+                f"expert={self.expert!r} is not a regressor. "
+                "MixtureOfExpertsRegressor needs a scikit-learn regressor, or None "
+                "for the built-in linear-Gaussian expert."
+            )
+
+    def _learner_task(self):
+        return {"min_variance": self.min_variance}
+
+    def _builtin_experts(self, n_leaves):
         # y is standardised to unit variance: the floor relative to var(y) is
         # min_variance itself.
         return LinearGaussianExperts(n_leaves, self.expert_alpha, self.min_variance)
@@ -237,6 +254,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         y_mean = self._scaling.y_mean + self._scaling.y_scale * mean
         if not return_std:
             return y_mean
-        second = xp.sum(prior * (self._experts.variance[:, None] + means**2), axis=0)
+        variance = self._experts.predict_variance(Xd, xp)
+        second = xp.sum(prior * (variance + means**2), axis=0)
         var = xp.maximum(second - mean**2, xp.zeros_like(mean))
         return y_mean, self._scaling.y_scale * xp.sqrt(var)

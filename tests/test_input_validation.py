@@ -15,7 +15,9 @@ import re
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
-from sklearn.linear_model import LinearRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.svm import SVC
 
 from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
 from hmexperts.datasets import make_moe
@@ -272,8 +274,11 @@ BAD_PARAMS = [
     ("n_init", None, TypeError, "n_init must be an instance of int"),
     ("gate_alpha", "small", TypeError, "gate_alpha must be an instance of float"),
     ("tol", None, TypeError, "tol must be an instance of float"),
-    ("expert", LinearRegression(), ValueError, r"expert=LinearRegression\(\) is not"),
-    ("expert", "linear", ValueError, "expert='linear' is not supported"),
+    ("expert", "linear", ValueError, "expert='linear' is not a"),
+    ("expert_weighting", "soft", ValueError, "expert_weighting='soft'; expected"),
+    ("responsibility_threshold", 0, ValueError, "responsibility_threshold == 0"),
+    ("responsibility_threshold", 1.5, ValueError, "responsibility_threshold == 1.5"),
+    ("max_samples_per_expert", 0, ValueError, "max_samples_per_expert == 0"),
 ]
 
 
@@ -287,6 +292,34 @@ def test_fit_rejects_bad_hyper_parameters(task, name, value, error, message):
     X, y = make_data(task)
     with pytest.raises(error, match=message):
         make_model(task, **{name: value}).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "task, expert, message",
+    [
+        (
+            "regression",
+            LogisticRegression(),
+            r"expert=LogisticRegression\(\) is not a regressor",
+        ),
+        (
+            "classification",
+            LinearRegression(),
+            r"expert=LinearRegression\(\) is not a classifier",
+        ),
+        (
+            "classification",
+            SVC(),
+            r"expert=SVC\(\) has no predict_proba.*CalibratedClassifierCV",
+        ),
+        ("regression", KNeighborsRegressor(), "takes no sample_weight"),
+    ],
+)
+def test_fit_rejects_learners_that_do_not_fit_the_task(task, expert, message):
+    X, y = make_data(task)
+    weighting = "sample_weight" if isinstance(expert, KNeighborsRegressor) else "auto"
+    with pytest.raises(ValueError, match=message):
+        make_model(task, expert=expert, expert_weighting=weighting).fit(X, y)
 
 
 @pytest.mark.parametrize(

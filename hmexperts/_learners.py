@@ -1,0 +1,302 @@
+"""Any scikit-learn learner as an expert: one fitted clone per leaf.
+
+The bank offers the interface of the built-in banks (``fit``,
+``log_likelihood``, ``predict``, ``predict_variance``, ``penalty``), so the
+EM loop drives it unchanged. Learners run on the host: the inputs,
+targets and responsibilities cross once per M-step and once per E-step,
+never once per expert.
+
+How a learner sees its responsibilities ``r_ij`` (weighting ``"auto"``):
+
+- it takes ``sample_weight`` in ``fit`` (directly, or as the last step of a
+  ``Pipeline``): it is fit on its samples with weights ``r_ij``, which is the
+  weighted M-step itself;
+- a ``GaussianProcessRegressor``: per-sample noise ``alpha / r_ij``, the
+  exact weighted Gaussian likelihood (samples with ``r_ij`` below
+  ``_GP_MIN_RESPONSIBILITY`` of the leaf's largest are left out: their
+  noise is so large that they carry no information, and a GP is cubic in
+  its samples);
+- neither: it is fit on the samples whose responsibility (times their
+  sample weight) is at least ``responsibility_threshold`` (``"threshold"``;
+  a leaf with fewer than ``_MIN_ROWS`` such samples takes its
+  ``_MIN_ROWS`` most responsible ones), or on a resample of size
+  ``round(sum_i r_ij)`` drawn with probabilities proportional to ``r_ij``
+  (``"resample"``).
+
+``max_samples_per_expert`` caps every leaf at its highest-responsibility
+samples: local experts on local data, which keeps expensive learners (a GP is
+cubic in n) affordable.
+
+The density each expert gives the E-step: for regression a Gaussian around
+the learner's prediction, with a per-leaf variance from the weighted
+residuals or, for a Gaussian process, its own predictive variance plus its
+noise ``alpha``, both floored like the built-in experts; for classification the
+learner's ``predict_proba``, clipped at ``_MIN_PROBA`` and renormalised.
+"""
+
+import math
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import has_fit_parameter
+
+from ._array_api import device, to_numpy
+
+# Smallest class probability an expert may give (then renormalised): a
+# learner that is certain and wrong must not make the likelihood zero.
+_MIN_PROBA = 1e-6
+# A GP expert leaves out samples below this share of its largest
+# responsibility: their noise alpha / r would make them uninformative.
+_GP_MIN_RESPONSIBILITY = 1e-3
+# A leaf that owns fewer samples than this above the threshold is fit on its
+# this-many highest-responsibility samples instead.
+_MIN_ROWS = 5
+
+
+def _final_step(learner):
+    """The estimator that receives the fit parameters, and its parameter prefix."""
+    if isinstance(learner, Pipeline):
+        name, step = learner.steps[-1]
+        inner, prefix = _final_step(step)
+        return inner, f"{name}__{prefix}"
+    return learner, ""
+
+
+def weighting_rule(learner, weighting):
+    """How ``learner`` is fit on responsibilities: "sample_weight", "gp_noise",
+    "threshold" or "resample"."""
+    if weighting != "auto":
+        return weighting
+    final, _ = _final_step(learner)
+    if isinstance(final, GaussianProcessRegressor):
+        return "gp_noise"
+    if has_fit_parameter(final, "sample_weight"):
+        return "sample_weight"
+    return "threshold"
+
+
+class LearnerExperts:
+    """A clone of a scikit-learn learner at every leaf.
+
+    Parameters
+    ----------
+    learner : estimator
+        Unfitted regressor or classifier.
+    n_leaves : int
+    scaling : _Scaling
+        The estimator's standardisation: learners see the data in its own
+        units, EM works in standardised ones.
+    weighting : {"auto", "sample_weight", "threshold", "resample"}
+    responsibility_threshold : float
+    max_samples : int or None
+    min_variance : float or None
+        Variance floor in standardised units (regression); None for
+        classification.
+    n_classes : int or None
+        Number of classes (classification).
+    random_state : RandomState
+        For ``"resample"``.
+    """
+
+    def __init__(
+        self,
+        learner,
+        n_leaves,
+        *,
+        scaling,
+        weighting,
+        responsibility_threshold,
+        max_samples,
+        min_variance=None,
+        n_classes=None,
+        random_state=None,
+    ):
+        self.learner = learner
+        self.n_leaves = n_leaves
+        self.scaling = scaling
+        self.rule = weighting_rule(learner, weighting)
+        self.responsibility_threshold = responsibility_threshold
+        self.max_samples = max_samples
+        self.min_variance = min_variance
+        self.n_classes = n_classes
+        self.random_state = check_random_state(random_state)
+        self.learners = None
+        self.variance = None
+
+    @property
+    def is_regression(self):
+        return self.n_classes is None
+
+    def init_params(self, n_params, X, xp):
+        """Unfitted clones; the first M-step fits them."""
+        self.learners = [clone(self.learner) for _ in range(self.n_leaves)]
+        if self.is_regression:
+            self.variance = np.ones(self.n_leaves)
+
+    # -- data in the learners' units ------------------------------------------
+
+    def _inputs(self, X, xp):
+        """Inputs in the data's units from the standardised design matrix."""
+        X = to_numpy(X, xp)[:, :-1]
+        return X * to_numpy(self.scaling.x_scale, xp) + to_numpy(
+            self.scaling.x_mean, xp
+        )
+
+    def _targets(self, y, xp):
+        y = to_numpy(y, xp)
+        if self.is_regression:
+            return y * self.scaling.y_scale + self.scaling.y_mean
+        return y
+
+    # -- M-step -----------------------------------------------------------------
+
+    def _training_rows(self, resp):
+        """Rows (and their weights) that leaf's learner is fit on."""
+        if self.rule == "resample":
+            total = resp.sum()
+            size = max(int(round(total)), 1)
+            if self.max_samples is not None:
+                size = min(size, self.max_samples)
+            rows = self.random_state.choice(len(resp), size=size, p=resp / total)
+            return np.sort(rows), None
+        if self.rule == "threshold":
+            rows = np.flatnonzero(resp >= self.responsibility_threshold)
+            if len(rows) < _MIN_ROWS:
+                rows = np.sort(np.argsort(-resp, kind="stable")[:_MIN_ROWS])
+        elif self.rule == "gp_noise":
+            rows = np.flatnonzero(resp >= _GP_MIN_RESPONSIBILITY * resp.max())
+        else:
+            rows = np.flatnonzero(resp > 0)
+        if self.max_samples is not None and len(rows) > self.max_samples:
+            top = np.argsort(-resp[rows], kind="stable")[: self.max_samples]
+            rows = np.sort(rows[top])
+        return rows, resp[rows]
+
+    def _fit_one(self, leaf, learner, X, y, rows, weights):
+        final, prefix = _final_step(learner)
+        params = {}
+        if self.rule == "sample_weight":
+            params[f"{prefix}sample_weight"] = weights
+        elif self.rule == "gp_noise":
+            noise = float(np.asarray(final.alpha).reshape(-1)[0])
+            learner.set_params(**{f"{prefix}alpha": noise / weights})
+        try:
+            learner.fit(X[rows], y[rows], **params)
+        except Exception as error:
+            raise ValueError(
+                f"The expert at leaf {leaf} ({type(self.learner).__name__}) failed to "
+                f"fit on its {len(rows)} samples (responsibility mass "
+                f"{0 if weights is None else weights.sum():.3g}): {error}. Try fewer "
+                "leaves (n_experts, depth), a lower responsibility_threshold, or "
+                "a learner that needs fewer samples."
+            ) from error
+        finally:
+            if self.rule == "gp_noise":
+                learner.set_params(**{f"{prefix}alpha": noise})
+
+    def fit(self, X, y, resp, xp):
+        """Fit every leaf's learner to its responsibilities."""
+        X_data, y_data = self._inputs(X, xp), self._targets(y, xp)
+        resp = to_numpy(resp, xp)
+        fitted = []
+        for leaf, learner in enumerate(self.learners):
+            rows, weights = self._training_rows(resp[leaf])
+            if not self.is_regression and len(np.unique(y_data[rows])) < 2:
+                # On a single class the maximum-likelihood classifier is the
+                # constant one; most learners refuse to fit it.
+                learner = _ConstantClassifier(y_data[rows][0] if len(rows) else 0)
+            elif isinstance(learner, _ConstantClassifier):
+                learner = clone(self.learner)
+            if not isinstance(learner, _ConstantClassifier):
+                self._fit_one(leaf, learner, X_data, y_data, rows, weights)
+            fitted.append(learner)
+        self.learners = fitted
+        if self.is_regression and self.rule != "gp_noise":
+            resid2 = (self._predict_data(X_data) - y_data[None, :]) ** 2
+            mass = np.maximum(resp.sum(axis=1), 10 * np.finfo(float).eps)
+            variance = (resp * resid2).sum(axis=1) / mass / self.scaling.y_scale**2
+            self.variance = np.maximum(variance, self.min_variance)
+
+    # -- predictions ------------------------------------------------------------
+
+    def _predict_data(self, X_data):
+        return np.stack([learner.predict(X_data) for learner in self.learners])
+
+    def _gp_mean_variance(self, X_data):
+        """GP experts: predictive mean and variance (latent plus noise alpha)."""
+        means, variances = [], []
+        for learner in self.learners:
+            mean, std = learner.predict(X_data, return_std=True)
+            final, _ = _final_step(learner)
+            noise = float(np.asarray(final.alpha).reshape(-1)[0])
+            means.append(mean)
+            variances.append(std**2 + noise)
+        floor = self.min_variance * self.scaling.y_scale**2
+        return np.stack(means), np.maximum(np.stack(variances), floor)
+
+    def _as_xp(self, array, X, xp):
+        return xp.asarray(np.ascontiguousarray(array), dtype=X.dtype, device=device(X))
+
+    def predict(self, X, xp):
+        """Every expert's mean in standardised units, (n_leaves, n_samples)."""
+        X_data = self._inputs(X, xp)
+        if self.rule == "gp_noise":
+            mean, _ = self._gp_mean_variance(X_data)
+        else:
+            mean = self._predict_data(X_data)
+        return self._as_xp((mean - self.scaling.y_mean) / self.scaling.y_scale, X, xp)
+
+    def predict_variance(self, X, xp):
+        """Every expert's predictive variance in standardised units,
+        broadcastable to (n_leaves, n_samples)."""
+        if self.rule == "gp_noise":
+            _, variance = self._gp_mean_variance(self._inputs(X, xp))
+            return self._as_xp(variance / self.scaling.y_scale**2, X, xp)
+        return self._as_xp(self.variance[:, None], X, xp)
+
+    def predict_log_proba(self, X, xp):
+        """Class log-probabilities, (n_classes, n_leaves, n_samples)."""
+        X_data = self._inputs(X, xp)
+        proba = np.full((self.n_classes, self.n_leaves, len(X_data)), _MIN_PROBA)
+        for leaf, learner in enumerate(self.learners):
+            columns = np.asarray(learner.classes_, dtype=np.intp)
+            proba[columns, leaf, :] = np.maximum(
+                learner.predict_proba(X_data).T, _MIN_PROBA
+            )
+        proba /= proba.sum(axis=0, keepdims=True)
+        return self._as_xp(np.log(proba), X, xp)
+
+    def log_likelihood(self, X, y, xp):
+        """``log p_j(y_i | x_i)`` in standardised units, (n_leaves, n_samples)."""
+        if not self.is_regression:
+            log_proba = self.predict_log_proba(X, xp)
+            one_hot = xp.astype(
+                xp.arange(self.n_classes, device=device(X))[:, None] == y[None, :],
+                X.dtype,
+            )
+            return xp.sum(log_proba * one_hot[:, None, :], axis=0)
+        mean, variance = self.predict(X, xp), self.predict_variance(X, xp)
+        return -0.5 * (
+            math.log(2 * math.pi)
+            + xp.log(variance)
+            + (y[None, :] - mean) ** 2 / variance
+        )
+
+    def penalty(self, xp):
+        return 0.0
+
+
+class _ConstantClassifier:
+    """The classifier of a leaf whose training samples have a single class."""
+
+    def __init__(self, label):
+        self.classes_ = np.array([label])
+
+    def predict_proba(self, X):
+        return np.ones((len(X), 1))
+
+    def predict(self, X):
+        return np.full(len(X), self.classes_[0])
