@@ -141,6 +141,8 @@ class BaseMixtureOfExperts(BaseEstimator):
         expert_weighting="auto",
         responsibility_threshold=0.5,
         max_samples_per_expert=None,
+        top_k=None,
+        pooling="mean",
         gate_alpha=1e-2,
         expert_alpha=1e-2,
         max_iter=100,
@@ -157,6 +159,8 @@ class BaseMixtureOfExperts(BaseEstimator):
         self.expert_weighting = expert_weighting
         self.responsibility_threshold = responsibility_threshold
         self.max_samples_per_expert = max_samples_per_expert
+        self.top_k = top_k
+        self.pooling = pooling
         self.gate_alpha = gate_alpha
         self.expert_alpha = expert_alpha
         self.max_iter = max_iter
@@ -230,6 +234,15 @@ class BaseMixtureOfExperts(BaseEstimator):
                 "array of responsibilities of shape (n_samples, n_leaves)."
             )
         n_leaves = self.n_experts**self.depth
+        if self.pooling not in ("mean", "max"):
+            raise ValueError(f"pooling={self.pooling!r}; expected 'mean' or 'max'.")
+        if self.top_k is not None:
+            check_scalar(self.top_k, "top_k", Integral, min_val=1)
+            if self.top_k > n_leaves:
+                raise ValueError(
+                    f"top_k={self.top_k} is larger than the number of leaves, "
+                    f"n_experts ** depth = {n_leaves}."
+                )
         if n_leaves > 4096:
             raise ValueError(
                 f"n_experts={self.n_experts} and depth={self.depth} give {n_leaves} "
@@ -474,6 +487,24 @@ class BaseMixtureOfExperts(BaseEstimator):
         X = validate_data(self, X, dtype=[xp.float64, xp.float32], reset=False)
         Xd = self._scaling.design(xp.astype(X, self._scaling.x_mean.dtype), xp)
         return Xd, xp
+
+    def _route(self, log_prior, xp):
+        """Log pooling weights of the leaves, and where experts are needed.
+
+        Dense (no ``top_k``, ``pooling="mean"``): the priors, and mask None.
+        Otherwise the ``k`` largest priors of every sample (``k = 1`` for
+        ``pooling="max"``: the leaf of ``apply``), renormalised, ``-inf``
+        elsewhere; ``mask`` of shape (n_leaves, n_samples) marks them.
+        """
+        k = 1 if self.pooling == "max" else self.top_k
+        n_leaves = log_prior.shape[0]
+        if k is None or k >= n_leaves:
+            return log_prior, None
+        top = xp.argsort(log_prior, axis=0, descending=True, stable=True)[:k, :]
+        leaves = xp.arange(n_leaves, device=device(log_prior))[:, None, None]
+        mask = xp.any(top[None, :, :] == leaves, axis=1)
+        kept = xp.where(mask, log_prior, xp.full_like(log_prior, -xp.inf))
+        return kept - logsumexp(kept, 0, xp)[None, :], mask
 
     def predict_gates(self, X):
         """Prior probability of every leaf: the product of gate probabilities.

@@ -31,9 +31,41 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         ``n_experts ** depth`` leaves, each holding one expert.
     depth : int, default=1
         Number of levels of gates; 1 is a flat mixture of experts.
-    expert : None, default=None
+    expert : None or classifier, default=None
         The expert at each leaf. ``None``: a multinomial-logistic expert,
-        fit by the same weighted Newton solver as the gates.
+        fit by the same weighted Newton solver as the gates. A scikit-learn
+        classifier with ``predict_proba`` (a calibrated SVC, a Gaussian
+        process, a tree, naive Bayes, a ``Pipeline``...): a clone per leaf, fit
+        to the responsibilities as ``expert_weighting`` says; its density in
+        the E-step is its ``predict_proba``, clipped at 1e-6 and
+        renormalised. A leaf whose training samples hold a single class
+        predicts that class.
+    expert_weighting : {"auto", "sample_weight", "threshold", "resample"}, \
+            default="auto"
+        How a learner ``expert`` is fit to its responsibilities ``r_ij``
+        (times the sample weights). ``"auto"``: through ``sample_weight`` if
+        its ``fit`` takes one (also as a ``Pipeline``'s last step), else
+        ``"threshold"``. ``"sample_weight"``: all samples, weighted by
+        ``r_ij``. ``"threshold"``: the samples with ``r_ij >=
+        responsibility_threshold`` (at least the 5 most responsible ones).
+        ``"resample"``: ``round(sum_i r_ij)`` samples drawn with
+        probabilities proportional to ``r_ij``. Ignored for ``expert=None``.
+    responsibility_threshold : float, default=0.5
+        The responsibility a sample needs to train a learner under
+        ``"threshold"``, in (0, 1].
+    max_samples_per_expert : int, default=None
+        If set, every learner is fit on at most this many of its most
+        responsible samples: local experts on local data, which keeps
+        expensive learners (a Gaussian process is cubic in its samples)
+        affordable.
+    top_k : int, default=None
+        At prediction, pool only the ``top_k`` leaves of largest prior for
+        every sample, their priors renormalised; learners are then called
+        only on the samples routed to them. ``None`` pools all leaves.
+        Training is dense EM either way.
+    pooling : {"mean", "max"}, default="mean"
+        At prediction, the gate-weighted mixture of the experts, or only the
+        most trusted expert (the leaf of ``apply``: hard routing).
     gate_alpha : float, default=1e-2
         L2 penalty ``gate_alpha / 2 * ||w||^2`` on every gate coefficient
         (intercepts included), > 0.
@@ -81,6 +113,9 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         Weights of every leaf's softmax expert.
     expert_intercept_ : ndarray of shape (n_leaves, n_classes)
         Intercepts of the experts.
+    experts_ : list of estimators
+        The fitted learner of every leaf; only with a learner ``expert``
+        (which then replaces ``expert_coef_`` and ``expert_intercept_``).
     n_leaves_ : int
         ``n_experts ** depth``.
     n_iter_ : int
@@ -205,13 +240,16 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
             Columns ordered as ``classes_``.
         """
         Xd, xp = self._prepare(X)
-        log_prior = self._gates.log_prior(Xd, xp)
-        log_expert = self._experts.predict_log_proba(Xd, xp)
-        log_proba = logsumexp(log_prior[None, :, :] + log_expert, 1, xp)  # (C, n)
+        log_weight, mask = self._route(self._gates.log_prior(Xd, xp), xp)
+        log_expert = self._experts.predict_log_proba(Xd, xp, mask)
+        log_proba = logsumexp(log_weight[None, :, :] + log_expert, 1, xp)  # (C, n)
         return xp.matrix_transpose(log_proba)
 
     def predict_proba(self, X):
         """Mixture of the experts' class probabilities, ``sum_j pi_j(x) p_j(c | x)``.
+
+        With ``top_k`` or ``pooling="max"``, the sum runs over the leaves the
+        sample is routed to, their priors renormalised.
 
         Parameters
         ----------

@@ -58,9 +58,12 @@ class LinearGaussianExperts:
         """Each expert's mean, shape (n_leaves, n_samples)."""
         return self.coef @ xp.matrix_transpose(X)
 
-    def predict_variance(self, X, xp):
-        """Each expert's noise variance, shape (n_leaves, 1)."""
-        return self.variance[:, None]
+    def predict_mean_variance(self, X, xp, mask=None):
+        """Each expert's mean (n_leaves, n_samples) and variance (n_leaves, 1).
+
+        All experts are evaluated (one matrix product): ``mask`` is ignored.
+        """
+        return self.predict(X, xp), self.variance[:, None]
 
     def log_likelihood(self, X, y, xp):
         """``log N(y_i; x_i^T beta_j, sigma_j^2)``, shape (n_leaves, n_samples)."""
@@ -109,8 +112,11 @@ class SoftmaxExperts:
         targets = self._one_hot(y, X, xp)[:, None, :] * resp[None, :, :]
         self.coef = fit_softmax(X, targets, self.coef, self.alpha, xp)
 
-    def predict_log_proba(self, X, xp):
-        """Each expert's class log-probabilities, (n_classes, n_leaves, n_samples)."""
+    def predict_log_proba(self, X, xp, mask=None):
+        """Each expert's class log-probabilities, (n_classes, n_leaves, n_samples).
+
+        All experts are evaluated (one matrix product): ``mask`` is ignored.
+        """
         return log_softmax(softmax_logits(X, self.coef, xp), 0, xp)
 
     def log_likelihood(self, X, y, xp):

@@ -1,7 +1,8 @@
 """Any scikit-learn learner as an expert: one fitted clone per leaf.
 
 The bank offers the interface of the built-in banks (``fit``,
-``log_likelihood``, ``predict``, ``predict_variance``, ``penalty``), so the
+``log_likelihood``, ``predict_mean_variance`` or ``predict_log_proba``,
+``penalty``), so the
 EM loop drives it unchanged. Learners run on the host: the inputs,
 targets and responsibilities cross once per M-step and once per E-step,
 never once per expert.
@@ -176,12 +177,12 @@ class LearnerExperts:
         return rows, resp[rows]
 
     def _fit_one(self, leaf, learner, X, y, rows, weights):
-        final, prefix = _final_step(learner)
+        _, prefix = _final_step(learner)
         params = {}
         if self.rule == "sample_weight":
             params[f"{prefix}sample_weight"] = weights
         elif self.rule == "gp_noise":
-            noise = float(np.asarray(final.alpha).reshape(-1)[0])
+            noise = self._noise(learner)
             learner.set_params(**{f"{prefix}alpha": noise / weights})
         try:
             learner.fit(X[rows], y[rows], **params)
@@ -215,56 +216,74 @@ class LearnerExperts:
             fitted.append(learner)
         self.learners = fitted
         if self.is_regression and self.rule != "gp_noise":
-            resid2 = (self._predict_data(X_data) - y_data[None, :]) ** 2
+            fitted = np.stack([learner.predict(X_data) for learner in self.learners])
+            resid2 = (fitted - y_data[None, :]) ** 2
             mass = np.maximum(resp.sum(axis=1), 10 * np.finfo(float).eps)
             variance = (resp * resid2).sum(axis=1) / mass / self.scaling.y_scale**2
             self.variance = np.maximum(variance, self.min_variance)
 
     # -- predictions ------------------------------------------------------------
 
-    def _predict_data(self, X_data):
-        return np.stack([learner.predict(X_data) for learner in self.learners])
+    def _noise(self, learner):
+        """A Gaussian-process expert's noise variance (its scalar ``alpha``)."""
+        final, _ = _final_step(learner)
+        return float(np.asarray(final.alpha).reshape(-1)[0])
 
-    def _gp_mean_variance(self, X_data):
-        """GP experts: predictive mean and variance (latent plus noise alpha)."""
-        means, variances = [], []
-        for learner in self.learners:
-            mean, std = learner.predict(X_data, return_std=True)
-            final, _ = _final_step(learner)
-            noise = float(np.asarray(final.alpha).reshape(-1)[0])
-            means.append(mean)
-            variances.append(std**2 + noise)
-        floor = self.min_variance * self.scaling.y_scale**2
-        return np.stack(means), np.maximum(np.stack(variances), floor)
+    def _routed(self, mask):
+        """(leaf, learner, rows): each learner once, on the samples routed to it."""
+        for leaf, learner in enumerate(self.learners):
+            rows = slice(None) if mask is None else np.flatnonzero(mask[leaf])
+            if mask is None or len(rows):
+                yield leaf, learner, rows
 
     def _as_xp(self, array, X, xp):
         return xp.asarray(np.ascontiguousarray(array), dtype=X.dtype, device=device(X))
 
-    def predict(self, X, xp):
-        """Every expert's mean in standardised units, (n_leaves, n_samples)."""
+    def predict_mean_variance(self, X, xp, mask=None):
+        """Every expert's predictive mean and variance in standardised units.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_params)
+            Standardised design matrix.
+        mask : array of shape (n_leaves, n_samples) of bool, or None
+            Where each expert is needed; elsewhere it is not evaluated and
+            its entries are placeholders.
+
+        Returns
+        -------
+        mean : array of shape (n_leaves, n_samples)
+        variance : array broadcastable to (n_leaves, n_samples)
+        """
         X_data = self._inputs(X, xp)
+        mask = None if mask is None else to_numpy(mask, xp)
+        mean = np.full((self.n_leaves, len(X_data)), self.scaling.y_mean)
+        gp_variance = np.ones((self.n_leaves, len(X_data)))
+        for leaf, learner, rows in self._routed(mask):
+            if self.rule == "gp_noise":
+                mean[leaf, rows], std = learner.predict(X_data[rows], return_std=True)
+                gp_variance[leaf, rows] = std**2 + self._noise(learner)
+            else:
+                mean[leaf, rows] = learner.predict(X_data[rows])
+        mean = (mean - self.scaling.y_mean) / self.scaling.y_scale
         if self.rule == "gp_noise":
-            mean, _ = self._gp_mean_variance(X_data)
+            variance = np.maximum(
+                gp_variance / self.scaling.y_scale**2, self.min_variance
+            )
         else:
-            mean = self._predict_data(X_data)
-        return self._as_xp((mean - self.scaling.y_mean) / self.scaling.y_scale, X, xp)
+            variance = self.variance[:, None]
+        return self._as_xp(mean, X, xp), self._as_xp(variance, X, xp)
 
-    def predict_variance(self, X, xp):
-        """Every expert's predictive variance in standardised units,
-        broadcastable to (n_leaves, n_samples)."""
-        if self.rule == "gp_noise":
-            _, variance = self._gp_mean_variance(self._inputs(X, xp))
-            return self._as_xp(variance / self.scaling.y_scale**2, X, xp)
-        return self._as_xp(self.variance[:, None], X, xp)
-
-    def predict_log_proba(self, X, xp):
-        """Class log-probabilities, (n_classes, n_leaves, n_samples)."""
+    def predict_log_proba(self, X, xp, mask=None):
+        """Class log-probabilities, (n_classes, n_leaves, n_samples); placeholders
+        where ``mask`` says an expert is not needed."""
         X_data = self._inputs(X, xp)
+        mask = None if mask is None else to_numpy(mask, xp)
         proba = np.full((self.n_classes, self.n_leaves, len(X_data)), _MIN_PROBA)
-        for leaf, learner in enumerate(self.learners):
+        for leaf, learner, rows in self._routed(mask):
             columns = np.asarray(learner.classes_, dtype=np.intp)
-            proba[columns, leaf, :] = np.maximum(
-                learner.predict_proba(X_data).T, _MIN_PROBA
+            proba[columns[:, None], leaf, rows] = np.maximum(
+                learner.predict_proba(X_data[rows]).T, _MIN_PROBA
             )
         proba /= proba.sum(axis=0, keepdims=True)
         return self._as_xp(np.log(proba), X, xp)
@@ -278,7 +297,7 @@ class LearnerExperts:
                 X.dtype,
             )
             return xp.sum(log_proba * one_hot[:, None, :], axis=0)
-        mean, variance = self.predict(X, xp), self.predict_variance(X, xp)
+        mean, variance = self.predict_mean_variance(X, xp)
         return -0.5 * (
             math.log(2 * math.pi)
             + xp.log(variance)

@@ -30,9 +30,45 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         ``n_experts ** depth`` leaves, each holding one expert.
     depth : int, default=1
         Number of levels of gates; 1 is a flat mixture of experts.
-    expert : None, default=None
+    expert : None or regressor, default=None
         The expert at each leaf. ``None``: a linear-Gaussian expert (weighted
-        ridge regression with its own noise variance).
+        ridge regression with its own noise variance), fit by the batched
+        solvers. A scikit-learn regressor (an SVR, a Gaussian process, a
+        tree, a ``Pipeline``...): a clone per leaf, fit to the responsibilities
+        as ``expert_weighting`` says; its density in the E-step is a Gaussian
+        around its prediction with a per-leaf variance from the weighted
+        residuals (for a ``GaussianProcessRegressor``, its own predictive
+        variance plus its noise ``alpha``), floored by ``min_variance``.
+    expert_weighting : {"auto", "sample_weight", "threshold", "resample"}, \
+            default="auto"
+        How a learner ``expert`` is fit to its responsibilities ``r_ij``
+        (times the sample weights). ``"auto"``: through ``sample_weight`` if
+        its ``fit`` takes one (also as a ``Pipeline``'s last step), per-sample noise
+        ``alpha / r_ij`` for a ``GaussianProcessRegressor`` (the exact weighted
+        likelihood: put the noise in ``alpha``, not only in a
+        ``WhiteKernel``; samples below 1e-3 of the leaf's largest
+        responsibility are left out), else
+        ``"threshold"``. ``"sample_weight"``: all samples, weighted by
+        ``r_ij``. ``"threshold"``: the samples with ``r_ij >=
+        responsibility_threshold`` (at least the 5 most responsible ones).
+        ``"resample"``: ``round(sum_i r_ij)`` samples drawn with
+        probabilities proportional to ``r_ij``. Ignored for ``expert=None``.
+    responsibility_threshold : float, default=0.5
+        The responsibility a sample needs to train a learner under
+        ``"threshold"``, in (0, 1].
+    max_samples_per_expert : int, default=None
+        If set, every learner is fit on at most this many of its most
+        responsible samples: local experts on local data, which keeps
+        expensive learners (a Gaussian process is cubic in its samples)
+        affordable.
+    top_k : int, default=None
+        At prediction, pool only the ``top_k`` leaves of largest prior for
+        every sample, their priors renormalised; learners are then called
+        only on the samples routed to them. ``None`` pools all leaves.
+        Training is dense EM either way.
+    pooling : {"mean", "max"}, default="mean"
+        At prediction, the gate-weighted mixture of the experts, or only the
+        most trusted expert (the leaf of ``apply``: hard routing).
     gate_alpha : float, default=1e-2
         L2 penalty ``gate_alpha / 2 * ||w||^2`` on every gate coefficient
         (intercepts included), > 0. It keeps the gates finite when the
@@ -86,7 +122,10 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     expert_intercept_ : ndarray of shape (n_leaves,)
         Intercepts of the experts.
     expert_variance_ : ndarray of shape (n_leaves,)
-        Noise variances of the experts.
+        Noise variances of the experts (built-in experts only).
+    experts_ : list of estimators
+        The fitted learner of every leaf; only with a learner ``expert``
+        (which then replaces ``expert_coef_`` and ``expert_intercept_``).
     n_leaves_ : int
         ``n_experts ** depth``.
     n_iter_ : int
@@ -140,6 +179,8 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         expert_weighting="auto",
         responsibility_threshold=0.5,
         max_samples_per_expert=None,
+        top_k=None,
+        pooling="mean",
         gate_alpha=1e-2,
         expert_alpha=1e-2,
         min_variance=1e-3,
@@ -158,6 +199,8 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             expert_weighting=expert_weighting,
             responsibility_threshold=responsibility_threshold,
             max_samples_per_expert=max_samples_per_expert,
+            top_k=top_k,
+            pooling=pooling,
             gate_alpha=gate_alpha,
             expert_alpha=expert_alpha,
             max_iter=max_iter,
@@ -230,7 +273,10 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         self.expert_variance_ = scaling.y_scale**2 * experts.variance
 
     def predict(self, X, return_std=False):
-        """Mixture mean ``sum_j pi_j(x) x^T beta_j`` (and its standard deviation).
+        """Mixture mean ``sum_j pi_j(x) mu_j(x)`` (and its standard deviation).
+
+        With ``top_k`` or ``pooling="max"``, the sum runs over the leaves the
+        sample is routed to, their priors renormalised.
 
         Parameters
         ----------
@@ -248,13 +294,13 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             Predictive standard deviation; only if ``return_std`` is True.
         """
         Xd, xp = self._prepare(X)
-        prior = xp.exp(self._gates.log_prior(Xd, xp))
-        means = self._experts.predict(Xd, xp)
-        mean = xp.sum(prior * means, axis=0)
+        log_weight, mask = self._route(self._gates.log_prior(Xd, xp), xp)
+        weight = xp.exp(log_weight)
+        means, variance = self._experts.predict_mean_variance(Xd, xp, mask)
+        mean = xp.sum(weight * means, axis=0)
         y_mean = self._scaling.y_mean + self._scaling.y_scale * mean
         if not return_std:
             return y_mean
-        variance = self._experts.predict_variance(Xd, xp)
-        second = xp.sum(prior * (variance + means**2), axis=0)
+        second = xp.sum(weight * (variance + means**2), axis=0)
         var = xp.maximum(second - mean**2, xp.zeros_like(mean))
         return y_mean, self._scaling.y_scale * xp.sqrt(var)
