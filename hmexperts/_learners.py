@@ -132,8 +132,22 @@ class LearnerExperts:
         return self.n_classes is None
 
     def init_params(self, n_params, X, xp):
-        """Unfitted clones; the first M-step fits them."""
-        self.learners = [clone(self.learner) for _ in range(self.n_leaves)]
+        """Unfitted clones, each seeded from ``random_state``; the first M-step
+        fits them."""
+        self.learners = [self._seeded_clone() for _ in range(self.n_leaves)]
+
+    def _seeded_clone(self):
+        """A clone whose unset ``random_state`` parameters (nested ones too)
+        get seeds from the mixture's ``random_state``, so that a fit is
+        reproducible, as scikit-learn's bagging does for its estimators."""
+        learner = clone(self.learner)
+        seeds = {
+            name: int(self.random_state.randint(np.iinfo(np.int32).max))
+            for name, value in sorted(learner.get_params(deep=True).items())
+            if (name == "random_state" or name.endswith("__random_state"))
+            and value is None
+        }
+        return learner.set_params(**seeds)
         if self.is_regression:
             self.variance = np.ones(self.n_leaves)
 
@@ -210,7 +224,7 @@ class LearnerExperts:
                 # constant one; most learners refuse to fit it.
                 learner = _ConstantClassifier(y_data[rows][0] if len(rows) else 0)
             elif isinstance(learner, _ConstantClassifier):
-                learner = clone(self.learner)
+                learner = self._seeded_clone()
             if not isinstance(learner, _ConstantClassifier):
                 self._fit_one(leaf, learner, X_data, y_data, rows, weights)
             fitted.append(learner)
@@ -281,10 +295,12 @@ class LearnerExperts:
         mask = None if mask is None else to_numpy(mask, xp)
         proba = np.full((self.n_classes, self.n_leaves, len(X_data)), _MIN_PROBA)
         for leaf, learner, rows in self._routed(mask):
+            block = proba[:, leaf, rows]
             columns = np.asarray(learner.classes_, dtype=np.intp)
-            proba[columns[:, None], leaf, rows] = np.maximum(
+            block[columns] = np.maximum(
                 learner.predict_proba(X_data[rows]).T, _MIN_PROBA
             )
+            proba[:, leaf, rows] = block
         proba /= proba.sum(axis=0, keepdims=True)
         return self._as_xp(np.log(proba), X, xp)
 

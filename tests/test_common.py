@@ -1,5 +1,10 @@
 """scikit-learn's estimator checks, at several depths and branchings."""
 
+import warnings
+
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.naive_bayes import GaussianNB
+from sklearn.tree import DecisionTreeRegressor
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
@@ -11,6 +16,11 @@ ESTIMATORS = [
     MixtureOfExpertsClassifier(n_experts=2, depth=1, random_state=0),
     MixtureOfExpertsClassifier(n_experts=2, depth=2, random_state=0),
     MixtureOfExpertsClassifier(n_experts=3, depth=1, random_state=0),
+    # scikit-learn learners as experts, one per weighting rule family.
+    MixtureOfExpertsRegressor(
+        n_experts=2, expert=DecisionTreeRegressor(max_depth=3), random_state=0
+    ),
+    MixtureOfExpertsClassifier(n_experts=2, expert=GaussianNB(), random_state=0),
 ]
 
 
@@ -22,14 +32,34 @@ SCORE_SAMPLES_NEEDS_Y = (
 )
 
 
+# A tree alone passes this check, also with fractional weights. As an
+# expert its weights are responsibilities that are ~0 outside its region: any
+# threshold inside such a gap gives the same improvement up to round-off, and
+# weights and repeated rows accumulate the tree's sums in different orders,
+# so they break those ties differently (seen: thresholds 0.97 and 0.38 on the
+# same feature after one EM iteration, identical fits before it).
+TREE_TIES = (
+    "tree splits inside a zero-responsibility gap tie up to round-off, which "
+    "weights and repeated rows break differently"
+)
+
+
 def expected_failed_checks(estimator):
-    return {
+    expected = {
         "check_methods_sample_order_invariance": SCORE_SAMPLES_NEEDS_Y,
         "check_methods_subset_invariance": SCORE_SAMPLES_NEEDS_Y,
         "check_array_api_input": SCORE_SAMPLES_NEEDS_Y,
     }
+    if isinstance(estimator.expert, DecisionTreeRegressor):
+        expected["check_sample_weight_equivalence_on_dense_data"] = TREE_TIES
+    return expected
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
 def test_sklearn_compatible_estimator(estimator, check):
-    check(estimator)
+    with warnings.catch_warnings():
+        if estimator.expert is not None:
+            # EM with a learner that does not maximise a weighted likelihood
+            # (a tree) need not converge; ConvergenceWarning has its own tests.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
