@@ -135,6 +135,8 @@ class LearnerExperts:
         """Unfitted clones, each seeded from ``random_state``; the first M-step
         fits them."""
         self.learners = [self._seeded_clone() for _ in range(self.n_leaves)]
+        if self.is_regression:
+            self.variance = np.ones(self.n_leaves)
 
     def _seeded_clone(self):
         """A clone whose unset ``random_state`` parameters (nested ones too)
@@ -148,8 +150,6 @@ class LearnerExperts:
             and value is None
         }
         return learner.set_params(**seeds)
-        if self.is_regression:
-            self.variance = np.ones(self.n_leaves)
 
     # -- data in the learners' units ------------------------------------------
 
@@ -172,6 +172,8 @@ class LearnerExperts:
         """Rows (and their weights) that leaf's learner is fit on."""
         if self.rule == "resample":
             total = resp.sum()
+            if not total > 0:  # every responsibility underflowed
+                return np.arange(min(_MIN_ROWS, len(resp))), None
             size = max(int(round(total)), 1)
             if self.max_samples is not None:
                 size = min(size, self.max_samples)
