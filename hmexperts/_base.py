@@ -430,7 +430,7 @@ class BaseMixtureOfExperts(BaseEstimator):
                 verbose=self.verbose,
                 objective_offset=offset,
             )
-            if best is None or monitor.history[-1] > best[2].history[-1]:
+            if best is None or monitor.objective > best[2].objective:
                 best = (gates, experts, monitor)
 
         gates, experts, monitor = best
@@ -446,7 +446,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         self.n_iter_ = monitor.n_iter
         self.converged_ = monitor.converged
         self.lower_bounds_ = list(monitor.history)
-        self.lower_bound_ = monitor.history[-1]
+        self.lower_bound_ = monitor.objective
         return self
 
     def _make_experts(self, n_leaves, scaling, random_state):

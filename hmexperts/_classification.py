@@ -54,9 +54,9 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         The responsibility a sample needs to train a learner under
         ``"threshold"``, in (0, 1].
     max_samples_per_expert : int, default=None
-        If set, every learner is fit on at most this many of its most
-        responsible samples: local experts on local data, which keeps
-        expensive learners (a Gaussian process is cubic in its samples)
+        If set, every learner is fit on at most this many of its samples,
+        drawn without replacement in proportion to their responsibilities:
+        local experts on local data, which keeps expensive learners
         affordable.
     top_k : int, default=None
         At prediction, pool only the ``top_k`` leaves of largest prior for
@@ -123,7 +123,9 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     converged_ : bool
         Whether the kept initialisation converged.
     lower_bound_ : float
-        Final penalised mean log-likelihood per sample.
+        Penalised mean log-likelihood per sample of the returned parameters.
+        With a learner ``expert``, whose refit may lower it, EM returns its
+        best iterate.
     lower_bounds_ : list of float
         Its value after initialisation and after every EM iteration.
     n_features_in_ : int

@@ -8,6 +8,7 @@ scikit-learn's validation nor of which experts it drives: the gates and the
 experts only need ``fit``, ``log_likelihood``/``log_prior`` and ``penalty``.
 """
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -26,10 +27,15 @@ class ConvergenceMonitor:
     history : list of float
         The penalised mean log-likelihood after the initial M-step and after
         every EM iteration.
+    restored : float or None
+        When the experts' M-step may lower the objective (learner experts)
+        and an earlier iterate was better than the last, EM returns that
+        iterate: its objective.
     """
 
     tol: float
     history: list = field(default_factory=list)
+    restored: float | None = None
 
     def report(self, objective):
         self.history.append(objective)
@@ -44,6 +50,11 @@ class ConvergenceMonitor:
             len(self.history) > 1
             and abs(self.history[-1] - self.history[-2]) < self.tol
         )
+
+    @property
+    def objective(self):
+        """The objective of the parameters EM returns."""
+        return self.history[-1] if self.restored is None else self.restored
 
 
 def e_step(X, y, sample_weight, gates, experts, xp):
@@ -120,11 +131,16 @@ def run_em(
     """
     monitor = ConvergenceMonitor(tol=tol)
     start = time.perf_counter()
+    # Experts whose refit may lower the objective: keep the best iterate.
+    keep_best = not experts.monotone
+    best = None
     if resp_init is not None:
         m_step(X, y, resp_init * sample_weight[None, :], gates, experts, xp)
     log_resp, objective = e_step(X, y, sample_weight, gates, experts, xp)
     monitor.report(objective + objective_offset)
     for n_iter in range(1, max_iter + 1):
+        if keep_best and (best is None or monitor.history[-1] > best[0]):
+            best = (monitor.history[-1], copy.deepcopy((gates.coef, experts.__dict__)))
         resp = xp.exp(log_resp) * sample_weight[None, :]
         m_step(X, y, resp, gates, experts, xp)
         log_resp, objective = e_step(X, y, sample_weight, gates, experts, xp)
@@ -137,10 +153,14 @@ def run_em(
             )
         if monitor.converged:
             break
+    if best is not None and best[0] > monitor.history[-1]:
+        monitor.restored = best[0]
+        gates.coef, state = best[1]
+        experts.__dict__.update(state)
     if verbose >= 1:
         state = "converged" if monitor.converged else "did not converge"
         print(
             f"EM {state} after {monitor.n_iter} iterations in "
-            f"{time.perf_counter() - start:.2f}s: objective {monitor.history[-1]:.6f}"
+            f"{time.perf_counter() - start:.2f}s: objective {monitor.objective:.6f}"
         )
     return monitor

@@ -21,6 +21,8 @@ from ._solvers import fit_softmax, softmax_logits, solve_weighted_ridge
 class LinearGaussianExperts:
     """Linear-Gaussian experts: ``y | x, leaf j ~ N(x^T beta_j, sigma_j^2)``.
 
+    Its M-step never decreases EM's objective (``monotone``).
+
     Parameters
     ----------
     n_leaves : int
@@ -29,6 +31,8 @@ class LinearGaussianExperts:
     min_variance : float
         Floor on every ``sigma_j^2`` (in the units of the standardised target).
     """
+
+    monotone = True
 
     def __init__(self, n_leaves, alpha, min_variance):
         self.n_leaves = n_leaves
@@ -91,6 +95,8 @@ class SoftmaxExperts:
     alpha : float
         L2 penalty on every coefficient.
     """
+
+    monotone = True
 
     def __init__(self, n_leaves, n_classes, alpha):
         self.n_leaves = n_leaves

@@ -12,8 +12,8 @@ How a learner sees its responsibilities ``r_ij`` (weighting ``"auto"``):
 - it takes ``sample_weight`` in ``fit`` (directly, or as the last step of a
   ``Pipeline``): it is fit on its samples with weights ``r_ij``, which is the
   weighted M-step itself;
-- a ``GaussianProcessRegressor``: per-sample noise ``alpha / r_ij``, the
-  exact weighted Gaussian likelihood (samples with ``r_ij`` below
+- a ``GaussianProcessRegressor``: per-sample noise ``alpha / r_ij``, which
+  fits the latent function exactly to the weighted data (samples with ``r_ij`` below
   ``_GP_MIN_RESPONSIBILITY`` of the leaf's largest are left out: their
   noise is so large that they carry no information, and a GP is cubic in
   its samples);
@@ -24,9 +24,10 @@ How a learner sees its responsibilities ``r_ij`` (weighting ``"auto"``):
   ``round(sum_i r_ij)`` drawn with probabilities proportional to ``r_ij``
   (``"resample"``).
 
-``max_samples_per_expert`` caps every leaf at its highest-responsibility
-samples: local experts on local data, which keeps expensive learners (a GP is
-cubic in n) affordable.
+``max_samples_per_expert`` caps every leaf at a subsample of its samples
+drawn (without replacement) in proportion to their responsibilities: local
+experts on local data, which keeps expensive learners (a GP is cubic in n)
+affordable.
 
 The density each expert gives the E-step: for regression a Gaussian around
 the learner's prediction, with a per-leaf variance from the weighted
@@ -127,6 +128,11 @@ class LearnerExperts:
         self.learners = None
         self.variance = None
 
+    # Refitting a learner need not increase EM's objective (an SVM minimises a
+    # hinge loss, a tree is greedy, a capped or resampled fit sees part of the
+    # data): the EM loop keeps the best iterate.
+    monotone = False
+
     @property
     def is_regression(self):
         return self.n_classes is None
@@ -188,8 +194,15 @@ class LearnerExperts:
         else:
             rows = np.flatnonzero(resp > 0)
         if self.max_samples is not None and len(rows) > self.max_samples:
-            top = np.argsort(-resp[rows], kind="stable")[: self.max_samples]
-            rows = np.sort(rows[top])
+            # A subsample drawn in proportion to responsibility covers the
+            # leaf's whole region; its most responsible samples would sit
+            # far from the gate's boundary and leave the rest unseen.
+            p = resp[rows] / resp[rows].sum()
+            rows = np.sort(
+                self.random_state.choice(
+                    rows, size=self.max_samples, replace=False, p=p
+                )
+            )
         return rows, resp[rows]
 
     def _fit_one(self, leaf, learner, X, y, rows, weights):
@@ -200,12 +213,18 @@ class LearnerExperts:
         elif self.rule == "gp_noise":
             noise = self._noise(learner)
             learner.set_params(**{f"{prefix}alpha": noise / weights})
+            final, _ = _final_step(learner)
+            if hasattr(final, "kernel_"):
+                # Continue from the last M-step's hyper-parameters.
+                learner.set_params(**{f"{prefix}kernel": final.kernel_})
         try:
             learner.fit(X[rows], y[rows], **params)
+            if self.is_regression and self.rule != "gp_noise":
+                return learner.predict(X)  # for the residual variance
         except Exception as error:
             raise ValueError(
-                f"The expert at leaf {leaf} ({type(self.learner).__name__}) failed to "
-                f"fit on its {len(rows)} samples (responsibility mass "
+                f"The expert at leaf {leaf} ({type(self.learner).__name__}) failed on "
+                f"its {len(rows)} training samples (responsibility mass "
                 f"{0 if weights is None else weights.sum():.3g}): {error}. Try fewer "
                 "leaves (n_experts, depth), a lower responsibility_threshold, or "
                 "a learner that needs fewer samples."
@@ -213,12 +232,13 @@ class LearnerExperts:
         finally:
             if self.rule == "gp_noise":
                 learner.set_params(**{f"{prefix}alpha": noise})
+        return None
 
     def fit(self, X, y, resp, xp):
         """Fit every leaf's learner to its responsibilities."""
         X_data, y_data = self._inputs(X, xp), self._targets(y, xp)
         resp = to_numpy(resp, xp)
-        fitted = []
+        fitted, predictions = [], []
         for leaf, learner in enumerate(self.learners):
             rows, weights = self._training_rows(resp[leaf])
             if not self.is_regression and len(np.unique(y_data[rows])) < 2:
@@ -228,12 +248,13 @@ class LearnerExperts:
             elif isinstance(learner, _ConstantClassifier):
                 learner = self._seeded_clone()
             if not isinstance(learner, _ConstantClassifier):
-                self._fit_one(leaf, learner, X_data, y_data, rows, weights)
+                predictions.append(
+                    self._fit_one(leaf, learner, X_data, y_data, rows, weights)
+                )
             fitted.append(learner)
         self.learners = fitted
         if self.is_regression and self.rule != "gp_noise":
-            fitted = np.stack([learner.predict(X_data) for learner in self.learners])
-            resid2 = (fitted - y_data[None, :]) ** 2
+            resid2 = (np.stack(predictions) - y_data[None, :]) ** 2
             mass = np.maximum(resp.sum(axis=1), 10 * np.finfo(float).eps)
             variance = (resp * resid2).sum(axis=1) / mass / self.scaling.y_scale**2
             self.variance = np.maximum(variance, self.min_variance)

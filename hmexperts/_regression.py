@@ -44,10 +44,9 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         How a learner ``expert`` is fit to its responsibilities ``r_ij``
         (times the sample weights). ``"auto"``: through ``sample_weight`` if
         its ``fit`` takes one (also as a ``Pipeline``'s last step), per-sample noise
-        ``alpha / r_ij`` for a ``GaussianProcessRegressor`` (the exact weighted
-        likelihood: put the noise in ``alpha``, not only in a
-        ``WhiteKernel``; samples below 1e-3 of the leaf's largest
-        responsibility are left out), else
+        ``alpha / r_ij`` for a ``GaussianProcessRegressor`` (samples below 1e-3
+        of the leaf's largest responsibility are left out; the kernel's
+        hyper-parameters are warm-started from the previous M-step), else
         ``"threshold"``. ``"sample_weight"``: all samples, weighted by
         ``r_ij``. ``"threshold"``: the samples with ``r_ij >=
         responsibility_threshold`` (at least the 5 most responsible ones).
@@ -57,10 +56,10 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         The responsibility a sample needs to train a learner under
         ``"threshold"``, in (0, 1].
     max_samples_per_expert : int, default=None
-        If set, every learner is fit on at most this many of its most
-        responsible samples: local experts on local data, which keeps
-        expensive learners (a Gaussian process is cubic in its samples)
-        affordable.
+        If set, every learner is fit on at most this many of its samples,
+        drawn without replacement in proportion to their responsibilities:
+        local experts on local data, which keeps expensive learners (a
+        Gaussian process is cubic in its samples) affordable.
     top_k : int, default=None
         At prediction, pool only the ``top_k`` leaves of largest prior for
         every sample, their priors renormalised; learners are then called
@@ -133,8 +132,10 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     converged_ : bool
         Whether the kept initialisation converged.
     lower_bound_ : float
-        Final penalised mean log-likelihood per sample:
-        ``(sum_i w_i log p(y_i | x_i) - penalties) / sum_i w_i``.
+        Penalised mean log-likelihood per sample of the returned parameters:
+        ``(sum_i w_i log p(y_i | x_i) - penalties) / sum_i w_i``. With a
+        learner ``expert``, whose refit may lower it, EM returns its best
+        iterate.
     lower_bounds_ : list of float
         Its value after initialisation and after every EM iteration.
     n_features_in_ : int
