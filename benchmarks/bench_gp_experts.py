@@ -7,8 +7,8 @@ deviation ``--noise``, and fits
 - ``MixtureOfExpertsRegressor(n_experts=4, expert=GaussianProcessRegressor(
   kernel=1.0 * RBF(), alpha=noise**2), max_samples_per_expert=cap)``, for
   every cap in ``--caps``: each GP expert is fit on at most ``cap`` samples
-  (its highest-responsibility ones), and re-optimises its kernel at every
-  M-step;
+  (drawn in proportion to its responsibilities), and re-optimises its
+  kernel at every M-step, starting from the previous M-step's;
 - one ``GaussianProcessRegressor`` with the same kernel and ``alpha`` on a
   random subset of ``cap`` samples, for comparison at the same cost per GP (a
   single GP on all ``--n`` samples is not fit: it is cubic in ``n``; the

@@ -25,7 +25,8 @@ How a learner sees its responsibilities ``r_ij`` (weighting ``"auto"``):
   (``"resample"``).
 
 ``max_samples_per_expert`` caps every leaf at a subsample of its samples
-drawn (without replacement) in proportion to their responsibilities: local
+drawn without replacement in proportion to their responsibilities (with
+random keys fixed for the fit, so that it settles as EM converges): local
 experts on local data, which keeps expensive learners (a GP is cubic in n)
 affordable.
 
@@ -127,6 +128,7 @@ class LearnerExperts:
         self.random_state = check_random_state(random_state)
         self.learners = None
         self.variance = None
+        self._uniforms = None
 
     # Refitting a learner need not increase EM's objective (an SVM minimises a
     # hinge loss, a tree is greedy, a capped or resampled fit sees part of the
@@ -174,7 +176,7 @@ class LearnerExperts:
 
     # -- M-step -----------------------------------------------------------------
 
-    def _training_rows(self, resp):
+    def _training_rows(self, resp, leaf):
         """Rows (and their weights) that leaf's learner is fit on."""
         if self.rule == "resample":
             total = resp.sum()
@@ -195,14 +197,14 @@ class LearnerExperts:
             rows = np.flatnonzero(resp > 0)
         if self.max_samples is not None and len(rows) > self.max_samples:
             # A subsample drawn in proportion to responsibility covers the
-            # leaf's whole region; its most responsible samples would sit
-            # far from the gate's boundary and leave the rest unseen.
-            p = resp[rows] / resp[rows].sum()
-            rows = np.sort(
-                self.random_state.choice(
-                    rows, size=self.max_samples, replace=False, p=p
-                )
-            )
+            # leaf's whole region (its most responsible samples would sit far
+            # from the gate's boundary). Weighted sampling without
+            # replacement by the keys u_i ** (1 / r_i) (Efraimidis & Spirakis,
+            # 2006), with the uniforms u drawn once per fit, so that the
+            # subsample settles as the responsibilities converge.
+            log_keys = np.log(self._uniforms[leaf, rows]) / resp[rows]
+            top = np.argsort(-log_keys, kind="stable")[: self.max_samples]
+            rows = np.sort(rows[top])
         return rows, resp[rows]
 
     def _fit_one(self, leaf, learner, X, y, rows, weights):
@@ -238,9 +240,15 @@ class LearnerExperts:
         """Fit every leaf's learner to its responsibilities."""
         X_data, y_data = self._inputs(X, xp), self._targets(y, xp)
         resp = to_numpy(resp, xp)
+        if (
+            getattr(self, "_uniforms", None) is None
+            or self._uniforms.shape != resp.shape
+        ):
+            # One uniform per (leaf, sample) for the whole fit (the cap's keys).
+            self._uniforms = self.random_state.uniform(size=resp.shape)
         fitted, predictions = [], []
         for leaf, learner in enumerate(self.learners):
-            rows, weights = self._training_rows(resp[leaf])
+            rows, weights = self._training_rows(resp[leaf], leaf)
             if not self.is_regression and len(np.unique(y_data[rows])) < 2:
                 # On a single class the maximum-likelihood classifier is the
                 # constant one; most learners refuse to fit it.
