@@ -13,18 +13,12 @@ Run from the repository root::
 """
 
 import argparse
-import os
-import platform
 import time
 import warnings
 
-import numpy as np
-import scipy
-import sklearn
+from _common import print_machine
 from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_info
 
-import hmexperts
 from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
 from hmexperts.datasets import make_moe
 
@@ -53,22 +47,6 @@ def parse_args():
         "--max-iter", type=int, default=100, help="EM iterations at most (default 100)"
     )
     return parser.parse_args()
-
-
-def print_machine():
-    print(f"machine : {platform.machine()} {platform.processor() or '?'}")
-    print(f"cpus    : {os.cpu_count()}")
-    print(f"python  : {platform.python_version()}")
-    print(
-        f"numpy {np.__version__}, scipy {scipy.__version__}, "
-        f"scikit-learn {sklearn.__version__}, hmexperts {hmexperts.__version__}"
-    )
-    for pool in threadpool_info():
-        print(
-            f"threads : {pool['internal_api']} ({pool['user_api']}), "
-            f"{pool['num_threads']} threads"
-        )
-    print()
 
 
 def time_fit(estimator_class, X, y, max_iter, repeats):

@@ -30,22 +30,17 @@ Run from the repository root::
 """
 
 import argparse
-import os
-import platform
 import time
 import warnings
 
 import numpy as np
-import scipy
-import sklearn
+from _common import print_machine
 from scipy.stats import norm
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF
-from threadpoolctl import threadpool_info
 
-import hmexperts
 from hmexperts import MixtureOfExpertsRegressor
 
 N_EXPERTS = 4
@@ -80,22 +75,6 @@ def parse_args():
         "--repeats", type=int, default=1, help="fits per setting; the best is kept"
     )
     return parser.parse_args()
-
-
-def print_machine():
-    print(f"machine : {platform.machine()} {platform.processor() or '?'}")
-    print(f"cpus    : {os.cpu_count()}")
-    print(f"python  : {platform.python_version()}")
-    print(
-        f"numpy {np.__version__}, scipy {scipy.__version__}, "
-        f"scikit-learn {sklearn.__version__}, hmexperts {hmexperts.__version__}"
-    )
-    for pool in threadpool_info():
-        print(
-            f"threads : {pool['internal_api']} ({pool['user_api']}), "
-            f"{pool['num_threads']} threads"
-        )
-    print()
 
 
 def target(X):
