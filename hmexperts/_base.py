@@ -359,6 +359,15 @@ class BaseMixtureOfExperts(BaseEstimator):
         -------
         self : object
             The fitted estimator.
+
+        Examples
+        --------
+        >>> from hmexperts import MixtureOfExpertsRegressor
+        >>> from hmexperts.datasets import make_moe
+        >>> X, y, _ = make_moe(300, random_state=0)
+        >>> model = MixtureOfExpertsRegressor(n_experts=2, random_state=0).fit(X, y)
+        >>> model.converged_, model.n_leaves_
+        (True, 2)
         """
         n_leaves = self._check_params()
         xp = get_namespace(X)
@@ -518,6 +527,19 @@ class BaseMixtureOfExperts(BaseEstimator):
         -------
         prior : ndarray of shape (n_samples, n_leaves)
             Rows sum to 1.
+
+        Examples
+        --------
+        >>> from hmexperts import MixtureOfExpertsRegressor
+        >>> from hmexperts.datasets import make_moe
+        >>> X, y, _ = make_moe(300, n_experts=2, depth=2, random_state=0)
+        >>> model = MixtureOfExpertsRegressor(n_experts=2, depth=2, random_state=0)
+        >>> model = model.fit(X, y)
+        >>> prior = model.predict_gates(X[:2])
+        >>> prior.shape
+        (2, 4)
+        >>> prior.sum(axis=1).round(6).tolist()
+        [1.0, 1.0]
         """
         Xd, xp = self._prepare(X)
         return xp.matrix_transpose(xp.exp(self._gates.log_prior(Xd, xp)))
@@ -534,6 +556,17 @@ class BaseMixtureOfExperts(BaseEstimator):
         -------
         leaves : ndarray of shape (n_samples,)
             Leaf indices in ``[0, n_leaves_)``.
+
+        Examples
+        --------
+        >>> from hmexperts import MixtureOfExpertsRegressor
+        >>> from hmexperts.datasets import make_moe
+        >>> X, y, _ = make_moe(300, n_experts=2, depth=2, random_state=0)
+        >>> model = MixtureOfExpertsRegressor(n_experts=2, depth=2, random_state=0)
+        >>> model = model.fit(X, y)
+        >>> leaves = model.apply(X)
+        >>> bool((leaves == model.predict_gates(X).argmax(axis=1)).all())
+        True
         """
         Xd, xp = self._prepare(X)
         return xp.argmax(self._gates.log_prior(Xd, xp), axis=0)
@@ -561,6 +594,17 @@ class BaseMixtureOfExperts(BaseEstimator):
         Returns
         -------
         log_likelihood : ndarray of shape (n_samples,)
+            ``log p(y_i | x_i)`` under the fitted mixture.
+
+        Examples
+        --------
+        >>> from hmexperts import MixtureOfExpertsRegressor
+        >>> from hmexperts.datasets import make_moe
+        >>> X, y, _ = make_moe(300, n_experts=2, depth=2, random_state=0)
+        >>> model = MixtureOfExpertsRegressor(n_experts=2, depth=2, random_state=0)
+        >>> model = model.fit(X, y)
+        >>> model.score_samples(X, y).shape
+        (300,)
         """
         log_joint, xp = self._log_joint(X, y)
         return logsumexp(log_joint, 0, xp)
@@ -579,6 +623,17 @@ class BaseMixtureOfExperts(BaseEstimator):
         -------
         resp : ndarray of shape (n_samples, n_leaves)
             Rows sum to 1.
+
+        Examples
+        --------
+        >>> from hmexperts import MixtureOfExpertsRegressor
+        >>> from hmexperts.datasets import make_moe
+        >>> X, y, _ = make_moe(300, n_experts=2, depth=2, random_state=0)
+        >>> model = MixtureOfExpertsRegressor(n_experts=2, depth=2, random_state=0)
+        >>> model = model.fit(X, y)
+        >>> resp = model.predict_responsibilities(X[:2], y[:2])
+        >>> resp.shape
+        (2, 4)
         """
         log_joint, xp = self._log_joint(X, y)
         log_resp = log_joint - logsumexp(log_joint, 0, xp)[None, :]
@@ -610,6 +665,18 @@ class BaseMixtureOfExperts(BaseEstimator):
         Returns
         -------
         bic : float
+            The criterion; compare it across models fit to the same data.
+
+        Examples
+        --------
+        >>> from hmexperts import MixtureOfExpertsRegressor
+        >>> from hmexperts.datasets import make_moe
+        >>> X, y, _ = make_moe(300, n_experts=2, depth=2, random_state=0)
+        >>> model = MixtureOfExpertsRegressor(n_experts=2, depth=2, random_state=0)
+        >>> model = model.fit(X, y)
+        >>> flat = MixtureOfExpertsRegressor(n_experts=1, random_state=0).fit(X, y)
+        >>> bool(model.bic(X, y) < flat.bic(X, y))  # the tree is worth its parameters
+        True
         """
         log_likelihood = self.score_samples(X, y)
         xp = array_namespace(log_likelihood)
@@ -633,6 +700,17 @@ class BaseMixtureOfExperts(BaseEstimator):
         Returns
         -------
         aic : float
+            The criterion; compare it across models fit to the same data.
+
+        Examples
+        --------
+        >>> from hmexperts import MixtureOfExpertsRegressor
+        >>> from hmexperts.datasets import make_moe
+        >>> X, y, _ = make_moe(300, n_experts=2, depth=2, random_state=0)
+        >>> model = MixtureOfExpertsRegressor(n_experts=2, depth=2, random_state=0)
+        >>> model = model.fit(X, y)
+        >>> bool(model.aic(X, y) <= model.bic(X, y))  # log(300) > 2
+        True
         """
         log_likelihood = self.score_samples(X, y)
         xp = array_namespace(log_likelihood)

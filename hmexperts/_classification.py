@@ -240,6 +240,15 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         -------
         log_proba : ndarray of shape (n_samples, n_classes)
             Columns ordered as ``classes_``.
+
+        Examples
+        --------
+        >>> from hmexperts import MixtureOfExpertsClassifier
+        >>> from hmexperts.datasets import make_moe
+        >>> X, y, _ = make_moe(300, task="classification", n_classes=3, random_state=0)
+        >>> model = MixtureOfExpertsClassifier(n_experts=2, random_state=0).fit(X, y)
+        >>> model.predict_log_proba(X[:2]).shape
+        (2, 3)
         """
         Xd, xp = self._prepare(X)
         log_weight, mask = self._route(self._gates.log_prior(Xd, xp), xp)
@@ -262,6 +271,15 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         -------
         proba : ndarray of shape (n_samples, n_classes)
             Columns ordered as ``classes_``; rows sum to 1.
+
+        Examples
+        --------
+        >>> from hmexperts import MixtureOfExpertsClassifier
+        >>> from hmexperts.datasets import make_moe
+        >>> X, y, _ = make_moe(300, task="classification", n_classes=3, random_state=0)
+        >>> model = MixtureOfExpertsClassifier(n_experts=2, random_state=0).fit(X, y)
+        >>> model.predict_proba(X[:2]).sum(axis=1).round(6).tolist()
+        [1.0, 1.0]
         """
         log_proba = self.predict_log_proba(X)
         return array_namespace(log_proba).exp(log_proba)
@@ -278,6 +296,15 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         -------
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_``.
+
+        Examples
+        --------
+        >>> from hmexperts import MixtureOfExpertsClassifier
+        >>> from hmexperts.datasets import make_moe
+        >>> X, y, _ = make_moe(300, task="classification", n_classes=3, random_state=0)
+        >>> model = MixtureOfExpertsClassifier(n_experts=2, random_state=0).fit(X, y)
+        >>> set(model.predict(X).tolist()) <= set(model.classes_.tolist())
+        True
         """
         log_proba = self.predict_log_proba(X)
         xp = array_namespace(log_proba)

@@ -293,6 +293,16 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             Predictive mean.
         y_std : ndarray of shape (n_samples,)
             Predictive standard deviation; only if ``return_std`` is True.
+
+        Examples
+        --------
+        >>> from hmexperts import MixtureOfExpertsRegressor
+        >>> from hmexperts.datasets import make_moe
+        >>> X, y, _ = make_moe(300, noise=0.1, random_state=0)
+        >>> model = MixtureOfExpertsRegressor(n_experts=2, random_state=0).fit(X, y)
+        >>> mean, std = model.predict(X[:3], return_std=True)
+        >>> mean.shape, bool((std > 0).all())
+        ((3,), True)
         """
         Xd, xp = self._prepare(X)
         log_weight, mask = self._route(self._gates.log_prior(Xd, xp), xp)
