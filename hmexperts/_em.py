@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from ._array_api import logsumexp
+from ._solvers import outer_products
 
 
 @dataclass
@@ -82,10 +83,14 @@ def e_step(X, y, sample_weight, gates, experts, xp):
     return log_resp, objective
 
 
-def m_step(X, y, resp, gates, experts, xp):
-    """Fit every gate and every expert to the weighted posteriors ``resp``."""
-    gates.fit(X, resp, xp)
-    experts.fit(X, y, resp, xp)
+def m_step(X, y, resp, gates, experts, xp, outer=None):
+    """Fit every gate and every expert to the weighted posteriors ``resp``.
+
+    ``outer``: the outer products of ``X``'s rows, kept for the whole fit
+    when they fit in memory (``outer_products``), else None.
+    """
+    gates.fit(X, resp, xp, outer)
+    experts.fit(X, y, resp, xp, outer)
 
 
 def run_em(
@@ -134,15 +139,17 @@ def run_em(
     # Experts whose refit may lower the objective: keep the best iterate.
     keep_best = not experts.monotone
     best = None
+    outer = outer_products(X, xp)
     if resp_init is not None:
-        m_step(X, y, resp_init * sample_weight[None, :], gates, experts, xp)
+        resp = resp_init * sample_weight[None, :]
+        m_step(X, y, resp, gates, experts, xp, outer)
     log_resp, objective = e_step(X, y, sample_weight, gates, experts, xp)
     monitor.report(objective + objective_offset)
     for n_iter in range(1, max_iter + 1):
         if keep_best and (best is None or monitor.history[-1] > best[0]):
             best = (monitor.history[-1], copy.deepcopy((gates.coef, experts.__dict__)))
         resp = xp.exp(log_resp) * sample_weight[None, :]
-        m_step(X, y, resp, gates, experts, xp)
+        m_step(X, y, resp, gates, experts, xp, outer)
         log_resp, objective = e_step(X, y, sample_weight, gates, experts, xp)
         monitor.report(objective + objective_offset)
         if verbose >= 2:

@@ -3,7 +3,9 @@
 Every bank offers the same three operations over all ``n_leaves`` experts at
 once, which is all the EM loop needs:
 
-- ``fit(X, y, resp)``: the M-step, with ``resp`` of shape (n_leaves, n_samples);
+- ``fit(X, y, resp, xp, outer)``: the M-step, with ``resp`` of shape
+  (n_leaves, n_samples) and ``outer`` the kept outer products of ``X``'s rows
+  (or None);
 - ``log_likelihood(X, y)``: ``log p_j(y_i | x_i)`` of shape (n_leaves, n_samples);
 - ``penalty()``: the log-prior of the coefficients, subtracted from the
   log-likelihood in the objective that EM increases.
@@ -46,12 +48,13 @@ class LinearGaussianExperts:
         self.coef = xp.zeros((self.n_leaves, n_params), dtype=X.dtype, device=device(X))
         self.variance = xp.ones((self.n_leaves,), dtype=X.dtype, device=device(X))
 
-    def fit(self, X, y, resp, xp):
+    def fit(self, X, y, resp, xp, outer=None):
         """Conditional M-step: coefficients given the current variances, then
         the variances given the new coefficients (each an exact maximiser,
         so the penalised objective cannot decrease)."""
         # (X^T R X / s2 + alpha I) beta = X^T R y / s2, scaled by s2.
-        self.coef = solve_weighted_ridge(X, y, resp, self.alpha * self.variance, xp)
+        ridge = self.alpha * self.variance
+        self.coef = solve_weighted_ridge(X, y, resp, ridge, xp, outer)
         resid2 = (y[None, :] - self.predict(X, xp)) ** 2
         mass = xp.sum(resp, axis=1)
         tiny = 10 * xp.finfo(X.dtype).eps
@@ -114,9 +117,9 @@ class SoftmaxExperts:
         classes = xp.arange(self.n_classes, device=device(X))
         return xp.astype(classes[:, None] == y[None, :], X.dtype)
 
-    def fit(self, X, y, resp, xp):
+    def fit(self, X, y, resp, xp, outer=None):
         targets = self._one_hot(y, X, xp)[:, None, :] * resp[None, :, :]
-        self.coef = fit_softmax(X, targets, self.coef, self.alpha, xp)
+        self.coef = fit_softmax(X, targets, self.coef, self.alpha, xp, outer=outer)
 
     def predict_log_proba(self, X, xp, mask=None):
         """Each expert's class log-probabilities, (n_classes, n_leaves, n_samples).

@@ -75,7 +75,7 @@ class GateTree:
         n_nodes = self.n_experts**level
         return xp.sum(xp.reshape(resp, (n_nodes, -1, n)), axis=1)
 
-    def fit(self, X, resp, xp):
+    def fit(self, X, resp, xp, outer=None):
         """M-step: fit each level's gates to the posteriors of their children.
 
         Parameters
@@ -83,12 +83,16 @@ class GateTree:
         X : array of shape (n_samples, n_params)
         resp : array of shape (n_leaves, n_samples)
             Leaf posteriors times sample weights.
+        outer : array or None
+            The outer products of ``X``'s rows, if kept for the fit.
         """
         n, k = X.shape[0], self.n_experts
         for level, coef in enumerate(self.coef):
             children = self.node_posteriors(resp, level + 1, xp)  # (G * K, n)
             targets = xp.permute_dims(xp.reshape(children, (k**level, k, n)), (1, 0, 2))
-            self.coef[level] = fit_softmax(X, targets, coef, self.alpha, xp)
+            self.coef[level] = fit_softmax(
+                X, targets, coef, self.alpha, xp, outer=outer
+            )
 
     def penalty(self, xp):
         """``alpha / 2`` times the squared norm of all gate coefficients."""

@@ -236,8 +236,9 @@ class LearnerExperts:
                 learner.set_params(**{f"{prefix}alpha": noise})
         return None
 
-    def fit(self, X, y, resp, xp):
-        """Fit every leaf's learner to its responsibilities."""
+    def fit(self, X, y, resp, xp, outer=None):
+        """Fit every leaf's learner to its responsibilities (``outer``, the
+        built-in banks' cached products, is not needed)."""
         X_data, y_data = self._inputs(X, xp), self._targets(y, xp)
         resp = to_numpy(resp, xp)
         if (

@@ -28,6 +28,9 @@ _CHUNK_ELEMENTS = 2**22
 _MAX_NEWTON_STEPS = 8
 _NEWTON_RTOL = 1e-7
 _MAX_HALVINGS = 40
+# Largest row-wise outer-product matrix (n_samples x n_params**2) kept for a
+# whole fit (float64: 128 MiB); above it, outer products are made per chunk.
+_CACHE_ELEMENTS = 2**24
 
 
 def _row_chunks(n_rows, width):
@@ -42,13 +45,34 @@ def _outer_rows(X, xp):
     return xp.reshape(X[:, :, None] * X[:, None, :], (n, p * p))
 
 
-def weighted_gram(X, weights, xp):
+def outer_products(X, xp):
+    """Row-wise outer products of ``X`` to keep for a whole fit, or None.
+
+    ``X`` is the same in every EM iteration, so its outer products, which
+    every Gram matrix and every Newton step needs, are made once when they
+    fit in ``_CACHE_ELEMENTS``; otherwise each chunk makes its own.
+
+    Returns
+    -------
+    outer : array of shape (n_samples, n_params * n_params) or None
+    """
+    n, p = X.shape
+    return _outer_rows(X, xp) if n * p * p <= _CACHE_ELEMENTS else None
+
+
+def _outer_chunk(X, outer, rows, xp):
+    return outer[rows, :] if outer is not None else _outer_rows(X[rows, :], xp)
+
+
+def weighted_gram(X, weights, xp, outer=None):
     """Weighted Gram matrices ``sum_i weights[m, i] x_i x_i^T``.
 
     Parameters
     ----------
     X : array of shape (n_samples, n_params)
     weights : array of shape (n_models, n_samples)
+    outer : array of shape (n_samples, n_params * n_params) or None
+        The outer products of ``X``'s rows, if kept (``outer_products``).
 
     Returns
     -------
@@ -56,13 +80,15 @@ def weighted_gram(X, weights, xp):
     """
     n, p = X.shape
     m = weights.shape[0]
+    if outer is not None:
+        return xp.reshape(weights @ outer, (m, p, p))
     gram = xp.zeros((m, p * p), dtype=X.dtype, device=device(X))
     for rows in _row_chunks(n, p * p):
         gram = gram + weights[:, rows] @ _outer_rows(X[rows, :], xp)
     return xp.reshape(gram, (m, p, p))
 
 
-def solve_weighted_ridge(X, y, weights, ridge, xp):
+def solve_weighted_ridge(X, y, weights, ridge, xp, outer=None):
     """Weighted ridge regression for every row of ``weights`` at once.
 
     Solves ``(X^T diag(w_m) X + ridge_m I) beta_m = X^T diag(w_m) y``.
@@ -73,13 +99,17 @@ def solve_weighted_ridge(X, y, weights, ridge, xp):
     y : array of shape (n_samples,)
     weights : array of shape (n_models, n_samples)
     ridge : array of shape (n_models,)
+    outer : array or None
+        The outer products of ``X``'s rows, if kept.
 
     Returns
     -------
     coef : array of shape (n_models, n_params)
     """
     p = X.shape[1]
-    lhs = weighted_gram(X, weights, xp) + ridge[:, None, None] * eye_like(p, X, xp)
+    lhs = weighted_gram(X, weights, xp, outer) + ridge[:, None, None] * eye_like(
+        p, X, xp
+    )
     rhs = weights @ (X * y[:, None])  # (n_models, n_params)
     return xp.linalg.solve(lhs, rhs[:, :, None])[:, :, 0]
 
@@ -116,7 +146,7 @@ def softmax_objective(X, targets, coef, alpha, xp):
     return fit - 0.5 * alpha * xp.sum(xp.reshape(coef**2, (coef.shape[0], -1)), axis=1)
 
 
-def _newton_direction(X, targets, mass, coef, alpha, xp):
+def _newton_direction(X, targets, mass, coef, alpha, xp, outer=None):
     """Newton ascent direction for every model of the batch.
 
     Gradient ``X^T (T - s * g) - alpha W``; negative Hessian
@@ -140,7 +170,7 @@ def _newton_direction(X, targets, mass, coef, alpha, xp):
             pr[:, None, :, :] * eye_k - pr[:, None, :, :] * pr[None, :, :, :]
         ) * mass[None, None, :, rows]
         curv = xp.reshape(curv, (k * k * n_models, curv.shape[-1]))
-        hess = hess + curv @ _outer_rows(X[rows, :], xp)
+        hess = hess + curv @ _outer_chunk(X, outer, rows, xp)
     hess = xp.reshape(hess, (k, k, n_models, p, p))
     hess = xp.reshape(xp.permute_dims(hess, (2, 0, 3, 1, 4)), (n_models, kp, kp))
     hess = hess + alpha * eye_like(kp, X, xp)
@@ -149,7 +179,7 @@ def _newton_direction(X, targets, mass, coef, alpha, xp):
     return xp.permute_dims(xp.reshape(step, (n_models, k, p)), (0, 2, 1))
 
 
-def fit_softmax(X, targets, coef, alpha, xp, max_steps=_MAX_NEWTON_STEPS):
+def fit_softmax(X, targets, coef, alpha, xp, max_steps=_MAX_NEWTON_STEPS, outer=None):
     """Maximise the penalised soft-target objective of a batch of softmax models.
 
     Newton's method with step halving per model: a step is taken only if it
@@ -169,6 +199,8 @@ def fit_softmax(X, targets, coef, alpha, xp, max_steps=_MAX_NEWTON_STEPS):
         L2 penalty, > 0.
     max_steps : int
         Largest number of Newton steps.
+    outer : array or None
+        The outer products of ``X``'s rows, if kept.
 
     Returns
     -------
@@ -178,7 +210,7 @@ def fit_softmax(X, targets, coef, alpha, xp, max_steps=_MAX_NEWTON_STEPS):
     objective = softmax_objective(X, targets, coef, alpha, xp)
     scale = xp.sum(mass, axis=1) + 1.0
     for _ in range(max_steps):
-        direction = _newton_direction(X, targets, mass, coef, alpha, xp)
+        direction = _newton_direction(X, targets, mass, coef, alpha, xp, outer)
         new_coef, new_objective = _halving_step(
             X, targets, coef, objective, direction, alpha, xp
         )

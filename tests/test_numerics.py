@@ -19,7 +19,7 @@ from scipy.special import logsumexp as scipy_logsumexp
 from scipy.special import softmax
 from sklearn.exceptions import ConvergenceWarning
 
-from hmexperts import MixtureOfExpertsRegressor, _solvers
+from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor, _solvers
 from hmexperts._array_api import log_softmax, logsumexp
 from hmexperts._gates import GateTree
 from hmexperts._solvers import (
@@ -28,6 +28,7 @@ from hmexperts._solvers import (
     solve_weighted_ridge,
     weighted_gram,
 )
+from hmexperts.datasets import make_moe
 
 
 def test_logsumexp_matches_scipy_and_keeps_minus_inf():
@@ -235,3 +236,35 @@ def test_gate_priors_form_a_consistent_tree(n_experts, depth, scale, seed):
             np.exp(shallower.log_prior(X, xp)),
             atol=1e-12,
         )
+
+
+def test_kept_outer_products_give_the_chunked_results(monkeypatch):
+    rng = np.random.RandomState(0)
+    X = np.column_stack([rng.normal(size=(50, 3)), np.ones(50)])
+    weights = rng.uniform(size=(3, 50))
+    outer = _solvers.outer_products(X, xp)
+    monkeypatch.setattr(_solvers, "_CHUNK_ELEMENTS", 40)  # many small chunks
+    np.testing.assert_allclose(
+        weighted_gram(X, weights, xp, outer), weighted_gram(X, weights, xp), rtol=1e-12
+    )
+    targets = _soft_targets(rng, 3, 2, 50)
+    start = np.zeros((2, 4, 3))
+    np.testing.assert_allclose(
+        fit_softmax(X, targets, start, 0.1, xp, outer=outer),
+        fit_softmax(X, targets, start, 0.1, xp),
+        rtol=1e-10,
+        atol=1e-12,
+    )
+
+
+@pytest.mark.parametrize(
+    "Model", [MixtureOfExpertsRegressor, MixtureOfExpertsClassifier]
+)
+def test_fit_is_the_same_with_and_without_kept_outer_products(monkeypatch, Model):
+    task = "regression" if Model is MixtureOfExpertsRegressor else "classification"
+    X, y, _ = make_moe(300, 3, n_experts=2, depth=2, task=task, random_state=0)
+    kept = Model(n_experts=2, depth=2, random_state=0).fit(X, y)
+    monkeypatch.setattr(_solvers, "_CACHE_ELEMENTS", 0)  # never keep them
+    assert _solvers.outer_products(X, xp) is None
+    chunked = Model(n_experts=2, depth=2, random_state=0).fit(X, y)
+    np.testing.assert_allclose(kept.lower_bounds_, chunked.lower_bounds_, rtol=1e-10)
