@@ -234,6 +234,17 @@ class BaseMixtureOfExperts(BaseEstimator):
                 "array of responsibilities of shape (n_samples, n_leaves)."
             )
         n_leaves = self.n_experts**self.depth
+        self._check_routing(n_leaves)
+        if n_leaves > 4096:
+            raise ValueError(
+                f"n_experts={self.n_experts} and depth={self.depth} give {n_leaves} "
+                "leaves; at most 4096 are supported. Decrease n_experts or depth."
+            )
+        return n_leaves
+
+    def _check_routing(self, n_leaves):
+        """Validate ``top_k`` and ``pooling``, which act at prediction and may
+        be changed with ``set_params`` after ``fit``."""
         if self.pooling not in ("mean", "max"):
             raise ValueError(f"pooling={self.pooling!r}; expected 'mean' or 'max'.")
         if self.top_k is not None:
@@ -243,12 +254,6 @@ class BaseMixtureOfExperts(BaseEstimator):
                     f"top_k={self.top_k} is larger than the number of leaves, "
                     f"n_experts ** depth = {n_leaves}."
                 )
-        if n_leaves > 4096:
-            raise ValueError(
-                f"n_experts={self.n_experts} and depth={self.depth} give {n_leaves} "
-                "leaves; at most 4096 are supported. Decrease n_experts or depth."
-            )
-        return n_leaves
 
     def _check_n_samples(self, sample_weight, n_leaves, xp):
         n_positive = int(xp.sum(xp.astype(sample_weight > 0, xp.int64)))
@@ -505,8 +510,9 @@ class BaseMixtureOfExperts(BaseEstimator):
         ``pooling="max"``: the leaf of ``apply``), renormalised, ``-inf``
         elsewhere; ``mask`` of shape (n_leaves, n_samples) marks them.
         """
-        k = 1 if self.pooling == "max" else self.top_k
         n_leaves = log_prior.shape[0]
+        self._check_routing(n_leaves)
+        k = 1 if self.pooling == "max" else self.top_k
         if k is None or k >= n_leaves:
             return log_prior, None
         top = xp.argsort(log_prior, axis=0, descending=True, stable=True)[:k, :]

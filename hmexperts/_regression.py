@@ -2,12 +2,15 @@
 
 from numbers import Real
 
+import numpy as np
 from sklearn.base import RegressorMixin, is_regressor
+from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.utils import check_array, check_scalar
 
 from ._array_api import to_numpy
 from ._base import BaseMixtureOfExperts, _Scaling, _weighted_mean_scale
 from ._experts import LinearGaussianExperts
+from ._learners import _final_step
 
 
 class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
@@ -252,6 +255,13 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
                 f"expert={self.expert!r} is not a regressor. "
                 "MixtureOfExpertsRegressor needs a scikit-learn regressor, or None "
                 "for the built-in linear-Gaussian expert."
+            )
+        final, _ = _final_step(self.expert)
+        if isinstance(final, GaussianProcessRegressor) and np.ndim(final.alpha) > 0:
+            raise ValueError(
+                "A GaussianProcessRegressor expert needs a scalar alpha (its noise "
+                "variance, which EM divides by each sample's responsibility); got "
+                f"an array of shape {np.shape(final.alpha)}."
             )
 
     def _learner_task(self):

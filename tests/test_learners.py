@@ -549,3 +549,12 @@ def test_single_class_leaves_give_valid_probabilities():
     assert np.all(np.isfinite(proba))
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-10)
     assert model.score(X, y) > 0.95  # each cluster is pure and far from the rest
+
+
+def test_gp_expert_with_array_alpha_is_rejected():
+    # EM divides the GP's scalar noise alpha by each sample's responsibility;
+    # an array alpha (one per training sample) has no meaning for a leaf.
+    X, y = _jump(60, 0)
+    gp = GaussianProcessRegressor(alpha=np.full(60, 0.01))
+    with pytest.raises(ValueError, match="needs a scalar alpha"):
+        MixtureOfExpertsRegressor(n_experts=2, expert=gp).fit(X, y)

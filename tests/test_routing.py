@@ -137,3 +137,20 @@ def test_bad_routing_parameters(params, message):
     X, y, _ = make_moe(100, 2, n_experts=2, depth=2, random_state=0)
     with pytest.raises(ValueError, match=message):
         MixtureOfExpertsRegressor(n_experts=2, depth=2, **params).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"top_k": 5}, "top_k=5 is larger than the number of leaves"),
+        ({"pooling": "median"}, "pooling='median'; expected 'mean' or 'max'"),
+    ],
+)
+def test_routing_set_after_fit_is_validated_at_prediction(params, message):
+    # top_k and pooling act at prediction: set_params after fit must not be
+    # silently ignored (dense) when the value is invalid.
+    X, y, _ = make_moe(100, 2, n_experts=2, depth=2, random_state=0)
+    model = MixtureOfExpertsRegressor(n_experts=2, depth=2, random_state=0).fit(X, y)
+    model.set_params(**params)
+    with pytest.raises(ValueError, match=message):
+        model.predict(X)
