@@ -17,15 +17,17 @@ from array_api_compat import array_namespace
 from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_array, check_random_state, check_scalar
+from sklearn.utils import Bunch, check_array, check_random_state, check_scalar
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 
 from ._array_api import add_intercept, device, get_namespace, logsumexp, to_numpy
-from ._em import run_em
-from ._gates import GateTree
+from ._em import TrainingRouting, e_step, run_em, top_k_mask
+from ._gates import GateTree, importance_cv2
 from ._learners import LearnerExperts, _final_step
 
 _WEIGHTINGS = {"auto", "sample_weight", "threshold", "resample"}
+_ALGORITHMS = ("em", "hard", "stochastic")
+_PRIORITIES = ("gate", "random", "order")
 _EXPERT_ATTRIBUTES = (
     "experts_",
     "expert_coef_",
@@ -143,6 +145,11 @@ class BaseMixtureOfExperts(BaseEstimator):
         max_samples_per_expert=None,
         top_k=None,
         pooling="mean",
+        capacity_factor=None,
+        priority="gate",
+        algorithm="em",
+        gate_noise=0.0,
+        load_balance=0.0,
         gate_alpha=1e-2,
         expert_alpha=1e-2,
         max_iter=100,
@@ -161,6 +168,11 @@ class BaseMixtureOfExperts(BaseEstimator):
         self.max_samples_per_expert = max_samples_per_expert
         self.top_k = top_k
         self.pooling = pooling
+        self.capacity_factor = capacity_factor
+        self.priority = priority
+        self.algorithm = algorithm
+        self.gate_noise = gate_noise
+        self.load_balance = load_balance
         self.gate_alpha = gate_alpha
         self.expert_alpha = expert_alpha
         self.max_iter = max_iter
@@ -235,6 +247,18 @@ class BaseMixtureOfExperts(BaseEstimator):
             )
         n_leaves = self.n_experts**self.depth
         self._check_routing(n_leaves)
+        if self.algorithm not in _ALGORITHMS:
+            raise ValueError(
+                f"algorithm={self.algorithm!r}; expected one of {list(_ALGORITHMS)}."
+            )
+        check_scalar(self.gate_noise, "gate_noise", Real, min_val=0)
+        check_scalar(self.load_balance, "load_balance", Real, min_val=0)
+        if self.gate_noise > 0 and self._training_k(n_leaves) is None:
+            raise ValueError(
+                f"gate_noise={self.gate_noise} acts on the top-k choice of the "
+                "E-step, but training keeps every leaf: set top_k < n_leaves or "
+                "algorithm='hard', or leave gate_noise=0."
+            )
         if n_leaves > 4096:
             raise ValueError(
                 f"n_experts={self.n_experts} and depth={self.depth} give {n_leaves} "
@@ -243,8 +267,9 @@ class BaseMixtureOfExperts(BaseEstimator):
         return n_leaves
 
     def _check_routing(self, n_leaves):
-        """Validate ``top_k`` and ``pooling``, which act at prediction and may
-        be changed with ``set_params`` after ``fit``."""
+        """Validate the routing at prediction (``top_k``, ``pooling``,
+        ``capacity_factor``, ``priority``), which may be changed with
+        ``set_params`` after ``fit``."""
         if self.pooling not in ("mean", "max"):
             raise ValueError(f"pooling={self.pooling!r}; expected 'mean' or 'max'.")
         if self.top_k is not None:
@@ -254,6 +279,34 @@ class BaseMixtureOfExperts(BaseEstimator):
                     f"top_k={self.top_k} is larger than the number of leaves, "
                     f"n_experts ** depth = {n_leaves}."
                 )
+        if self.priority not in _PRIORITIES:
+            raise ValueError(
+                f"priority={self.priority!r}; expected one of {list(_PRIORITIES)}."
+            )
+        if self.capacity_factor is not None:
+            check_scalar(
+                self.capacity_factor,
+                "capacity_factor",
+                Real,
+                min_val=0,
+                include_boundaries="neither",
+            )
+            if self._routed_k(n_leaves) is None:
+                raise ValueError(
+                    f"capacity_factor={self.capacity_factor} limits the samples "
+                    "routed to each expert, but dense pooling routes every sample "
+                    "to every expert: set top_k < n_leaves or pooling='max'."
+                )
+
+    def _routed_k(self, n_leaves):
+        """Leaves pooled per sample at prediction, or None for all."""
+        k = 1 if self.pooling == "max" else self.top_k
+        return None if k is None or k >= n_leaves else k
+
+    def _training_k(self, n_leaves):
+        """Leaves kept per sample by the E-step, or None for all."""
+        k = 1 if self.algorithm == "hard" else self.top_k
+        return None if k is None or k >= n_leaves else k
 
     def _check_n_samples(self, sample_weight, n_leaves, xp):
         n_positive = int(xp.sum(xp.astype(sample_weight > 0, xp.int64)))
@@ -408,15 +461,23 @@ class BaseMixtureOfExperts(BaseEstimator):
         offset = -math.log(scaling.y_scale)
 
         random_state = check_random_state(self.random_state)
+        routing = TrainingRouting(
+            algorithm=self.algorithm,
+            top_k=self.top_k,
+            gate_noise=self.gate_noise,
+            random_state=random_state,
+        )
         best = None
         for init in range(1 if continuing else self.n_init):
             if continuing:
                 gates, experts, resp_init = self._gates, self._experts, None
-                gates.alpha = self.gate_alpha
+                gates.alpha, gates.balance = self.gate_alpha, self.load_balance
                 if not isinstance(experts, LearnerExperts):
                     self._update_experts(experts)
             else:
-                gates = GateTree(self.n_experts, self.depth, self.gate_alpha)
+                gates = GateTree(
+                    self.n_experts, self.depth, self.gate_alpha, self.load_balance
+                )
                 experts = self._make_experts(n_leaves, scaling, random_state)
                 gates.init_params(Xd.shape[1], Xd, xp)
                 experts.init_params(Xd.shape[1], Xd, xp)
@@ -443,6 +504,7 @@ class BaseMixtureOfExperts(BaseEstimator):
                 xp=xp,
                 verbose=self.verbose,
                 objective_offset=offset,
+                routing=routing,
             )
             if best is None or monitor.objective > best[2].objective:
                 best = (gates, experts, monitor)
@@ -457,6 +519,8 @@ class BaseMixtureOfExperts(BaseEstimator):
                 stacklevel=2,
             )
         self._set_fitted_state(scaling, gates, experts, xp)
+        self._marginal = self._target_marginal(y_fit, sample_weight, xp)
+        self.routing_stats_ = self._training_routing_stats(Xd, y_fit, sample_weight, xp)
         self.n_iter_ = monitor.n_iter
         self.converged_ = monitor.converged
         self.lower_bounds_ = list(monitor.history)
@@ -493,6 +557,25 @@ class BaseMixtureOfExperts(BaseEstimator):
         else:
             self._set_expert_attributes(scaling, experts, xp)
 
+    def _training_routing_stats(self, Xd, y_fit, sample_weight, xp):
+        """Load and importance of the leaves on the training data."""
+        routing = TrainingRouting(
+            algorithm="hard" if self.algorithm == "hard" else "em",
+            top_k=self.top_k,
+        )
+        log_resp, _ = e_step(
+            Xd, y_fit, sample_weight, self._gates, self._experts, xp, routing
+        )
+        total = xp.sum(sample_weight)
+        load = to_numpy(xp.exp(log_resp) @ sample_weight / total, xp)
+        log_prior = self._gates.log_prior(Xd, xp)
+        importance = to_numpy(xp.exp(log_prior) @ sample_weight / total, xp)
+        return Bunch(
+            load=load,
+            importance=importance,
+            importance_cv2=importance_cv2(log_prior, sample_weight, xp),
+        )
+
     # -- inference --------------------------------------------------------------
 
     def _prepare(self, X):
@@ -503,23 +586,168 @@ class BaseMixtureOfExperts(BaseEstimator):
         return Xd, xp
 
     def _route(self, log_prior, xp):
-        """Log pooling weights of the leaves, and where experts are needed.
+        """Log pooling weights of the leaves, where experts are needed, and
+        which samples no expert could take.
 
-        Dense (no ``top_k``, ``pooling="mean"``): the priors, and mask None.
+        Dense (no ``top_k``, ``pooling="mean"``): the priors, and masks None.
         Otherwise the ``k`` largest priors of every sample (``k = 1`` for
-        ``pooling="max"``: the leaf of ``apply``), renormalised, ``-inf``
-        elsewhere; ``mask`` of shape (n_leaves, n_samples) marks them.
+        ``pooling="max"``: the leaf of ``apply``), or with ``capacity_factor``
+        the leaves ``_assign`` gives it, renormalised, ``-inf`` elsewhere;
+        ``mask`` of shape (n_leaves, n_samples) marks them. ``dropped``
+        (n_samples,) marks samples without a leaf (or is None); their
+        weights point at leaf 0 as a placeholder, and the estimator predicts
+        them from the target's marginal.
         """
         n_leaves = log_prior.shape[0]
         self._check_routing(n_leaves)
-        k = 1 if self.pooling == "max" else self.top_k
-        if k is None or k >= n_leaves:
-            return log_prior, None
-        top = xp.argsort(log_prior, axis=0, descending=True, stable=True)[:k, :]
-        leaves = xp.arange(n_leaves, device=device(log_prior))[:, None, None]
-        mask = xp.any(top[None, :, :] == leaves, axis=1)
+        k = self._routed_k(n_leaves)
+        if k is None:
+            return log_prior, None, None
+        if self.capacity_factor is None:
+            mask, dropped = top_k_mask(log_prior, k, xp), None
+        else:
+            mask, _, _ = self._assign(log_prior, k, xp)
+            dropped = ~xp.any(mask, axis=0)
+            if bool(xp.any(dropped)):
+                n_dropped = int(xp.sum(xp.astype(dropped, xp.int64)))
+                warnings.warn(
+                    f"{n_dropped} of {dropped.shape[0]} samples found no expert "
+                    f"with room (capacity_factor={self.capacity_factor}, k={k}); "
+                    "they are predicted from the target's marginal distribution. "
+                    "Increase capacity_factor to route them.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                first = xp.arange(n_leaves, device=device(log_prior))[:, None] == 0
+                placeholder = xp.where(first, 0.0, -xp.inf)
+                log_prior = xp.where(dropped[None, :], placeholder, log_prior)
+                mask_for_weights = mask | (first & dropped[None, :])
+            else:
+                dropped, mask_for_weights = None, mask
+            kept = xp.where(
+                mask_for_weights, log_prior, xp.full_like(log_prior, -xp.inf)
+            )
+            return kept - logsumexp(kept, 0, xp)[None, :], mask, dropped
         kept = xp.where(mask, log_prior, xp.full_like(log_prior, -xp.inf))
-        return kept - logsumexp(kept, 0, xp)[None, :], mask
+        return kept - logsumexp(kept, 0, xp)[None, :], mask, dropped
+
+    def _priority_order(self, log_prior, xp):
+        """Samples in the order in which they claim room at the experts."""
+        n = log_prior.shape[1]
+        if self.priority == "gate":  # batch prioritised routing: surest first
+            score = xp.max(log_prior, axis=0)
+            return xp.argsort(score, descending=True, stable=True)
+        if self.priority == "random":
+            order = check_random_state(self.random_state).permutation(n)
+            return xp.asarray(order, device=device(log_prior))
+        return xp.arange(n, device=device(log_prior))
+
+    def _assign(self, log_prior, k, xp):
+        """Up to ``k`` leaves per sample, no leaf above its capacity.
+
+        ``capacity = ceil(capacity_factor * n_samples * k / n_leaves)``.
+        Round ``r`` offers every sample that still lacks leaves its ``r``-th
+        choice (by prior); each leaf takes the offers in priority order
+        while it has room, so overflow moves on to the sample's next choice
+        with room.
+
+        Returns
+        -------
+        mask : array of shape (n_leaves, n_samples) of bool
+        capacity : int
+        rerouted : array of shape (n_samples,) of bool
+            Samples given a leaf outside their first ``k`` choices.
+        """
+        n_leaves, n = log_prior.shape
+        capacity = math.ceil(self.capacity_factor * n * k / n_leaves)
+        dev = device(log_prior)
+        preference = xp.argsort(log_prior, axis=0, descending=True, stable=True)
+        order = self._priority_order(log_prior, xp)
+        leaves = xp.arange(n_leaves, device=dev)[:, None]
+        mask = xp.zeros((n_leaves, n), dtype=xp.bool, device=dev)
+        rerouted = xp.zeros((n,), dtype=xp.bool, device=dev)
+        taken = xp.zeros((n,), dtype=xp.int64, device=dev)
+        room = xp.full((n_leaves,), capacity, dtype=xp.int64, device=dev)
+        for rank in range(n_leaves):
+            wanting = taken < k
+            if not bool(xp.any(wanting)):
+                break
+            # offers[j, t]: the t-th sample in priority order offers itself to j
+            choice = xp.take(preference[rank, :], order)
+            offers = (choice[None, :] == leaves) & xp.take(wanting, order)[None, :]
+            queue = xp.cumulative_sum(xp.astype(offers, xp.int64), axis=1)
+            accepted = offers & (queue <= room[:, None])
+            room = room - xp.sum(xp.astype(accepted, xp.int64), axis=1)
+            inverse = xp.argsort(order)
+            accepted = xp.take(accepted, inverse, axis=1)  # back to sample order
+            got = xp.any(accepted, axis=0)
+            mask = mask | accepted
+            taken = taken + xp.astype(got, xp.int64)
+            if rank >= k:
+                rerouted = rerouted | got
+        return mask, capacity, rerouted
+
+    def routing_stats(self, X):
+        """How ``predict`` routes ``X``: expert load, drops and reroutes.
+
+        ``predict`` stores nothing (a scikit-learn estimator does not change
+        when it predicts); this method repeats its routing and reports it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        stats : :class:`~sklearn.utils.Bunch`
+            ``load`` (n_leaves,): samples each expert evaluates;
+            ``capacity``: the per-expert limit, or None; ``n_dropped``:
+            samples no expert took (predicted from the target's marginal
+            distribution); ``n_rerouted``: samples sent to an expert outside
+            their ``k`` most trusted because those were full;
+            ``importance`` (n_leaves,): mean prior of every leaf;
+            ``importance_cv2``: its squared coefficient of variation.
+
+        Examples
+        --------
+        >>> from hmexperts import MixtureOfExpertsRegressor
+        >>> from hmexperts.datasets import make_moe
+        >>> X, y, _ = make_moe(400, n_experts=2, depth=2, random_state=0)
+        >>> model = MixtureOfExpertsRegressor(
+        ...     n_experts=2, depth=2, top_k=1, capacity_factor=1.0, random_state=0
+        ... ).fit(X, y)
+        >>> stats = model.routing_stats(X)
+        >>> int(stats.load.max()) <= stats.capacity
+        True
+        >>> int(stats.load.sum() + stats.n_dropped)  # every sample accounted for
+        400
+        """
+        Xd, xp = self._prepare(X)
+        log_prior = self._gates.log_prior(Xd, xp)
+        n_leaves, n = log_prior.shape
+        self._check_routing(n_leaves)
+        k = self._routed_k(n_leaves)
+        ones = xp.ones((n,), dtype=log_prior.dtype, device=device(log_prior))
+        capacity, n_dropped, n_rerouted = None, 0, 0
+        if k is None:
+            load = np.full(n_leaves, n)
+        else:
+            if self.capacity_factor is None:
+                mask = top_k_mask(log_prior, k, xp)
+            else:
+                mask, capacity, rerouted = self._assign(log_prior, k, xp)
+                n_dropped = int(xp.sum(xp.astype(~xp.any(mask, axis=0), xp.int64)))
+                n_rerouted = int(xp.sum(xp.astype(rerouted, xp.int64)))
+            load = to_numpy(xp.sum(xp.astype(mask, xp.int64), axis=1), xp)
+        return Bunch(
+            load=load,
+            capacity=capacity,
+            n_dropped=n_dropped,
+            n_rerouted=n_rerouted,
+            importance=to_numpy(xp.exp(log_prior) @ ones / n, xp),
+            importance_cv2=importance_cv2(log_prior, ones, xp),
+        )
 
     def predict_gates(self, X):
         """Prior probability of every leaf: the product of gate probabilities.

@@ -9,6 +9,9 @@ from ._array_api import device, logsumexp, to_numpy
 from ._base import BaseMixtureOfExperts, _Scaling
 from ._experts import SoftmaxExperts
 
+# Floor on a class frequency in the prediction of a dropped sample.
+_MIN_FREQUENCY = 1e-6
+
 
 class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     """Hierarchical mixture of multinomial-logistic experts, fit by EM.
@@ -59,13 +62,57 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         local experts on local data, which keeps expensive learners
         affordable.
     top_k : int, default=None
-        At prediction, pool only the ``top_k`` leaves of largest prior for
-        every sample, their priors renormalised; learners are then called
-        only on the samples routed to them. ``None`` pools all leaves.
-        Training is dense EM either way.
+        Sparse routing. At prediction, pool only the ``top_k`` leaves of
+        largest prior for every sample, their priors renormalised; learners
+        are then called only on the samples routed to them. In training,
+        a truncated E-step keeps the ``top_k`` largest posteriors of every
+        sample, renormalised: EM then increases a lower bound of the
+        log-likelihood (the log of the joint summed over those leaves),
+        never the likelihood itself, and ``lower_bound_`` reports that bound.
+        ``None`` (or ``n_leaves``) is dense, exact EM.
     pooling : {"mean", "max"}, default="mean"
         At prediction, the gate-weighted mixture of the experts, or only the
-        most trusted expert (the leaf of ``apply``: hard routing).
+        most trusted expert (the leaf of ``apply``: hard, Switch-style top-1
+        routing).
+    capacity_factor : float, default=None
+        With sparse routing at prediction (``top_k`` or ``pooling="max"``),
+        every expert takes at most ``ceil(capacity_factor * n_samples * k /
+        n_leaves)`` samples of a call to ``predict``; a sample whose choices
+        are full goes to its next most trusted expert with room. A sample
+        that finds no room anywhere (possible when ``capacity_factor * k <
+        1``) is dropped: it is predicted from the training target's marginal
+        distribution and a warning says how many were. ``routing_stats``
+        reports the load, the dropped and the rerouted samples. ``None``:
+        no limit.
+    priority : {"gate", "random", "order"}, default="gate"
+        Which samples claim room at a full expert first: the most confident
+        (largest top prior, batch prioritised routing), a random order drawn
+        from ``random_state``, or the order of the rows.
+    algorithm : {"em", "hard", "stochastic"}, default="em"
+        ``"em"``: soft EM (with ``top_k``, truncated). ``"hard"``:
+        classification EM, every sample given wholly to its most probable
+        leaf (the truncated E-step with one leaf); it increases the
+        classification log-likelihood ``sum_i log max_j pi_j p_j``, which
+        ``lower_bound_`` reports. ``"stochastic"``: stochastic EM, every
+        sample given to a leaf drawn from its posterior; the likelihood then
+        fluctuates, EM returns the best iterate and stops when the best has
+        not risen by ``tol`` in 10 iterations. Its draws come from
+        ``random_state``: set it for a reproducible fit.
+    gate_noise : float, default=0.0
+        Noisy top-k gating in training: standard deviation of Gaussian noise
+        added to the leaves' log priors before the E-step picks each
+        sample's ``top_k`` leaves (or its single leaf with
+        ``algorithm="hard"``); it spreads samples over the experts early on.
+        Draws come from ``random_state``. EM returns the best iterate, since
+        a noisy choice can lower the objective. Needs ``top_k < n_leaves``
+        or ``algorithm="hard"``.
+    load_balance : float, default=0.0
+        Weight ``lambda`` of a load-balancing penalty on the gates,
+        ``lambda * sum_i w_i * CV^2(I)``, with ``I_j = sum_i w_i pi_j(x_i)``
+        the importance of leaf ``j`` and ``CV^2`` its squared coefficient of
+        variation (Shazeer et al., 2017). It is part of the objective that
+        EM increases (the gates' M-step never lowers it); larger values
+        spread the data more evenly over the experts.
     gate_alpha : float, default=1e-2
         L2 penalty ``gate_alpha / 2 * ||w||^2`` on every gate coefficient
         (intercepts included), > 0.
@@ -92,7 +139,8 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         placed at the leaves so that siblings are neighbours in ``x``. An
         array gives the responsibilities directly.
     random_state : int, RandomState instance or None, default=None
-        Seed of the initialisation.
+        Seed of the initialisation, of stochastic EM and of ``gate_noise``
+        (and of ``priority="random"`` at prediction).
     warm_start : bool, default=False
         If True, ``fit`` continues EM from the last fit's parameters,
         running a single initialisation. Changed penalties apply from then
@@ -128,6 +176,13 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         best iterate.
     lower_bounds_ : list of float
         Its value after initialisation and after every EM iteration.
+    routing_stats_ : :class:`~sklearn.utils.Bunch`
+        Routing on the training data: ``load`` (n_leaves,), every leaf's
+        share of the responsibilities the E-step hands out (under ``top_k``
+        or hard EM, of the truncated ones); ``importance`` (n_leaves,), its
+        share of the gates' prior mass; ``importance_cv2``, the squared
+        coefficient of variation of the importance (0 for an even load).
+        ``routing_stats(X)`` reports the routing of ``predict``.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -217,6 +272,13 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     def _learner_task(self):
         return {"n_classes": len(self.classes_)}
 
+    def _target_marginal(self, y_fit, sample_weight, xp):
+        """Log of the weighted class frequencies, floored, on the host."""
+        y_fit, weight = to_numpy(y_fit, xp), to_numpy(sample_weight, xp)
+        counts = np.bincount(y_fit, weights=weight, minlength=len(self.classes_))
+        frequency = np.maximum(counts / counts.sum(), _MIN_FREQUENCY)
+        return np.log(frequency / frequency.sum())
+
     def _builtin_experts(self, n_leaves):
         return SoftmaxExperts(n_leaves, len(self.classes_), self.expert_alpha)
 
@@ -251,9 +313,14 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         (2, 3)
         """
         Xd, xp = self._prepare(X)
-        log_weight, mask = self._route(self._gates.log_prior(Xd, xp), xp)
+        log_weight, mask, dropped = self._route(self._gates.log_prior(Xd, xp), xp)
         log_expert = self._experts.predict_log_proba(Xd, xp, mask)
         log_proba = logsumexp(log_weight[None, :, :] + log_expert, 1, xp)  # (C, n)
+        if dropped is not None:  # the training classes' frequencies
+            marginal = xp.asarray(
+                self._marginal, dtype=log_proba.dtype, device=device(Xd)
+            )
+            log_proba = xp.where(dropped[None, :], marginal[:, None], log_proba)
         return xp.matrix_transpose(log_proba)
 
     def predict_proba(self, X):

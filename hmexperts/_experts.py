@@ -17,7 +17,7 @@ regression and integer-coded for classification.
 import math
 
 from ._array_api import device, log_softmax
-from ._solvers import fit_softmax, softmax_logits, solve_weighted_ridge
+from ._solvers import fit_softmax, group_rows, softmax_logits, solve_weighted_ridge
 
 
 class LinearGaussianExperts:
@@ -119,6 +119,11 @@ class SoftmaxExperts:
 
     def fit(self, X, y, resp, xp, outer=None):
         targets = self._one_hot(y, X, xp)[:, None, :] * resp[None, :, :]
+        # Under hard or truncated EM an expert sees only its own samples.
+        grouped = group_rows(X, resp, xp, outer)
+        if grouped is not None:
+            take, X, outer = grouped
+            targets = take(targets)
         self.coef = fit_softmax(X, targets, self.coef, self.alpha, xp, outer=outer)
 
     def predict_log_proba(self, X, xp, mask=None):

@@ -64,13 +64,57 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         local experts on local data, which keeps expensive learners (a
         Gaussian process is cubic in its samples) affordable.
     top_k : int, default=None
-        At prediction, pool only the ``top_k`` leaves of largest prior for
-        every sample, their priors renormalised; learners are then called
-        only on the samples routed to them. ``None`` pools all leaves.
-        Training is dense EM either way.
+        Sparse routing. At prediction, pool only the ``top_k`` leaves of
+        largest prior for every sample, their priors renormalised; learners
+        are then called only on the samples routed to them. In training,
+        a truncated E-step keeps the ``top_k`` largest posteriors of every
+        sample, renormalised: EM then increases a lower bound of the
+        log-likelihood (the log of the joint summed over those leaves),
+        never the likelihood itself, and ``lower_bound_`` reports that bound.
+        ``None`` (or ``n_leaves``) is dense, exact EM.
     pooling : {"mean", "max"}, default="mean"
         At prediction, the gate-weighted mixture of the experts, or only the
-        most trusted expert (the leaf of ``apply``: hard routing).
+        most trusted expert (the leaf of ``apply``: hard, Switch-style top-1
+        routing).
+    capacity_factor : float, default=None
+        With sparse routing at prediction (``top_k`` or ``pooling="max"``),
+        every expert takes at most ``ceil(capacity_factor * n_samples * k /
+        n_leaves)`` samples of a call to ``predict``; a sample whose choices
+        are full goes to its next most trusted expert with room. A sample
+        that finds no room anywhere (possible when ``capacity_factor * k <
+        1``) is dropped: it is predicted from the training target's marginal
+        distribution and a warning says how many were. ``routing_stats``
+        reports the load, the dropped and the rerouted samples. ``None``:
+        no limit.
+    priority : {"gate", "random", "order"}, default="gate"
+        Which samples claim room at a full expert first: the most confident
+        (largest top prior, batch prioritised routing), a random order drawn
+        from ``random_state``, or the order of the rows.
+    algorithm : {"em", "hard", "stochastic"}, default="em"
+        ``"em"``: soft EM (with ``top_k``, truncated). ``"hard"``:
+        classification EM, every sample given wholly to its most probable
+        leaf (the truncated E-step with one leaf); it increases the
+        classification log-likelihood ``sum_i log max_j pi_j p_j``, which
+        ``lower_bound_`` reports. ``"stochastic"``: stochastic EM, every
+        sample given to a leaf drawn from its posterior; the likelihood then
+        fluctuates, EM returns the best iterate and stops when the best has
+        not risen by ``tol`` in 10 iterations. Its draws come from
+        ``random_state``: set it for a reproducible fit.
+    gate_noise : float, default=0.0
+        Noisy top-k gating in training: standard deviation of Gaussian noise
+        added to the leaves' log priors before the E-step picks each
+        sample's ``top_k`` leaves (or its single leaf with
+        ``algorithm="hard"``); it spreads samples over the experts early on.
+        Draws come from ``random_state``. EM returns the best iterate, since
+        a noisy choice can lower the objective. Needs ``top_k < n_leaves``
+        or ``algorithm="hard"``.
+    load_balance : float, default=0.0
+        Weight ``lambda`` of a load-balancing penalty on the gates,
+        ``lambda * sum_i w_i * CV^2(I)``, with ``I_j = sum_i w_i pi_j(x_i)``
+        the importance of leaf ``j`` and ``CV^2`` its squared coefficient of
+        variation (Shazeer et al., 2017). It is part of the objective that
+        EM increases (the gates' M-step never lowers it); larger values
+        spread the data more evenly over the experts.
     gate_alpha : float, default=1e-2
         L2 penalty ``gate_alpha / 2 * ||w||^2`` on every gate coefficient
         (intercepts included), > 0. It keeps the gates finite when the
@@ -102,7 +146,8 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         placed at the leaves so that siblings are neighbours in ``x``. An
         array gives the responsibilities directly.
     random_state : int, RandomState instance or None, default=None
-        Seed of the initialisation.
+        Seed of the initialisation, of stochastic EM and of ``gate_noise``
+        (and of ``priority="random"`` at prediction).
     warm_start : bool, default=False
         If True, ``fit`` continues EM from the last fit's parameters (and
         its standardisation), running a single initialisation. Changed
@@ -141,6 +186,13 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         iterate.
     lower_bounds_ : list of float
         Its value after initialisation and after every EM iteration.
+    routing_stats_ : :class:`~sklearn.utils.Bunch`
+        Routing on the training data: ``load`` (n_leaves,), every leaf's
+        share of the responsibilities the E-step hands out (under ``top_k``
+        or hard EM, of the truncated ones); ``importance`` (n_leaves,), its
+        share of the gates' prior mass; ``importance_cv2``, the squared
+        coefficient of variation of the importance (0 for an even load).
+        ``routing_stats(X)`` reports the routing of ``predict``.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -185,6 +237,11 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         max_samples_per_expert=None,
         top_k=None,
         pooling="mean",
+        capacity_factor=None,
+        priority="gate",
+        algorithm="em",
+        gate_noise=0.0,
+        load_balance=0.0,
         gate_alpha=1e-2,
         expert_alpha=1e-2,
         min_variance=1e-3,
@@ -205,6 +262,11 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             max_samples_per_expert=max_samples_per_expert,
             top_k=top_k,
             pooling=pooling,
+            capacity_factor=capacity_factor,
+            priority=priority,
+            algorithm=algorithm,
+            gate_noise=gate_noise,
+            load_balance=load_balance,
             gate_alpha=gate_alpha,
             expert_alpha=expert_alpha,
             max_iter=max_iter,
@@ -267,6 +329,9 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     def _learner_task(self):
         return {"min_variance": self.min_variance}
 
+    def _target_marginal(self, y_fit, sample_weight, xp):
+        return None  # the standardised target has mean 0 and variance 1
+
     def _builtin_experts(self, n_leaves):
         # y is standardised to unit variance: the floor relative to var(y) is
         # min_variance itself.
@@ -287,7 +352,8 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         """Mixture mean ``sum_j pi_j(x) mu_j(x)`` (and its standard deviation).
 
         With ``top_k`` or ``pooling="max"``, the sum runs over the leaves the
-        sample is routed to, their priors renormalised.
+        sample is routed to, their priors renormalised (see
+        ``capacity_factor`` for samples no expert has room for).
 
         Parameters
         ----------
@@ -315,13 +381,16 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         ((3,), True)
         """
         Xd, xp = self._prepare(X)
-        log_weight, mask = self._route(self._gates.log_prior(Xd, xp), xp)
+        log_weight, mask, dropped = self._route(self._gates.log_prior(Xd, xp), xp)
         weight = xp.exp(log_weight)
         means, variance = self._experts.predict_mean_variance(Xd, xp, mask)
         mean = xp.sum(weight * means, axis=0)
+        second = xp.sum(weight * (variance + means**2), axis=0)
+        if dropped is not None:  # the standardised target's marginal: N(0, 1)
+            mean = xp.where(dropped, xp.zeros_like(mean), mean)
+            second = xp.where(dropped, xp.ones_like(second), second)
         y_mean = self._scaling.y_mean + self._scaling.y_scale * mean
         if not return_std:
             return y_mean
-        second = xp.sum(weight * (variance + means**2), axis=0)
         var = xp.maximum(second - mean**2, xp.zeros_like(mean))
         return y_mean, self._scaling.y_scale * xp.sqrt(var)

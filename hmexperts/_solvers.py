@@ -16,6 +16,14 @@ Layout: samples run along the last axis of every per-sample array (weights of
 shape (n_models, n_samples), logits of shape (n_classes, n_models,
 n_samples)), so that reductions over models and classes are elementwise
 operations over contiguous slabs, the fast case for every array library.
+
+Grouped inputs: when each model of a softmax batch sees only some of the
+samples (the gates of a deep level under hard or truncated EM), ``X`` may
+instead be of shape (n_models, n_rows, n_params), every model's own rows
+gathered into one batch (``group_rows``), with targets of shape
+(n_classes, n_models, n_rows); rows that pad a short group carry zero
+targets. The work then scales with the rows each model sees, not with
+``n_models * n_samples``.
 """
 
 from ._array_api import device, eye_like, log_softmax
@@ -40,9 +48,9 @@ def _row_chunks(n_rows, width):
 
 
 def _outer_rows(X, xp):
-    """Row-wise outer products ``x_i x_i^T`` flattened: shape (n, P * P)."""
-    n, p = X.shape
-    return xp.reshape(X[:, :, None] * X[:, None, :], (n, p * p))
+    """Row-wise outer products ``x_i x_i^T`` flattened: shape (..., n, P * P)."""
+    p = X.shape[-1]
+    return xp.reshape(X[..., :, None] * X[..., None, :], (*X.shape[:-1], p * p))
 
 
 def outer_products(X, xp):
@@ -61,7 +69,59 @@ def outer_products(X, xp):
 
 
 def _outer_chunk(X, outer, rows, xp):
-    return outer[rows, :] if outer is not None else _outer_rows(X[rows, :], xp)
+    if outer is not None:
+        return outer[..., rows, :]
+    return _outer_rows(X[..., rows, :], xp)
+
+
+def group_rows(X, node_mass, xp, outer=None, max_fraction=0.5):
+    """Gather every model's rows (those with positive mass) into one batch.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_params)
+    node_mass : array of shape (n_models, n_samples)
+    outer : array of shape (n_samples, n_params ** 2) or None
+    max_fraction : float
+        Group only if the padded batch has at most this fraction of the
+        ``n_models * n_samples`` rows of the dense layout.
+
+    Returns
+    -------
+    grouped : tuple or None
+        ``(take, X_grouped, outer_grouped)``: ``take(a)`` gathers an array
+        whose last axis runs over (n_models, n_samples) into (n_models,
+        n_rows); ``X_grouped`` of shape (n_models, n_rows, n_params);
+        ``outer_grouped`` of shape (n_models, n_rows, n_params ** 2) or
+        None. None when grouping would not pay.
+    """
+    n_models, n = node_mass.shape
+    if n_models == 1:
+        return None
+    active = node_mass > 0
+    n_rows = int(xp.max(xp.sum(xp.astype(active, xp.int64), axis=1)))
+    if n_rows * n_models > max_fraction * n_models * n:
+        return None
+    n_rows = max(n_rows, 1)
+    # active rows first, in sample order; the padding rows have zero mass
+    rows = xp.argsort(xp.astype(~active, xp.int8), axis=1, stable=True)[:, :n_rows]
+    flat_rows = xp.reshape(rows, (-1,))
+    offsets = xp.arange(n_models, device=device(X))[:, None] * n
+    flat_cells = xp.reshape(rows + offsets, (-1,))
+    p = X.shape[1]
+
+    def take(a):
+        lead = a.shape[:-2]
+        flat = xp.reshape(a, (*lead, n_models * n))
+        return xp.reshape(xp.take(flat, flat_cells, axis=-1), (*lead, n_models, n_rows))
+
+    X_grouped = xp.reshape(xp.take(X, flat_rows, axis=0), (n_models, n_rows, p))
+    outer_grouped = None
+    if outer is not None:
+        outer_grouped = xp.reshape(
+            xp.take(outer, flat_rows, axis=0), (n_models, n_rows, p * p)
+        )
+    return take, X_grouped, outer_grouped
 
 
 def weighted_gram(X, weights, xp, outer=None):
@@ -119,13 +179,16 @@ def softmax_logits(X, coef, xp):
 
     Parameters
     ----------
-    X : array of shape (n_samples, n_params)
+    X : array of shape (n_samples, n_params) or (n_models, n_rows, n_params)
     coef : array of shape (n_models, n_params, n_classes)
 
     Returns
     -------
-    logits : array of shape (n_classes, n_models, n_samples)
+    logits : array of shape (n_classes, n_models, n_samples or n_rows)
     """
+    if X.ndim == 3:  # grouped: model g's own rows
+        logits = xp.permute_dims(coef, (0, 2, 1)) @ xp.matrix_transpose(X)
+        return xp.permute_dims(logits, (1, 0, 2))
     g, p, k = coef.shape
     flat = xp.reshape(xp.permute_dims(coef, (2, 0, 1)), (k * g, p))
     return xp.reshape(flat @ xp.matrix_transpose(X), (k, g, X.shape[0]))
@@ -153,27 +216,42 @@ def _newton_direction(X, targets, mass, coef, alpha, xp, outer=None):
     ``sum_i s_i (diag(g_i) - g_i g_i^T) kron x_i x_i^T + alpha I``,
     positive definite for ``alpha > 0``.
     """
-    n, p = X.shape
+    grouped = X.ndim == 3
+    n, p = X.shape[-2:]
     n_models, _, k = coef.shape
     kp = k * p
     prob = xp.exp(log_softmax(softmax_logits(X, coef, xp), 0, xp))  # (K, G, n)
-    resid = xp.reshape(targets - mass[None, :, :] * prob, (k * n_models, n))
-    grad = xp.reshape(resid @ X, (k, n_models, p))
-    grad = xp.permute_dims(grad, (1, 0, 2)) - alpha * xp.permute_dims(coef, (0, 2, 1))
+    resid = targets - mass[None, :, :] * prob
+    if grouped:
+        grad = xp.permute_dims(resid, (1, 0, 2)) @ X  # (G, K, P)
+    else:
+        grad = xp.reshape(xp.reshape(resid, (k * n_models, n)) @ X, (k, n_models, p))
+        grad = xp.permute_dims(grad, (1, 0, 2))
+    grad = grad - alpha * xp.permute_dims(coef, (0, 2, 1))
 
     eye_k = eye_like(k, X, xp)[:, :, None, None]
-    hess = xp.zeros((k * k * n_models, p * p), dtype=X.dtype, device=device(X))
-    for rows in _row_chunks(n, max(p * p, k * k * n_models)):
+    width = max(p * p, k * k) * (n_models if grouped else 1)
+    hess = 0.0
+    for rows in _row_chunks(n, max(width, k * k * n_models)):
         pr = prob[:, :, rows]
         # curv[a, b, g, i] = s_gi (delta_ab p_a - p_a p_b)
         curv = (
             pr[:, None, :, :] * eye_k - pr[:, None, :, :] * pr[None, :, :, :]
         ) * mass[None, None, :, rows]
-        curv = xp.reshape(curv, (k * k * n_models, curv.shape[-1]))
+        if grouped:  # (G, K*K, rows) @ (G, rows, P*P)
+            curv = xp.reshape(
+                xp.permute_dims(curv, (2, 0, 1, 3)), (n_models, k * k, curv.shape[-1])
+            )
+        else:
+            curv = xp.reshape(curv, (k * k * n_models, curv.shape[-1]))
         hess = hess + curv @ _outer_chunk(X, outer, rows, xp)
-    hess = xp.reshape(hess, (k, k, n_models, p, p))
-    hess = xp.reshape(xp.permute_dims(hess, (2, 0, 3, 1, 4)), (n_models, kp, kp))
-    hess = hess + alpha * eye_like(kp, X, xp)
+    if grouped:
+        hess = xp.reshape(hess, (n_models, k, k, p, p))
+        hess = xp.permute_dims(hess, (0, 1, 3, 2, 4))
+    else:
+        hess = xp.reshape(hess, (k, k, n_models, p, p))
+        hess = xp.permute_dims(hess, (2, 0, 3, 1, 4))
+    hess = xp.reshape(hess, (n_models, kp, kp)) + alpha * eye_like(kp, X, xp)
 
     step = xp.linalg.solve(hess, xp.reshape(grad, (n_models, kp, 1)))
     return xp.permute_dims(xp.reshape(step, (n_models, k, p)), (0, 2, 1))
@@ -188,11 +266,12 @@ def fit_softmax(X, targets, coef, alpha, xp, max_steps=_MAX_NEWTON_STEPS, outer=
 
     Parameters
     ----------
-    X : array of shape (n_samples, n_params)
-        Inputs with the intercept column.
-    targets : array of shape (n_classes, n_models, n_samples)
-        Soft counts, non-negative (posterior of each child, or
-        responsibility times the one-hot class).
+    X : array of shape (n_samples, n_params) or (n_models, n_rows, n_params)
+        Inputs with the intercept column, shared by all models or grouped
+        (every model's own rows, ``group_rows``).
+    targets : array of shape (n_classes, n_models, n_samples or n_rows)
+        Soft counts (posterior of each child, or responsibility times the
+        one-hot class); their sum over classes must be non-negative.
     coef : array of shape (n_models, n_params, n_classes)
         Starting point.
     alpha : float
@@ -200,7 +279,7 @@ def fit_softmax(X, targets, coef, alpha, xp, max_steps=_MAX_NEWTON_STEPS, outer=
     max_steps : int
         Largest number of Newton steps.
     outer : array or None
-        The outer products of ``X``'s rows, if kept.
+        The outer products of ``X``'s rows, if kept (grouped like ``X``).
 
     Returns
     -------
