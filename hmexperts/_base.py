@@ -619,7 +619,8 @@ class BaseMixtureOfExperts(BaseEstimator):
                     stacklevel=3,
                 )
                 first = xp.arange(n_leaves, device=device(log_prior))[:, None] == 0
-                placeholder = xp.where(first, 0.0, -xp.inf)
+                zero = xp.zeros_like(log_prior[:, :1])
+                placeholder = xp.where(first, zero, xp.full_like(zero, -xp.inf))
                 log_prior = xp.where(dropped[None, :], placeholder, log_prior)
                 mask_for_weights = mask | (first & dropped[None, :])
             else:
@@ -649,7 +650,9 @@ class BaseMixtureOfExperts(BaseEstimator):
         Round ``r`` offers every sample that still lacks leaves its ``r``-th
         choice (by prior); each leaf takes the offers in priority order
         while it has room, so overflow moves on to the sample's next choice
-        with room.
+        with room. Greedy, like GShard's and V-MoE's routers: with ``k > 1``
+        a sample may end with fewer than ``k`` leaves although a perfect
+        assignment exists.
 
         Returns
         -------
@@ -704,8 +707,10 @@ class BaseMixtureOfExperts(BaseEstimator):
             ``load`` (n_leaves,): samples each expert evaluates;
             ``capacity``: the per-expert limit, or None; ``n_dropped``:
             samples no expert took (predicted from the target's marginal
-            distribution); ``n_rerouted``: samples sent to an expert outside
-            their ``k`` most trusted because those were full;
+            distribution); ``n_partial``: samples that got at least one but
+            fewer than ``k`` experts (pooled over those they got);
+            ``n_rerouted``: samples sent to an expert outside their ``k``
+            most trusted because those were full;
             ``importance`` (n_leaves,): mean prior of every leaf;
             ``importance_cv2``: its squared coefficient of variation.
 
@@ -729,7 +734,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         self._check_routing(n_leaves)
         k = self._routed_k(n_leaves)
         ones = xp.ones((n,), dtype=log_prior.dtype, device=device(log_prior))
-        capacity, n_dropped, n_rerouted = None, 0, 0
+        capacity, n_dropped, n_partial, n_rerouted = None, 0, 0, 0
         if k is None:
             load = np.full(n_leaves, n)
         else:
@@ -737,13 +742,16 @@ class BaseMixtureOfExperts(BaseEstimator):
                 mask = top_k_mask(log_prior, k, xp)
             else:
                 mask, capacity, rerouted = self._assign(log_prior, k, xp)
-                n_dropped = int(xp.sum(xp.astype(~xp.any(mask, axis=0), xp.int64)))
+                got = to_numpy(xp.sum(xp.astype(mask, xp.int64), axis=0), xp)
+                n_dropped = int(np.sum(got == 0))
+                n_partial = int(np.sum((got > 0) & (got < k)))
                 n_rerouted = int(xp.sum(xp.astype(rerouted, xp.int64)))
             load = to_numpy(xp.sum(xp.astype(mask, xp.int64), axis=1), xp)
         return Bunch(
             load=load,
             capacity=capacity,
             n_dropped=n_dropped,
+            n_partial=n_partial,
             n_rerouted=n_rerouted,
             importance=to_numpy(xp.exp(log_prior) @ ones / n, xp),
             importance_cv2=importance_cv2(log_prior, ones, xp),
