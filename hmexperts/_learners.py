@@ -202,7 +202,9 @@ class LearnerExperts:
             # replacement by the keys u_i ** (1 / r_i) (Efraimidis & Spirakis,
             # 2006), with the uniforms u drawn once per fit, so that the
             # subsample settles as the responsibilities converge.
-            log_keys = np.log(self._uniforms[leaf, rows]) / resp[rows]
+            # A subnormal responsibility overflows its key to -inf: never drawn.
+            with np.errstate(over="ignore"):
+                log_keys = np.log(self._uniforms[leaf, rows]) / resp[rows]
             top = np.argsort(-log_keys, kind="stable")[: self.max_samples]
             rows = np.sort(rows[top])
         return rows, resp[rows]

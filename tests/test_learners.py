@@ -411,6 +411,29 @@ def test_max_samples_per_expert_caps_gp_training_sets():
     assert sizes == [50, 50]
 
 
+def test_capped_subsample_ignores_subnormal_responsibilities():
+    """Keys ``log(u) / r`` of a subnormal ``r`` overflow to -inf: such rows
+    are never drawn, and no overflow warning escapes (a 64-leaf fit of SVR
+    experts hit it)."""
+    from hmexperts._learners import LearnerExperts
+
+    bank = LearnerExperts(
+        LinearRegression(),
+        2,
+        scaling=None,
+        weighting="sample_weight",
+        responsibility_threshold=0.5,
+        max_samples=3,
+        random_state=np.random.RandomState(0),
+        min_variance=1e-3,
+    )
+    bank._uniforms = np.random.RandomState(1).uniform(size=(2, 6))
+    resp = np.array([1e-310, 0.9, 0.8, 5e-320, 0.7, 0.6])
+    rows, weights = bank._training_rows(resp, 0)
+    assert len(rows) == 3 and 0 not in rows and 3 not in rows
+    np.testing.assert_array_equal(weights, resp[rows])
+
+
 # -- 5. fitted clones, clone, pickle, bic ----------------------------------------
 
 
