@@ -21,11 +21,19 @@ MODULES = [
     "hmexperts._regression",
     "hmexperts._classification",
     "hmexperts.datasets",
+    "hmexperts.diagnostics",
+    "hmexperts.plotting",
 ]
+# Modules whose every name in ``__all__`` is public.
+FUNCTION_MODULES = ["hmexperts.datasets", "hmexperts.diagnostics", "hmexperts.plotting"]
 
 
 def _public_names():
-    names = ["hmexperts.datasets.make_moe"]
+    names = [
+        f"{module}.{name}"
+        for module in FUNCTION_MODULES
+        for name in importlib.import_module(module).__all__
+    ]
     for class_name in hmexperts.__all__:
         if class_name.startswith("__"):
             continue
@@ -51,7 +59,16 @@ def test_numpydoc(name):
 
 def test_public_names_are_found():
     names = _public_names()
-    for expected in ("predict_gates", "score_samples", "predict_proba", "bic"):
+    for expected in (
+        "predict_gates",
+        "score_samples",
+        "predict_proba",
+        "bic",
+        "routing_stats",
+        "make_vowels",
+        "dispatch_entropy",
+        "plot_tree",
+    ):
         assert any(name.endswith(f".{expected}") for name in names), expected
 
 
