@@ -62,7 +62,6 @@ sphinx_gallery_conf = {
     "filename_pattern": r"/plot_",
     "doc_module": ("hmexperts",),
     "backreferences_dir": "gen_modules/backreferences",
-    "reference_url": {"hmexperts": None},
 }
 
 if importlib.util.find_spec("pydata_sphinx_theme") is not None:
