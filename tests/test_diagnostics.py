@@ -7,15 +7,11 @@ on models whose gates are known (uniform gates from ``make_moe`` with
 per-level entropy against a direct computation from ``gate_coef_``.
 """
 
-import doctest
-
 import numpy as np
-import numpydoc.validate
 import pytest
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-import hmexperts.diagnostics
 from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
 from hmexperts.datasets import make_moe
 from hmexperts.diagnostics import (
@@ -341,25 +337,3 @@ def test_feature_names_pass_through():
     model = MixtureOfExpertsRegressor(n_experts=2, random_state=0).fit(frame, y)
     load = expert_load(model, frame, y)  # no warning about feature names
     np.testing.assert_allclose(load, model.predict_responsibilities(frame, y).mean(0))
-
-
-# -- documentation ------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", hmexperts.diagnostics.__all__)
-def test_numpydoc(name):
-    result = numpydoc.validate.validate(f"hmexperts.diagnostics.{name}")
-    errors = [
-        f"{code}: {message}"
-        for code, message in result["errors"]
-        if code not in {"RT02", "SA01", "ES01"}
-    ]
-    assert not errors, "\n".join(errors)
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(
-        hmexperts.diagnostics, optionflags=doctest.NORMALIZE_WHITESPACE
-    )
-    assert result.attempted > 0
-    assert result.failed == 0

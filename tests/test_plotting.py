@@ -7,12 +7,10 @@ trusted, the heat map against ``specialisation_matrix``, and that the
 tree's labels do not overlap.
 """
 
-import doctest
 import itertools
 import sys
 
 import numpy as np
-import numpydoc.validate
 import pytest
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -476,22 +474,3 @@ def test_missing_matplotlib_says_how_to_install(name, classifier, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match=r'pip install "hmexperts\[plot\]"'):
         _calls(model, X, y)[name]()
-
-
-@pytest.mark.parametrize("name", hmexperts.plotting.__all__)
-def test_numpydoc(name):
-    result = numpydoc.validate.validate(f"hmexperts.plotting.{name}")
-    errors = [
-        f"{code}: {message}"
-        for code, message in result["errors"]
-        if code not in {"RT02", "SA01", "ES01"}
-    ]
-    assert not errors, "\n".join(errors)
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(
-        hmexperts.plotting, optionflags=doctest.NORMALIZE_WHITESPACE
-    )
-    assert result.attempted > 0
-    assert result.failed == 0
