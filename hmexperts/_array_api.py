@@ -25,6 +25,73 @@ def get_namespace(*arrays):
     return array_api_compat.numpy
 
 
+def namespace_name(xp):
+    """The array library behind namespace ``xp``: ``"numpy"``, ``"torch"``, ..."""
+    return xp.__name__.removeprefix("array_api_compat.")
+
+
+def _cuda_index(device):
+    """The GPU index of ``"cuda"`` (0) or ``"cuda:N"`` (N); ValueError otherwise."""
+    if device == "cuda":
+        return 0
+    prefix, _, index = device.partition(":")
+    if prefix == "cuda" and index.isdigit():
+        return int(index)
+    raise ValueError(
+        f"device={device!r}; expected None, 'cpu', 'cuda' or 'cuda:N' with N the "
+        "index of a GPU."
+    )
+
+
+def cuda_namespace(device):
+    """CuPy's namespace and the GPU named by ``device`` (``"cuda"`` or ``"cuda:N"``).
+
+    Raises
+    ------
+    ImportError
+        CuPy is not installed: the message says how to install it.
+    RuntimeError
+        CuPy finds no usable GPU: the message gives CUDA's reason.
+    ValueError
+        ``"cuda:N"`` names a GPU that does not exist: the message lists those
+        found.
+    """
+    index = _cuda_index(device)
+    try:
+        import cupy
+    except ImportError as exc:
+        raise ImportError(
+            f"device={device!r} runs EM on the GPU through CuPy, which is not "
+            'installed. Install it with `pip install "hmexperts[gpu]"` (CuPy '
+            "for CUDA 12; https://docs.cupy.dev/en/stable/install.html lists the "
+            "packages for other CUDA versions), or use device='cpu'."
+        ) from exc
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+        reason = "no CUDA device"
+    except cupy.cuda.runtime.CUDARuntimeError as exc:
+        count, reason = 0, str(exc)
+    if count == 0:
+        raise RuntimeError(
+            f"device={device!r} but CuPy {cupy.__version__} found no usable GPU "
+            f"({reason}). Check the NVIDIA driver with `nvidia-smi`, or use "
+            "device='cpu'."
+        )
+    if index >= count:
+        raise ValueError(
+            f"device={device!r} but CuPy found {count} GPU(s): "
+            f"{', '.join(f'cuda:{i}' for i in range(count))}."
+        )
+    return array_api_compat.cupy, cupy.cuda.Device(index)
+
+
+def on_gpu(x):
+    """Whether array ``x`` lives on a GPU (CuPy, or a CUDA PyTorch tensor)."""
+    if array_api_compat.is_cupy_array(x):
+        return True
+    return array_api_compat.is_torch_array(x) and x.device.type != "cpu"
+
+
 def is_numpy_namespace(xp):
     """Whether ``xp`` is NumPy (bare or wrapped)."""
     return xp.__name__ in {"numpy", "array_api_compat.numpy"}
@@ -36,8 +103,9 @@ def device(x):
 
 
 def to_numpy(x, xp):
-    """Copy array ``x`` of namespace ``xp`` to a NumPy array on the host."""
-    if is_numpy_namespace(xp):
+    """Copy array ``x`` of namespace ``xp`` to a NumPy array on the host
+    (``x`` itself if it is one already)."""
+    if isinstance(x, np.ndarray) or is_numpy_namespace(xp):
         return np.asarray(x)
     if array_api_compat.is_cupy_array(x):
         return x.get()

@@ -20,7 +20,16 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import Bunch, check_array, check_random_state, check_scalar
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 
-from ._array_api import add_intercept, device, get_namespace, logsumexp, to_numpy
+from ._array_api import (
+    add_intercept,
+    cuda_namespace,
+    device,
+    get_namespace,
+    logsumexp,
+    namespace_name,
+    on_gpu,
+    to_numpy,
+)
 from ._em import TrainingRouting, e_step, run_em, top_k_mask
 from ._gates import GateTree, importance_cv2
 from ._learners import LearnerExperts, _final_step
@@ -34,6 +43,15 @@ _EXPERT_ATTRIBUTES = (
     "expert_intercept_",
     "expert_variance_",
 )
+
+
+def _identity(array):
+    return array
+
+
+def _device_name(X, xp):
+    """The device of input ``X`` of namespace ``xp``, as a string."""
+    return "cpu" if namespace_name(xp) == "numpy" else str(device(X))
 
 
 @dataclass
@@ -159,6 +177,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         random_state=None,
         warm_start=False,
         verbose=0,
+        device=None,
     ):
         self.n_experts = n_experts
         self.depth = depth
@@ -182,6 +201,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
+        self.device = device
 
     # -- validation -----------------------------------------------------------
 
@@ -318,6 +338,72 @@ class BaseMixtureOfExperts(BaseEstimator):
                 "Decrease n_experts or depth, or provide more data."
             )
 
+    # -- devices ----------------------------------------------------------------
+
+    def _check_device(self):
+        """Validate ``device``; for a GPU, CuPy's namespace and the device.
+
+        Returns
+        -------
+        gpu : tuple or None
+            ``(xp, device)`` where ``device`` is ``"cuda"`` or ``"cuda:N"``
+            (``cuda_namespace`` raises a clear error without CuPy or a GPU);
+            None for None and ``"cpu"``.
+        """
+        if self.device is None or self.device == "cpu":
+            return None
+        if not isinstance(self.device, str):
+            raise ValueError(
+                f"device={self.device!r}; expected None, 'cpu', 'cuda' or 'cuda:N'."
+            )
+        return cuda_namespace(self.device)
+
+    def _compute_namespace(self, X, xp_in, gpu):
+        """Where EM runs for validated input ``X`` of namespace ``xp_in``.
+
+        Returns
+        -------
+        xp, move : namespace and function
+            The namespace to compute in and the function that moves an array
+            of ``xp_in`` there (the identity when EM runs where ``X`` is).
+        """
+        if gpu is None:
+            if self.device == "cpu" and on_gpu(X):
+                raise ValueError(
+                    f"device='cpu' but X is a {namespace_name(xp_in)} array on "
+                    f"{device(X)}. Pass host (NumPy) arrays, or device=None to fit "
+                    "where the data lie."
+                )
+            return xp_in, _identity
+        if namespace_name(xp_in) == "numpy":
+            xp, gpu_device = gpu
+            return xp, lambda a: xp.asarray(a, device=gpu_device)
+        if on_gpu(X):  # already on a GPU: EM runs there
+            return xp_in, _identity
+        raise ValueError(
+            f"device={self.device!r} moves NumPy input to the GPU, but X is a "
+            f"{namespace_name(xp_in)} array on {device(X)}. Pass NumPy arrays or "
+            "arrays already on a GPU, or use device=None to fit where the data lie."
+        )
+
+    def _check_input_namespace(self, X, xp_in, method):
+        """Refuse input from another array library or device than ``fit``'s."""
+        seen = (namespace_name(xp_in), _device_name(X, xp_in))
+        if seen != self._fit_input:
+            cls = type(self).__name__
+            raise ValueError(
+                f"{cls}.{method} got {seen[0]} arrays on {seen[1]}, but the model "
+                f"was fit on {self._fit_input[0]} arrays on {self._fit_input[1]}. "
+                f"Call {method} with arrays of the library and device of the fit "
+                "(under the same sklearn.config_context(array_api_dispatch=...)), "
+                "or refit on these."
+            )
+
+    def _output(self, array, xp):
+        """A result of the compute namespace ``xp`` in the input's namespace:
+        NumPy for a model that took NumPy and ran EM on the GPU."""
+        return to_numpy(array, xp) if self._host_output else array
+
     # -- initialisation ---------------------------------------------------------
 
     def _initial_resp(
@@ -428,7 +514,8 @@ class BaseMixtureOfExperts(BaseEstimator):
         (True, 2)
         """
         n_leaves = self._check_params()
-        xp = get_namespace(X)
+        gpu = self._check_device()
+        xp_in = get_namespace(X)
         # Warm start continues the last fit's tree; a tree of another shape
         # cannot continue it and starts afresh.
         continuing = (
@@ -437,17 +524,26 @@ class BaseMixtureOfExperts(BaseEstimator):
             and (self._gates.n_experts, self._gates.depth)
             == (self.n_experts, self.depth)
         )
+        if continuing:
+            self._check_input_namespace(X, xp_in, "fit")
         X, y = validate_data(
             self,
             X,
             y,
-            dtype=[xp.float64, xp.float32],
+            dtype=[xp_in.float64, xp_in.float32],
             reset=not continuing,
             **self._target_validation_kwargs(),
         )
-        sample_weight = _check_sample_weight(sample_weight, X, xp)
-        self._check_n_samples(sample_weight, n_leaves, xp)
-        y_fit = self._validate_target(y, sample_weight, xp, reset=not continuing)
+        sample_weight = _check_sample_weight(sample_weight, X, xp_in)
+        self._check_n_samples(sample_weight, n_leaves, xp_in)
+        y_fit = self._validate_target(y, sample_weight, xp_in, reset=not continuing)
+        fit_input = (namespace_name(xp_in), _device_name(X, xp_in))
+        if continuing:
+            xp = array_namespace(self._scaling.x_mean)
+            move = _identity if xp is xp_in else self._to_compute
+        else:
+            xp, move = self._compute_namespace(X, xp_in, gpu)
+        X, y_fit, sample_weight = move(X), move(y_fit), move(sample_weight)
 
         if continuing:
             scaling = self._scaling
@@ -492,6 +588,8 @@ class BaseMixtureOfExperts(BaseEstimator):
                 )
             if self.verbose:
                 print(f"Initialisation {init}")
+            if isinstance(experts, LearnerExperts):  # learners run on the host
+                experts.hold_host_copies(namespace_name(xp) != "numpy")
             monitor = run_em(
                 Xd,
                 y_fit,
@@ -518,9 +616,13 @@ class BaseMixtureOfExperts(BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        self._set_fitted_state(scaling, gates, experts, xp)
+        self._set_fitted_state(
+            scaling, gates, experts, xp, fit_input, host_output=xp is not xp_in
+        )
         self._marginal = self._target_marginal(y_fit, sample_weight, xp)
         self.routing_stats_ = self._training_routing_stats(Xd, y_fit, sample_weight, xp)
+        if isinstance(experts, LearnerExperts):
+            experts.hold_host_copies(False)
         self.n_iter_ = monitor.n_iter
         self.converged_ = monitor.converged
         self.lower_bounds_ = list(monitor.history)
@@ -542,16 +644,24 @@ class BaseMixtureOfExperts(BaseEstimator):
             **self._learner_task(),
         )
 
-    def _set_fitted_state(self, scaling, gates, experts, xp):
-        """Store the fitted components and their readable form in data units."""
+    def _set_fitted_state(
+        self, scaling, gates, experts, xp, fit_input=("numpy", "cpu"), *, host_output
+    ):
+        """Store the fitted components and their readable form in data units.
+
+        ``fit_input``: the array library and device of the fit's input, which
+        prediction must match; ``host_output``: whether results go back to
+        NumPy (EM ran on the GPU for NumPy input).
+        """
+        self._fit_input, self._host_output = fit_input, host_output
         for name in _EXPERT_ATTRIBUTES:
             if hasattr(self, name):
                 delattr(self, name)
         self._scaling, self._gates, self._experts = scaling, gates, experts
         self.n_leaves_ = gates.n_leaves
         readable = [scaling.to_original(coef, xp) for coef in gates.coef]
-        self.gate_coef_ = [slopes for slopes, _ in readable]
-        self.gate_intercept_ = [intercept for _, intercept in readable]
+        self.gate_coef_ = [self._output(slopes, xp) for slopes, _ in readable]
+        self.gate_intercept_ = [self._output(icpt, xp) for _, icpt in readable]
         if isinstance(experts, LearnerExperts):
             self.experts_ = list(experts.learners)
         else:
@@ -578,12 +688,22 @@ class BaseMixtureOfExperts(BaseEstimator):
 
     # -- inference --------------------------------------------------------------
 
-    def _prepare(self, X):
+    def _prepare(self, X, method):
+        """Validated, standardised ``X`` with the intercept, in the namespace
+        and on the device of the fitted state, and that namespace."""
         check_is_fitted(self)
-        xp = get_namespace(X)
-        X = validate_data(self, X, dtype=[xp.float64, xp.float32], reset=False)
+        xp_in = get_namespace(X)
+        self._check_input_namespace(X, xp_in, method)
+        X = validate_data(self, X, dtype=[xp_in.float64, xp_in.float32], reset=False)
+        xp = array_namespace(self._scaling.x_mean)
+        X = self._to_compute(X) if self._host_output else X
         Xd = self._scaling.design(xp.astype(X, self._scaling.x_mean.dtype), xp)
         return Xd, xp
+
+    def _to_compute(self, array):
+        """Move a host array to the namespace and device of the fitted state."""
+        x_mean = self._scaling.x_mean
+        return array_namespace(x_mean).asarray(array, device=device(x_mean))
 
     def _route(self, log_prior, xp):
         """Log pooling weights of the leaves, where experts are needed, and
@@ -728,7 +848,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         >>> int(stats.load.sum() + stats.n_dropped)  # every sample accounted for
         400
         """
-        Xd, xp = self._prepare(X)
+        Xd, xp = self._prepare(X, "routing_stats")
         log_prior = self._gates.log_prior(Xd, xp)
         n_leaves, n = log_prior.shape
         self._check_routing(n_leaves)
@@ -783,8 +903,9 @@ class BaseMixtureOfExperts(BaseEstimator):
         >>> prior.sum(axis=1).round(6).tolist()
         [1.0, 1.0]
         """
-        Xd, xp = self._prepare(X)
-        return xp.matrix_transpose(xp.exp(self._gates.log_prior(Xd, xp)))
+        Xd, xp = self._prepare(X, "predict_gates")
+        prior = xp.matrix_transpose(xp.exp(self._gates.log_prior(Xd, xp)))
+        return self._output(prior, xp)
 
     def apply(self, X):
         """Index of the most trusted leaf (largest prior) for every sample.
@@ -810,13 +931,13 @@ class BaseMixtureOfExperts(BaseEstimator):
         >>> bool((leaves == model.predict_gates(X).argmax(axis=1)).all())
         True
         """
-        Xd, xp = self._prepare(X)
-        return xp.argmax(self._gates.log_prior(Xd, xp), axis=0)
+        Xd, xp = self._prepare(X, "apply")
+        return self._output(xp.argmax(self._gates.log_prior(Xd, xp), axis=0), xp)
 
-    def _log_joint(self, X, y):
+    def _log_joint(self, X, y, method):
         """``log pi_j(x_i) + log p_j(y_i | x_i)`` in data units, shape
         (n_leaves, n_samples), and ``xp``."""
-        Xd, xp = self._prepare(X)
+        Xd, xp = self._prepare(X, method)
         y_fit = self._encode_target(y, Xd, xp)
         log_joint = self._gates.log_prior(Xd, xp) + self._experts.log_likelihood(
             Xd, y_fit, xp
@@ -848,8 +969,8 @@ class BaseMixtureOfExperts(BaseEstimator):
         >>> model.score_samples(X, y).shape
         (300,)
         """
-        log_joint, xp = self._log_joint(X, y)
-        return logsumexp(log_joint, 0, xp)
+        log_joint, xp = self._log_joint(X, y, "score_samples")
+        return self._output(logsumexp(log_joint, 0, xp), xp)
 
     def predict_responsibilities(self, X, y):
         """Posterior probability of every leaf given ``x`` and ``y``.
@@ -877,9 +998,9 @@ class BaseMixtureOfExperts(BaseEstimator):
         >>> resp.shape
         (2, 4)
         """
-        log_joint, xp = self._log_joint(X, y)
+        log_joint, xp = self._log_joint(X, y, "predict_responsibilities")
         log_resp = log_joint - logsumexp(log_joint, 0, xp)[None, :]
-        return xp.matrix_transpose(xp.exp(log_resp))
+        return self._output(xp.matrix_transpose(xp.exp(log_resp)), xp)
 
     def _n_parameters(self):
         if self.expert is not None:

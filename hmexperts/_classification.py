@@ -5,7 +5,7 @@ from array_api_compat import array_namespace
 from sklearn.base import ClassifierMixin, is_classifier
 from sklearn.utils.multiclass import check_classification_targets
 
-from ._array_api import device, logsumexp, to_numpy
+from ._array_api import device, logsumexp, namespace_name, to_numpy
 from ._base import BaseMixtureOfExperts, _Scaling
 from ._experts import SoftmaxExperts
 
@@ -147,6 +147,17 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         on; a changed ``n_experts`` or ``depth`` starts a new fit.
     verbose : int, default=0
         1 prints a line per initialisation, 2 a line per EM iteration.
+    device : {None, "cpu", "cuda"} or str, default=None
+        Where EM runs. None: where the data lie (NumPy on the host; under
+        ``sklearn.config_context(array_api_dispatch=True)``, the input's own
+        array library and device, scikit-learn's convention). ``"cpu"``:
+        on the host; a GPU array is refused. ``"cuda"`` or ``"cuda:N"``:
+        NumPy input is moved to the GPU once, EM runs there through CuPy
+        (``pip install "hmexperts[gpu]"``), and every result and fitted
+        attribute comes back as NumPy (XGBoost's convention); arrays already
+        on a GPU (CuPy, PyTorch CUDA) stay where they are. Learner experts
+        are fit on the host, with one transfer per EM iteration. Predict
+        with arrays of the library and device the model was fit on.
 
     Attributes
     ----------
@@ -286,9 +297,9 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         experts.alpha = self.expert_alpha
 
     def _set_expert_attributes(self, scaling, experts, xp):
-        self.expert_coef_, self.expert_intercept_ = scaling.to_original(
-            experts.coef, xp
-        )
+        slopes, intercept = scaling.to_original(experts.coef, xp)
+        self.expert_coef_ = self._output(slopes, xp)
+        self.expert_intercept_ = self._output(intercept, xp)
 
     def predict_log_proba(self, X):
         """Log of the mixture's class probabilities.
@@ -312,7 +323,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         >>> model.predict_log_proba(X[:2]).shape
         (2, 3)
         """
-        Xd, xp = self._prepare(X)
+        Xd, xp = self._prepare(X, "predict_log_proba")
         log_weight, mask, dropped = self._route(self._gates.log_prior(Xd, xp), xp)
         log_expert = self._experts.predict_log_proba(Xd, xp, mask)
         log_proba = logsumexp(log_weight[None, :, :] + log_expert, 1, xp)  # (C, n)
@@ -321,7 +332,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
                 self._marginal, dtype=log_proba.dtype, device=device(Xd)
             )
             log_proba = xp.where(dropped[None, :], marginal[:, None], log_proba)
-        return xp.matrix_transpose(log_proba)
+        return self._output(xp.matrix_transpose(log_proba), xp)
 
     def predict_proba(self, X):
         """Mixture of the experts' class probabilities, ``sum_j pi_j(x) p_j(c | x)``.
@@ -375,4 +386,8 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         """
         log_proba = self.predict_log_proba(X)
         xp = array_namespace(log_proba)
-        return self.classes_[to_numpy(xp.argmax(log_proba, axis=1), xp)]
+        labels = self.classes_[to_numpy(xp.argmax(log_proba, axis=1), xp)]
+        if namespace_name(xp) == "numpy" or labels.dtype.kind not in "biuf":
+            return labels
+        # scikit-learn's convention: numeric labels in the input's namespace
+        return xp.asarray(labels, device=device(log_proba))

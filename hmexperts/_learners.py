@@ -162,17 +162,32 @@ class LearnerExperts:
     # -- data in the learners' units ------------------------------------------
 
     def _inputs(self, X, xp):
-        """Inputs in the data's units from the standardised design matrix."""
-        X = to_numpy(X, xp)[:, :-1]
-        return X * to_numpy(self.scaling.x_scale, xp) + to_numpy(
-            self.scaling.x_mean, xp
-        )
+        """Inputs in the data's units from the standardised design matrix,
+        on the host: copied from a device once per fit (``_HostCopies``)."""
+
+        def make():
+            return to_numpy(X, xp)[:, :-1] * to_numpy(
+                self.scaling.x_scale, xp
+            ) + to_numpy(self.scaling.x_mean, xp)
+
+        return self._host_copies().get("X", X, make)
 
     def _targets(self, y, xp):
-        y = to_numpy(y, xp)
-        if self.is_regression:
-            return y * self.scaling.y_scale + self.scaling.y_mean
-        return y
+        def make():
+            y_host = to_numpy(y, xp)
+            if self.is_regression:
+                return y_host * self.scaling.y_scale + self.scaling.y_mean
+            return y_host
+
+        return self._host_copies().get("y", y, make)
+
+    def _host_copies(self):
+        return getattr(self, "_host", None) or _HostCopies()
+
+    def hold_host_copies(self, hold):
+        """Keep host copies of the design matrix and targets while EM runs on
+        a device (``hold``), or drop them (after the fit)."""
+        self._host = _HostCopies() if hold else None
 
     # -- M-step -----------------------------------------------------------------
 
@@ -356,6 +371,30 @@ class LearnerExperts:
 
     def penalty(self, xp):
         return 0.0
+
+
+class _HostCopies:
+    """Host copies of the fit's inputs and targets, made once per fit.
+
+    EM hands the learners the same design matrix and targets in every
+    iteration; on a GPU each would otherwise cross to the host once per
+    iteration. An entry is reused while its source array is the very same
+    object; an empty cache (no fit on a device running) copies every time.
+    EM's deep copies of the best iterate share the copies.
+    """
+
+    def __init__(self):
+        self._entries = {}
+
+    def get(self, name, source, make):
+        entry = self._entries.get(name)
+        if entry is None or entry[0] is not source:
+            entry = (source, make())
+            self._entries[name] = entry
+        return entry[1]
+
+    def __deepcopy__(self, memo):
+        return self
 
 
 class _ConstantClassifier:

@@ -7,7 +7,7 @@ from sklearn.base import RegressorMixin, is_regressor
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.utils import check_array, check_scalar
 
-from ._array_api import to_numpy
+from ._array_api import device, to_numpy
 from ._base import BaseMixtureOfExperts, _Scaling, _weighted_mean_scale
 from ._experts import LinearGaussianExperts
 from ._learners import _final_step
@@ -155,6 +155,17 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         ``depth`` starts a new fit.
     verbose : int, default=0
         1 prints a line per initialisation, 2 a line per EM iteration.
+    device : {None, "cpu", "cuda"} or str, default=None
+        Where EM runs. None: where the data lie (NumPy on the host; under
+        ``sklearn.config_context(array_api_dispatch=True)``, the input's own
+        array library and device, scikit-learn's convention). ``"cpu"``:
+        on the host; a GPU array is refused. ``"cuda"`` or ``"cuda:N"``:
+        NumPy input is moved to the GPU once, EM runs there through CuPy
+        (``pip install "hmexperts[gpu]"``), and every result and fitted
+        attribute comes back as NumPy (XGBoost's convention); arrays already
+        on a GPU (CuPy, PyTorch CUDA) stay where they are. Learner experts
+        are fit on the host, with one transfer per EM iteration. Predict
+        with arrays of the library and device the model was fit on.
 
     Attributes
     ----------
@@ -252,6 +263,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         random_state=None,
         warm_start=False,
         verbose=0,
+        device=None,
     ):
         super().__init__(
             n_experts,
@@ -276,6 +288,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             random_state=random_state,
             warm_start=warm_start,
             verbose=verbose,
+            device=device,
         )
         self.min_variance = min_variance
 
@@ -303,12 +316,16 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         return _Scaling(x_mean, x_scale, float(y_mean[0]), float(y_scale[0]))
 
     def _encode_target(self, y, Xd, xp):
-        y = check_array(y, ensure_2d=False, dtype=Xd.dtype, input_name="y")
+        # NumPy input to a model on the GPU: validate on the host, then move.
+        dtype = "numeric" if self._host_output else Xd.dtype
+        y = check_array(y, ensure_2d=False, dtype=dtype, input_name="y")
         if y.ndim != 1 or y.shape[0] != Xd.shape[0]:
             raise ValueError(
                 f"y has shape {tuple(y.shape)}; expected ({Xd.shape[0]},), one "
                 "target per row of X."
             )
+        if self._host_output:
+            y = xp.asarray(y, dtype=Xd.dtype, device=device(Xd))
         return (y - self._scaling.y_mean) / self._scaling.y_scale
 
     def _check_expert(self):
@@ -344,9 +361,9 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         slopes, intercept = scaling.to_original(
             experts.coef[:, :, None], xp, target=True
         )
-        self.expert_coef_ = slopes[:, :, 0]
-        self.expert_intercept_ = intercept[:, 0]
-        self.expert_variance_ = scaling.y_scale**2 * experts.variance
+        self.expert_coef_ = self._output(slopes[:, :, 0], xp)
+        self.expert_intercept_ = self._output(intercept[:, 0], xp)
+        self.expert_variance_ = self._output(scaling.y_scale**2 * experts.variance, xp)
 
     def predict(self, X, return_std=False):
         """Mixture mean ``sum_j pi_j(x) mu_j(x)`` (and its standard deviation).
@@ -380,7 +397,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         >>> mean.shape, bool((std > 0).all())
         ((3,), True)
         """
-        Xd, xp = self._prepare(X)
+        Xd, xp = self._prepare(X, "predict")
         log_weight, mask, dropped = self._route(self._gates.log_prior(Xd, xp), xp)
         weight = xp.exp(log_weight)
         means, variance = self._experts.predict_mean_variance(Xd, xp, mask)
@@ -389,8 +406,8 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         if dropped is not None:  # the standardised target's marginal: N(0, 1)
             mean = xp.where(dropped, xp.zeros_like(mean), mean)
             second = xp.where(dropped, xp.ones_like(second), second)
-        y_mean = self._scaling.y_mean + self._scaling.y_scale * mean
+        y_mean = self._output(self._scaling.y_mean + self._scaling.y_scale * mean, xp)
         if not return_std:
             return y_mean
         var = xp.maximum(second - mean**2, xp.zeros_like(mean))
-        return y_mean, self._scaling.y_scale * xp.sqrt(var)
+        return y_mean, self._output(self._scaling.y_scale * xp.sqrt(var), xp)

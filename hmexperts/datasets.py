@@ -138,7 +138,11 @@ def make_moe(
         model.classes_ = np.arange(n_classes)
     model.n_features_in_ = n_features
     model._set_fitted_state(
-        _Scaling(np.zeros(n_features), np.ones(n_features)), gates, experts, xp
+        _Scaling(np.zeros(n_features), np.ones(n_features)),
+        gates,
+        experts,
+        xp,
+        host_output=False,
     )
 
     X = rng.normal(size=(n_samples, n_features))

@@ -252,7 +252,7 @@ def test_capacity_is_never_exceeded_and_no_sample_is_lost(task, k):
 def test_capacity_predictions_use_the_assigned_experts():
     model, X = _skewed_router()
     model.set_params(capacity_factor=1.0)
-    Xd, xp = model._prepare(X)
+    Xd, xp = model._prepare(X, "predict")
     mask, _, _ = model._assign(model._gates.log_prior(Xd, xp), 1, xp)
     assigned = mask.argmax(axis=0)
     own = np.einsum("nf,nf->n", X, model.expert_coef_[assigned])
@@ -266,7 +266,7 @@ def test_gate_priority_keeps_the_most_confident_samples():
     model.set_params(capacity_factor=1.0, priority="gate")
     prior = model.predict_gates(X)
     first = prior.argmax(axis=1)
-    Xd, xp = model._prepare(X)
+    Xd, xp = model._prepare(X, "predict")
     mask, _, rerouted = model._assign(model._gates.log_prior(Xd, xp), 1, xp)
     full = np.bincount(first, minlength=4).argmax()
     wanted = first == full
@@ -283,7 +283,7 @@ def test_other_priorities_respect_capacity_too(priority):
     stats = model.routing_stats(X)
     assert stats.load.max() <= stats.capacity and stats.n_dropped == 0
     if priority == "order":  # the first rows keep their first choice
-        Xd, xp = model._prepare(X)
+        Xd, xp = model._prepare(X, "predict")
         mask, capacity, _ = model._assign(model._gates.log_prior(Xd, xp), 1, xp)
         first = model.apply(X[:capacity])
         assert np.all(mask[first, np.arange(capacity)])

@@ -1,0 +1,82 @@
+"""What the backend tests compare: every fitted attribute and every output.
+
+``snapshot(model, X, y)`` gathers, as NumPy arrays, everything a user can
+read off a fitted mixture (its attributes, and every prediction method on
+``X``); ``assert_same(a, b, dtype)`` compares two snapshots at dtype-aware
+tolerances. The CPU tests (``test_array_api.py``) and the GPU tests
+(``test_gpu.py``) share them.
+"""
+
+import numpy as np
+
+# EM from the same start on another library follows the same path; round-off
+# (another BLAS, another order of sums) is all that differs. A float32 run is
+# compared with NumPy's float64 run, relative to each array's scale: float32
+# EM on NumPy itself is 2.4e-3 of the scale away from float64 on the
+# worst-conditioned coefficients of these tests (PyTorch's float32, 1.2e-4).
+TOLERANCE = {"float64": 1e-7, "float32": 5e-3}
+
+_ATTRIBUTES = ("expert_coef_", "expert_intercept_", "expert_variance_")
+
+
+def host(array):
+    """Any array (NumPy, CuPy, PyTorch, array-api-strict) as NumPy."""
+    if isinstance(array, np.ndarray):
+        return array
+    if hasattr(array, "get"):  # CuPy
+        return array.get()
+    if hasattr(array, "detach"):  # PyTorch
+        return array.detach().cpu().numpy()
+    return np.from_dlpack(array)  # array-api-strict, on any of its devices
+
+
+def snapshot(model, X, y, convert=host):
+    """Fitted attributes and outputs of ``model`` on ``(X, y)``, as NumPy.
+
+    ``X`` and ``y`` are in the namespace the model takes; ``convert`` turns
+    the model's outputs into NumPy (the default accepts every library).
+    Returns a dict name -> (array, output) where ``output`` is the object the
+    model returned, to check its type and dtype.
+    """
+    out = {}
+    for d, (coef, intercept) in enumerate(
+        zip(model.gate_coef_, model.gate_intercept_, strict=True)
+    ):
+        out[f"gate_coef_[{d}]"] = coef
+        out[f"gate_intercept_[{d}]"] = intercept
+    for name in _ATTRIBUTES:
+        if hasattr(model, name):
+            out[name] = getattr(model, name)
+    out["predict_gates"] = model.predict_gates(X)
+    out["apply"] = model.apply(X)
+    out["score_samples"] = model.score_samples(X, y)
+    out["predict_responsibilities"] = model.predict_responsibilities(X, y)
+    out["predict"] = model.predict(X)
+    if hasattr(model, "predict_proba"):
+        out["predict_proba"] = model.predict_proba(X)
+        out["predict_log_proba"] = model.predict_log_proba(X)
+    else:
+        out["predict_std"] = model.predict(X, return_std=True)[1]
+    arrays = {name: (convert(value), value) for name, value in out.items()}
+    arrays["lower_bounds_"] = (np.asarray(model.lower_bounds_), None)
+    arrays["routing_stats_.load"] = (model.routing_stats_.load, None)
+    return arrays
+
+
+def assert_same(result, reference, dtype_name):
+    """Every entry of snapshot ``result`` equals ``reference`` (a float64 fit)
+    to the tolerance of ``result``'s dtype."""
+    assert result.keys() == reference.keys()
+    tol = TOLERANCE[dtype_name]
+    for name, (value, _) in result.items():
+        expected = reference[name][0]
+        assert value.shape == expected.shape, name
+        if name == "apply":
+            # in float32 round-off may break a near-tie of two priors
+            allowed = 0 if dtype_name == "float64" else 0.01
+            assert np.mean(value != expected) <= allowed, name
+            continue
+        scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
+        np.testing.assert_allclose(
+            value, expected, rtol=tol, atol=tol * scale, err_msg=f"{name} differs"
+        )

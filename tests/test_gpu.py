@@ -1,0 +1,158 @@
+"""The GPU backend on a real GPU: CuPy (``device="cuda"`` and CuPy arrays)
+and PyTorch CUDA tensors.
+
+The comparisons are those of the CPU tests (``test_array_api.py``,
+``test_devices.py``): every fitted attribute and every output equals NumPy's
+float64 fit at the dtype's tolerance and comes back in the input's library.
+Where there is no GPU, every test here is skipped and pytest (``-ra``)
+prints why; none passes without running.
+"""
+
+import numpy as np
+import pytest
+import sklearn
+from _backends import assert_same, host, snapshot
+from sklearn.linear_model import Ridge
+
+from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
+from hmexperts.datasets import make_moe
+
+
+def _cupy_gpu():
+    """(CuPy, None) when CuPy sees a GPU, else (None, why not)."""
+    try:
+        import cupy
+    except ImportError:
+        return None, 'CuPy is not installed (pip install "hmexperts[gpu]")'
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as exc:
+        return None, f"CuPy finds no GPU: {exc}"
+    return (cupy, None) if count else (None, "CuPy finds no GPU")
+
+
+def _torch_gpu():
+    """(torch, None) when PyTorch has CUDA, else (None, why not)."""
+    try:
+        import torch
+    except ImportError:
+        return None, "PyTorch is not installed"
+    if not torch.cuda.is_available():
+        return None, f"PyTorch {torch.__version__} has no CUDA device"
+    return torch, None
+
+
+cupy, NO_CUPY = _cupy_gpu()
+torch, NO_TORCH_CUDA = _torch_gpu()
+needs_cupy = pytest.mark.skipif(cupy is None, reason=f"no GPU for CuPy: {NO_CUPY}")
+needs_torch_cuda = pytest.mark.skipif(
+    torch is None, reason=f"no GPU for PyTorch: {NO_TORCH_CUDA}"
+)
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
+]
+
+ESTIMATORS = [
+    pytest.param(MixtureOfExpertsRegressor, "regression", id="regressor"),
+    pytest.param(MixtureOfExpertsClassifier, "classification", id="classifier"),
+]
+PARAMS = dict(n_experts=2, depth=2, random_state=0, max_iter=30, tol=0)
+
+
+def _data(task, dtype_name="float64", n=400):
+    X, y, _ = make_moe(
+        n, 3, n_experts=2, depth=2, task=task, n_classes=3, random_state=0
+    )
+    return X.astype(dtype_name), (y.astype(dtype_name) if task == "regression" else y)
+
+
+def _reference(Estimator, task, **params):
+    X, y = _data(task)
+    return snapshot(Estimator(**{**PARAMS, **params}).fit(X, y), X, y)
+
+
+@needs_cupy
+@pytest.mark.parametrize("dtype_name", ["float64", "float32"])
+@pytest.mark.parametrize("Estimator, task", ESTIMATORS)
+def test_cuda_device_numpy_in_numpy_out(Estimator, task, dtype_name):
+    X, y = _data(task, dtype_name)
+    model = Estimator(device="cuda", **PARAMS).fit(X, y)
+    assert isinstance(model._gates.coef[0], cupy.ndarray)
+    result = snapshot(model, X, y, convert=lambda a: a)
+    for name, (value, _) in result.items():
+        assert isinstance(value, np.ndarray), name
+    assert_same(result, _reference(Estimator, task), dtype_name)
+
+
+@needs_cupy
+@pytest.mark.parametrize("dtype_name", ["float64", "float32"])
+@pytest.mark.parametrize("Estimator, task", ESTIMATORS)
+def test_cupy_arrays_under_array_api_dispatch(Estimator, task, dtype_name):
+    X, y = _data(task, dtype_name)
+    with sklearn.config_context(array_api_dispatch=True):
+        X_gpu, y_gpu = cupy.asarray(X), cupy.asarray(y)
+        model = Estimator(**PARAMS).fit(X_gpu, y_gpu)
+        result = snapshot(model, X_gpu, y_gpu)
+    for name, (_, output) in result.items():
+        assert output is None or isinstance(output, cupy.ndarray), name
+    assert_same(result, _reference(Estimator, task), dtype_name)
+
+
+@needs_torch_cuda
+@pytest.mark.parametrize("dtype_name", ["float64", "float32"])
+@pytest.mark.parametrize("Estimator, task", ESTIMATORS)
+def test_torch_cuda_under_array_api_dispatch(Estimator, task, dtype_name):
+    X, y = _data(task, dtype_name)
+    with sklearn.config_context(array_api_dispatch=True):
+        X_gpu = torch.asarray(X, device="cuda")
+        y_gpu = torch.asarray(y, device="cuda")
+        model = Estimator(**PARAMS).fit(X_gpu, y_gpu)
+        result = snapshot(model, X_gpu, y_gpu)
+    for name, (_, output) in result.items():
+        assert output is None or output.device.type == "cuda", name
+    assert_same(result, _reference(Estimator, task), dtype_name)
+
+
+@needs_cupy
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"algorithm": "hard", "pooling": "max", "capacity_factor": 1.0},
+        {"top_k": 2, "load_balance": 1.0},
+    ],
+)
+@pytest.mark.parametrize("Estimator, task", ESTIMATORS)
+def test_sparse_routing_on_the_gpu(Estimator, task, params):
+    X, y = _data(task)
+    reference = Estimator(**PARAMS, **params).fit(X, y)
+    model = Estimator(device="cuda", **PARAMS, **params).fit(X, y)
+    assert model.lower_bound_ == pytest.approx(reference.lower_bound_, rel=1e-7)
+    np.testing.assert_array_equal(
+        model.routing_stats(X).load, reference.routing_stats(X).load
+    )
+
+
+@needs_cupy
+def test_learner_experts_with_gates_on_the_gpu():
+    X, y = _data("regression")
+    params = dict(expert=Ridge(), max_iter=10)
+    model = MixtureOfExpertsRegressor(device="cuda", **PARAMS | params).fit(X, y)
+    reference = MixtureOfExpertsRegressor(**PARAMS | params).fit(X, y)
+    np.testing.assert_allclose(model.predict(X), reference.predict(X), rtol=1e-7)
+
+
+@needs_cupy
+def test_many_samples_many_leaves_float32():
+    """A chunked fit (n well above a chunk) agrees with NumPy."""
+    X, y, _ = make_moe(200_000, 8, n_experts=4, depth=2, random_state=0)
+    X, y = X.astype(np.float32), y.astype(np.float32)
+    params = dict(n_experts=4, depth=2, random_state=0, max_iter=5, tol=0)
+    model = MixtureOfExpertsRegressor(device="cuda", **params).fit(X, y)
+    reference = MixtureOfExpertsRegressor(**params).fit(X, y)
+    np.testing.assert_allclose(
+        model.lower_bounds_, reference.lower_bounds_, rtol=1e-4, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        host(model.predict(X[:1000])), reference.predict(X[:1000]), atol=1e-3
+    )
