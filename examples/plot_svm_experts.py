@@ -208,5 +208,7 @@ ax.set_title("Four linear SVC experts, each in its region")
 plt.show()
 
 # %%
-# These learners run on the CPU through scikit-learn. A GPU backend for the
-# mixture is a separate feature, planned but not covered here.
+# These learners run on the CPU through scikit-learn. With
+# ``device="cuda"`` the gates and the E-step of such a mixture run on a GPU
+# while the learners stay on the host (see "GPUs and other array libraries"
+# in the user guide).

@@ -117,7 +117,8 @@ def to_numpy(x, xp):
 def logsumexp(a, axis, xp):
     """``log(sum(exp(a), axis))`` without overflow; ``-inf`` rows stay ``-inf``."""
     a_max = xp.max(a, axis=axis, keepdims=True)
-    a_max = xp.where(xp.isfinite(a_max), a_max, xp.zeros_like(a_max))
+    if not bool(xp.all(xp.isfinite(a_max))):  # a slice of -inf (or inf)
+        a_max = xp.where(xp.isfinite(a_max), a_max, xp.zeros_like(a_max))
     out = xp.log(xp.sum(xp.exp(a - a_max), axis=axis, keepdims=True)) + a_max
     return xp.squeeze(out, axis=axis)
 
@@ -125,6 +126,12 @@ def logsumexp(a, axis, xp):
 def log_softmax(a, axis, xp):
     """``a - logsumexp(a)`` along ``axis``: log-probabilities from logits."""
     return a - xp.expand_dims(logsumexp(a, axis, xp), axis=axis)
+
+
+def softmax(a, axis, xp):
+    """``exp(a) / sum(exp(a))`` along ``axis``, for finite logits ``a``."""
+    e = xp.exp(a - xp.max(a, axis=axis, keepdims=True))
+    return e / xp.sum(e, axis=axis, keepdims=True)
 
 
 def add_intercept(X, xp):

@@ -189,8 +189,10 @@ def test_depth_one_equals_reference_flat_moe():
     resp = rng.dirichlet(np.ones(3) * 0.5, size=300)
     params = dict(gate_alpha=0.1, expert_alpha=0.1, min_variance=1e-3)
 
-    # Both take (near-)exact M-steps from the same responsibilities, so their
-    # iterates agree step by step, converged or not.
+    # Both take near-exact M-steps from the same responsibilities, so their
+    # iterates agree step by step, converged or not. (The gates' Newton loop
+    # stops once a step gains less than 1e-5 per unit of mass: 3e-5 of
+    # relative difference in a variance after 40 iterations.)
     model = MixtureOfExpertsRegressor(
         n_experts=3, init_params=resp, max_iter=40, tol=0, **params
     )
@@ -203,7 +205,7 @@ def test_depth_one_equals_reference_flat_moe():
 
     fitted = np.column_stack([model.expert_coef_, model.expert_intercept_])
     np.testing.assert_allclose(fitted, coef, atol=1e-5)
-    np.testing.assert_allclose(model.expert_variance_, variance, rtol=1e-5)
+    np.testing.assert_allclose(model.expert_variance_, variance, rtol=1e-4)
     np.testing.assert_allclose(
         model.score_samples(X, y).mean(), log_likelihood, rtol=1e-6
     )
