@@ -171,17 +171,17 @@ def time_iterations(n, n_leaves, n_features, iters, dtype, device):
         m_step(Xd, y_fit, w, resp, gates, experts, xp, outer)
         log_resp, _ = e_step(Xd, y_fit, w, gates, experts, xp)
 
-    with FlopCounter() as counter:
-        iteration()  # warm-up, and the flops of one iteration
-    flops = counter.flops + _estep_flops(n, n_features + 1, n_experts, depth)
+    iteration()  # warm-up
     if device is None:
         tracemalloc.start()
-    _sync(xp_name)
-    start = time.perf_counter()
-    for _ in range(iters):
-        iteration()
-    _sync(xp_name)
-    seconds = (time.perf_counter() - start) / iters
+    with FlopCounter() as counter:  # the timed iterations' own work
+        _sync(xp_name)
+        start = time.perf_counter()
+        for _ in range(iters):
+            iteration()
+        _sync(xp_name)
+        seconds = (time.perf_counter() - start) / iters
+    flops = counter.flops / iters + _estep_flops(n, n_features + 1, n_experts, depth)
     peak = 0
     if device is None:
         peak = tracemalloc.get_traced_memory()[1]
