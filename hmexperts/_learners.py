@@ -170,7 +170,7 @@ class LearnerExperts:
                 self.scaling.x_scale, xp
             ) + to_numpy(self.scaling.x_mean, xp)
 
-        return self._host_copies().get("X", X, make)
+        return self._host_copy("X", X, make)
 
     def _targets(self, y, xp):
         def make():
@@ -179,10 +179,12 @@ class LearnerExperts:
                 return y_host * self.scaling.y_scale + self.scaling.y_mean
             return y_host
 
-        return self._host_copies().get("y", y, make)
+        return self._host_copy("y", y, make)
 
-    def _host_copies(self):
-        return getattr(self, "_host", None) or _HostCopies()
+    def _host_copy(self, name, source, make):
+        """``make()``, kept for the fit while host copies are held."""
+        host = getattr(self, "_host", None)
+        return make() if host is None else host.get(name, source, make)
 
     def hold_host_copies(self, hold):
         """Keep host copies of the design matrix and targets while EM runs on
@@ -379,7 +381,7 @@ class _HostCopies:
     EM hands the learners the same design matrix and targets in every
     iteration; on a GPU each would otherwise cross to the host once per
     iteration. An entry is reused while its source array is the very same
-    object; an empty cache (no fit on a device running) copies every time.
+    object.
     EM's deep copies of the best iterate share the copies.
     """
 

@@ -8,6 +8,9 @@ tolerances. The CPU tests (``test_array_api.py``) and the GPU tests
 """
 
 import numpy as np
+from array_api_compat import array_namespace
+
+from hmexperts._array_api import to_numpy
 
 # EM from the same start on another library follows the same path; round-off
 # (another BLAS, another order of sums) is all that differs. A float32 run is
@@ -21,13 +24,7 @@ _ATTRIBUTES = ("expert_coef_", "expert_intercept_", "expert_variance_")
 
 def host(array):
     """Any array (NumPy, CuPy, PyTorch, array-api-strict) as NumPy."""
-    if isinstance(array, np.ndarray):
-        return array
-    if hasattr(array, "get"):  # CuPy
-        return array.get()
-    if hasattr(array, "detach"):  # PyTorch
-        return array.detach().cpu().numpy()
-    return np.from_dlpack(array)  # array-api-strict, on any of its devices
+    return to_numpy(array, array_namespace(array))
 
 
 def snapshot(model, X, y, convert=host):
