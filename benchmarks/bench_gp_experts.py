@@ -17,7 +17,7 @@ deviation ``--noise``, and fits
 - the built-in linear-expert mixture (``expert=None``, ``n_experts=4``).
 
 For each it prints the best wall-clock fit time over ``--repeats`` fits,
-``n_iter_``, the held-out R^2 and mean log-likelihood (``score_samples`` for
+``n_iter_``, the held-out R^2 and mean log-likelihood (``log_likelihood`` for
 the mixtures; the Gaussian predictive density with variance
 ``std**2 + alpha`` for the single GP), and ``cover``: the share of held-out
 samples that lie inside the bounding box of the training inputs of the
@@ -167,7 +167,7 @@ def main():
                 seconds,
                 str(model.n_iter_),
                 model.score(X_test, y_test),
-                model.score_samples(X_test, y_test).mean(),
+                model.log_likelihood(X_test, y_test).mean(),
                 cover(model, X_test),
             )
             subset = np.random.RandomState(1).choice(args.n, cap, replace=False)
@@ -198,7 +198,7 @@ def main():
             seconds,
             str(model.n_iter_),
             model.score(X_test, y_test),
-            model.score_samples(X_test, y_test).mean(),
+            model.log_likelihood(X_test, y_test).mean(),
             float("nan"),
         )
         # A single GP on all samples is not fit: time one evaluation of the

@@ -118,7 +118,7 @@ def costly_experts(args):
 def training_algorithms(args):
     print("2. Training at 64 leaves: soft, hard and stochastic EM")
     X_train, X_test, y_train, y_test, truth = _data(args.n_train, args.n_test)
-    true_ll = truth.model.score_samples(X_test, y_test).mean()
+    true_ll = truth.model.log_likelihood(X_test, y_test).mean()
     print(
         f"   {len(X_train)} training samples; true held-out mean log-lik {true_ll:.4f}"
     )
@@ -128,7 +128,7 @@ def training_algorithms(args):
             n_experts=4, depth=3, max_iter=300, random_state=0
         ).set_params(**params)
         _, seconds = _timed(_fit, model, X_train, y_train)
-        return seconds, model.n_iter_, model.score_samples(X_test, y_test).mean()
+        return seconds, model.n_iter_, model.log_likelihood(X_test, y_test).mean()
 
     for name, params in [
         ("soft EM", {}),

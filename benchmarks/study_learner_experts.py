@@ -10,7 +10,7 @@ a. Gaussian-process experts on a 1-D problem with two regimes: for
      optimised (3 restarts); its density is the Gaussian predictive one,
      ``N(y; mean, std**2 + alpha)``, where ``std`` from
      ``predict(return_std=True)`` already holds the WhiteKernel noise;
-   - 2-GP-expert mixtures (``score_samples``): kernel ``1.0 * RBF()`` with a
+   - 2-GP-expert mixtures (``log_likelihood``): kernel ``1.0 * RBF()`` with a
      fixed noise ``alpha`` (the variance of either regime's noise; every
      expert is a clone, so both share it), and kernel
      ``1.0 * RBF() + WhiteKernel()`` with ``alpha=1e-3``, which lets each
@@ -193,7 +193,7 @@ def study_gp(args):
             if isinstance(model, GaussianProcessRegressor):
                 ll, it = gp_log_likelihood(model, X_test, y_test), "-"
             else:
-                ll, it = model.score_samples(X_test, y_test).mean(), model.n_iter_
+                ll, it = model.log_likelihood(X_test, y_test).mean(), model.n_iter_
             if name not in loglik:
                 names.append(name)
                 loglik[name], r2[name], seconds[name], iters[name] = [], [], [], []

@@ -68,7 +68,7 @@ for j, gp in enumerate(mixture.experts_):
 # %%
 # Held-out log-likelihood
 # -----------------------
-# For the mixtures, :meth:`~hmexperts.MixtureOfExpertsRegressor.score_samples`
+# For the mixtures, :meth:`~hmexperts.MixtureOfExpertsRegressor.log_likelihood`
 # gives ``log p(y | x)``. For the single GP the predictive density is
 # Gaussian; the standard deviation from ``predict(return_std=True)`` already
 # includes the ``WhiteKernel`` noise, to which we add the GP's ``alpha``.
@@ -77,9 +77,9 @@ from scipy.stats import norm
 mean, std = single.predict(X_test, return_std=True)
 single_ll = norm.logpdf(y_test, mean, np.sqrt(std**2 + single.alpha)).mean()
 print(f"single GP:              {single_ll:.3f}")
-mixture_ll = mixture.score_samples(X_test, y_test).mean()
+mixture_ll = mixture.log_likelihood(X_test, y_test).mean()
 print(f"2 GP experts:           {mixture_ll:.3f}")
-print(f"8 linear experts:       {linear.score_samples(X_test, y_test).mean():.3f}")
+print(f"8 linear experts:       {linear.log_likelihood(X_test, y_test).mean():.3f}")
 
 # %%
 # Predictions and gates

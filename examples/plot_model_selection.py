@@ -21,7 +21,7 @@ levels of two children each, so that the truth has 4 leaves:
 # every sample down a random gate tree (here ``n_experts=2, depth=2``) and
 # draws its target from the linear expert of the leaf it reaches, with noise
 # of standard deviation 0.3. ``truth.model`` is an estimator holding the
-# true parameters; its ``score_samples`` is the true log-likelihood.
+# true parameters; its ``log_likelihood`` is the true log-likelihood.
 from sklearn.model_selection import train_test_split
 
 from hmexperts.datasets import make_moe
@@ -65,7 +65,7 @@ from hmexperts import MixtureOfExpertsRegressor
 
 def log_likelihood(pipeline, X, y):
     """Mean held-out log p(y | x) of a pipeline ending in a mixture of experts."""
-    return pipeline[-1].score_samples(pipeline[:-1].transform(X), y).mean()
+    return pipeline[-1].log_likelihood(pipeline[:-1].transform(X), y).mean()
 
 
 pipeline = Pipeline(
@@ -97,7 +97,7 @@ search = GridSearchCV(
 # gain in likelihood is worth the parameters. Lower is better. It needs no
 # cross-validation, so every model is fit once, on all the training data.
 # The table shows :math:`p` too, recovered from ``bic`` and
-# ``score_samples``.
+# ``log_likelihood``.
 results = search.cv_results_
 shapes = [(p["moe__n_experts"], p["moe__depth"]) for p in results["params"]]
 models = [
@@ -109,7 +109,7 @@ models = [
 bic = np.array([model.bic(X_train, y_train) for model in models])
 leaves = np.array([model.n_leaves_ for model in models])
 n_train = len(y_train)
-log_lik = np.array([model.score_samples(X_train, y_train).sum() for model in models])
+log_lik = np.array([model.log_likelihood(X_train, y_train).sum() for model in models])
 n_parameters = np.round((bic + 2 * log_lik) / np.log(n_train)).astype(int)
 
 print("n_experts  depth  leaves  parameters  CV R^2  CV log-lik      BIC")
@@ -146,7 +146,7 @@ print(f"largest difference, pipeline vs no scaler: {difference:.1e}")
 print(
     "mean test log-likelihood: chosen model "
     f"{log_likelihood(search.best_estimator_, X_test, y_test):.3f}, true model "
-    f"{truth.model.score_samples(X_test, y_test).mean():.3f}"
+    f"{truth.model.log_likelihood(X_test, y_test).mean():.3f}"
 )
 
 # %%
@@ -225,7 +225,7 @@ plt.show()
 # BIC needs a parameter count, which only the built-in linear-Gaussian
 # experts have: with a learner as ``expert`` (an SVR, a Gaussian process,
 # even a ``LinearRegression``), ``bic`` and ``aic`` raise an error, and
-# held-out log-likelihood (``score_samples``), as in the search above, is
+# held-out log-likelihood (``log_likelihood``), as in the search above, is
 # the way to compare models.
 from sklearn.linear_model import LinearRegression
 

@@ -79,8 +79,8 @@ def demo(n_samples=6000, random_state=0):
     print("\nShare of the test inputs each leaf's gates give it:")
     print("  " + "  ".join(f"leaf {leaf}: {s:.2f}" for leaf, s in enumerate(share)))
 
-    fit_ll = model.score_samples(X_test, y_test).mean()
-    true_ll = truth.model.score_samples(X_test, y_test).mean()
+    fit_ll = model.log_likelihood(X_test, y_test).mean()
+    true_ll = truth.model.log_likelihood(X_test, y_test).mean()
     linear = LinearRegression().fit(X_train, y_train)
     print("\nHeld-out results")
     print(f"  mean log-likelihood: fitted {fit_ll:.4f}, true model {true_ll:.4f}")

@@ -957,7 +957,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         )
         return log_joint - math.log(self._scaling.y_scale), xp
 
-    def score_samples(self, X, y):
+    def log_likelihood(self, X, y):
         """Log-likelihood ``log p(y_i | x_i)`` of every sample.
 
         Parameters
@@ -979,10 +979,10 @@ class BaseMixtureOfExperts(BaseEstimator):
         >>> X, y, _ = make_moe(300, n_experts=2, depth=2, random_state=0)
         >>> model = MixtureOfExpertsRegressor(n_experts=2, depth=2, random_state=0)
         >>> model = model.fit(X, y)
-        >>> model.score_samples(X, y).shape
+        >>> model.log_likelihood(X, y).shape
         (300,)
         """
-        log_joint, xp = self._log_joint(X, y, "score_samples")
+        log_joint, xp = self._log_joint(X, y, "log_likelihood")
         return self._output(logsumexp(log_joint, 0, xp), xp)
 
     def predict_responsibilities(self, X, y):
@@ -1019,7 +1019,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         if self.expert is not None:
             raise ValueError(
                 f"The number of parameters of expert={self.expert!r} is unknown, so "
-                "bic and aic are not defined; compare held-out score_samples instead."
+                "bic and aic are not defined; compare held-out log_likelihood instead."
             )
         n_params = self.n_features_in_ + 1
         return self._gates.n_free_params(n_params) + self._experts.n_free_params(
@@ -1054,7 +1054,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         >>> bool(model.bic(X, y) < flat.bic(X, y))  # the tree is worth its parameters
         True
         """
-        log_likelihood = self.score_samples(X, y)
+        log_likelihood = self.log_likelihood(X, y)
         xp = array_namespace(log_likelihood)
         n_samples = log_likelihood.shape[0]
         return -2 * float(xp.sum(log_likelihood)) + self._n_parameters() * math.log(
@@ -1088,6 +1088,6 @@ class BaseMixtureOfExperts(BaseEstimator):
         >>> bool(model.aic(X, y) <= model.bic(X, y))  # log(300) > 2
         True
         """
-        log_likelihood = self.score_samples(X, y)
+        log_likelihood = self.log_likelihood(X, y)
         xp = array_namespace(log_likelihood)
         return -2 * float(xp.sum(log_likelihood)) + 2 * self._n_parameters()

@@ -89,7 +89,7 @@ def make_moe(
         (regression), ``leaf`` (the leaf each sample was drawn from) and
         ``model``: a fitted :class:`~hmexperts.MixtureOfExpertsRegressor` or
         :class:`~hmexperts.MixtureOfExpertsClassifier` holding the true
-        parameters, whose ``score_samples`` is the true log-likelihood.
+        parameters, whose ``log_likelihood`` is the true log-likelihood.
 
     Examples
     --------

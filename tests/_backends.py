@@ -46,7 +46,7 @@ def snapshot(model, X, y, convert=host):
             out[name] = getattr(model, name)
     out["predict_gates"] = model.predict_gates(X)
     out["apply"] = model.apply(X)
-    out["score_samples"] = model.score_samples(X, y)
+    out["log_likelihood"] = model.log_likelihood(X, y)
     out["predict_responsibilities"] = model.predict_responsibilities(X, y)
     out["predict"] = model.predict(X)
     if hasattr(model, "predict_proba"):

@@ -24,14 +24,6 @@ ESTIMATORS = [
 ]
 
 
-# These checks call ``score_samples(X)`` without a target. A mixture of
-# experts models p(y | x): its per-sample log-likelihood needs y, so our
-# ``score_samples(X, y)`` cannot take X alone. Every other method passes them.
-SCORE_SAMPLES_NEEDS_Y = (
-    "score_samples(X, y) is the conditional log-likelihood log p(y | x) and needs y"
-)
-
-
 # A tree alone passes this check, also with fractional weights. As an
 # expert its weights are responsibilities that are ~0 outside its region: any
 # threshold inside such a gap gives the same improvement up to round-off, and
@@ -45,11 +37,7 @@ TREE_TIES = (
 
 
 def expected_failed_checks(estimator):
-    expected = {
-        "check_methods_sample_order_invariance": SCORE_SAMPLES_NEEDS_Y,
-        "check_methods_subset_invariance": SCORE_SAMPLES_NEEDS_Y,
-        "check_array_api_input": SCORE_SAMPLES_NEEDS_Y,
-    }
+    expected = {}
     if isinstance(estimator.expert, DecisionTreeRegressor):
         expected["check_sample_weight_equivalence_on_dense_data"] = TREE_TIES
     return expected

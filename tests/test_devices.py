@@ -123,7 +123,7 @@ def test_predicting_with_another_library_than_the_fit_is_refused():
     with pytest.raises(ValueError, match=r"predict_gates got numpy arrays on cpu"):
         strict.predict_gates(X)
     with pytest.raises(ValueError, match=r"fit on array_api_strict arrays"):
-        strict.score_samples(X, y)
+        strict.log_likelihood(X, y)
     with sklearn.config_context(array_api_dispatch=True):
         device1 = xp_strict.asarray(X, device=STAND_IN)
         with pytest.raises(ValueError, match=r"apply got .* on .*device1"):

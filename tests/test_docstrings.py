@@ -61,7 +61,7 @@ def test_public_names_are_found():
     names = _public_names()
     for expected in (
         "predict_gates",
-        "score_samples",
+        "log_likelihood",
         "predict_proba",
         "bic",
         "routing_stats",

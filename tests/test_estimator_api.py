@@ -2,7 +2,7 @@
 
 Reproducibility, warm starts, restarts, convergence warnings, cloning and
 pickling, pipelines and grid search, sample weights, the methods beyond
-``predict`` (``score_samples``, ``predict_gates``, ``predict_responsibilities``,
+``predict`` (``log_likelihood``, ``predict_gates``, ``predict_responsibilities``,
 ``apply``, ``bic``/``aic``, ``predict(return_std=True)``), invariance to sample
 order and batching, the fitted attributes and their units.
 
@@ -70,7 +70,7 @@ def all_outputs(model, X, y):
     """Every per-sample output of a fitted model, by method name."""
     outputs = {
         "predict": model.predict(X),
-        "score_samples": model.score_samples(X, y),
+        "log_likelihood": model.log_likelihood(X, y),
         "predict_gates": model.predict_gates(X),
         "predict_responsibilities": model.predict_responsibilities(X, y),
         "apply": model.apply(X),
@@ -327,7 +327,7 @@ def test_integer_weights_equal_repeated_rows(task, depth):
     assert_allclose(weighted.lower_bound_, repeated.lower_bound_, rtol=1e-6)
     assert_allclose(prediction(weighted, X), prediction(repeated, X), rtol=1e-6)
     assert_allclose(
-        weighted.score_samples(X, y), repeated.score_samples(X, y), rtol=1e-6
+        weighted.log_likelihood(X, y), repeated.log_likelihood(X, y), rtol=1e-6
     )
 
 
@@ -358,22 +358,22 @@ def test_non_uniform_weights_change_the_fit(task):
 
 @pytest.mark.parametrize("depth", [1, 2])
 @pytest.mark.parametrize("task", TASKS)
-def test_score_samples_mean_is_the_lower_bound_without_penalties(task, depth):
-    # lower_bound_ = mean(score_samples) - penalties / n_samples at the final
+def test_log_likelihood_mean_is_the_lower_bound_without_penalties(task, depth):
+    # lower_bound_ = mean(log_likelihood) - penalties / n_samples at the final
     # parameters. With penalties of 1e-8 the coefficients of (nearly)
     # separable regions grow to ~1e3, so the gap stays below 1e-3.
     X, y = make_data(task, depth=depth)
     model = make_model(
         task, n_experts=2, depth=depth, gate_alpha=1e-8, expert_alpha=1e-8
     ).fit(X, y)
-    scores = model.score_samples(X, y)
+    scores = model.log_likelihood(X, y)
     assert scores.shape == (X.shape[0],)
     assert 0 <= scores.mean() - model.lower_bound_ < 1e-3
 
 
-def test_score_samples_mean_exceeds_the_penalised_lower_bound(fitted):
+def test_log_likelihood_mean_exceeds_the_penalised_lower_bound(fitted):
     model, X, y = fitted
-    gap = model.score_samples(X, y).mean() - model.lower_bound_
+    gap = model.log_likelihood(X, y).mean() - model.lower_bound_
     assert 0 < gap < 0.05
 
 
@@ -413,7 +413,7 @@ def test_bic_exceeds_aic_exactly_when_log_n_exceeds_two(fitted):
     assert model.bic(X[:5], y[:5]) < model.aic(X[:5], y[:5])
     n_params = (bic - aic) / (np.log(X.shape[0]) - 2)
     assert_allclose(n_params, round(n_params), atol=1e-6)
-    assert_allclose(aic, -2 * model.score_samples(X, y).sum() + 2 * round(n_params))
+    assert_allclose(aic, -2 * model.log_likelihood(X, y).sum() + 2 * round(n_params))
 
 
 def test_predict_return_std_is_non_negative_with_the_same_mean():
@@ -513,9 +513,9 @@ def test_string_class_labels():
     assert_array_equal(model.predict(X), names[coded.predict(X)])
     assert_allclose(model.predict_proba(X), coded.predict_proba(X), rtol=1e-12)
     assert_allclose(
-        model.score_samples(X, names[y]), coded.score_samples(X, y), rtol=1e-12
+        model.log_likelihood(X, names[y]), coded.log_likelihood(X, y), rtol=1e-12
     )
-    assert_allclose(model.score_samples(X, list(names[y])), coded.score_samples(X, y))
+    assert_allclose(model.log_likelihood(X, list(names[y])), coded.log_likelihood(X, y))
     assert model.score(X, names[y]) == coded.score(X, y)
 
 
@@ -589,7 +589,7 @@ def test_fitted_attributes_reproduce_the_model(task):
         log_lik = np.log(proba[np.arange(X.shape[0]), :, y])
     assert_allclose(
         logsumexp(np.log(prior) + log_lik, axis=1),
-        model.score_samples(X, y),
+        model.log_likelihood(X, y),
         rtol=1e-8,
         atol=1e-10,
     )

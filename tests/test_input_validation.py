@@ -72,25 +72,25 @@ def test_fit_rejects_non_finite_y(task, value, name):
 
 
 @pytest.mark.parametrize(
-    "method", ["predict", "predict_gates", "apply", "score_samples"]
+    "method", ["predict", "predict_gates", "apply", "log_likelihood"]
 )
 @pytest.mark.parametrize("value, name", NON_FINITE)
 @pytest.mark.parametrize("task", TASKS)
 def test_prediction_rejects_non_finite_X(task, value, name, method):
     X, y = make_data(task)
     model = make_model(task).fit(X, y)
-    args = (y,) if method == "score_samples" else ()
+    args = (y,) if method == "log_likelihood" else ()
     with pytest.raises(ValueError, match=f"Input X contains {name}"):
         getattr(model, method)(with_value(X, value, index=5), *args)
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 @pytest.mark.parametrize("task", TASKS)
-def test_score_samples_rejects_non_finite_y(task, value):
+def test_log_likelihood_rejects_non_finite_y(task, value):
     X, y = make_data(task)
     model = make_model(task).fit(X, y)
     with pytest.raises(ValueError, match=r"(?i)nan|inf"):
-        model.score_samples(X, with_value(y, value, index=3))
+        model.log_likelihood(X, with_value(y, value, index=3))
 
 
 @pytest.mark.parametrize("method", ["predict_responsibilities", "bic", "aic"])
@@ -117,18 +117,18 @@ def test_fit_rejects_y_of_the_wrong_length(task):
 
 
 @pytest.mark.parametrize(
-    "method", ["predict", "predict_gates", "apply", "score_samples", "bic"]
+    "method", ["predict", "predict_gates", "apply", "log_likelihood", "bic"]
 )
 @pytest.mark.parametrize("task", TASKS)
 def test_prediction_rejects_another_number_of_features(task, method):
     X, y = make_data(task)
     model = make_model(task).fit(X, y)
-    args = (y,) if method in ("score_samples", "bic") else ()
+    args = (y,) if method in ("log_likelihood", "bic") else ()
     with pytest.raises(ValueError, match="X has 3 features, but .* expecting 2"):
         getattr(model, method)(np.hstack([X, X[:, :1]]), *args)
 
 
-@pytest.mark.parametrize("method", ["score_samples", "predict_responsibilities"])
+@pytest.mark.parametrize("method", ["log_likelihood", "predict_responsibilities"])
 @pytest.mark.parametrize("task", TASKS)
 def test_scoring_rejects_y_of_the_wrong_length(task, method):
     X, y = make_data(task)
@@ -347,7 +347,7 @@ def test_fit_rejects_too_many_leaves(task):
 
 
 @pytest.mark.parametrize(
-    "method", ["score_samples", "predict_responsibilities", "bic", "aic"]
+    "method", ["log_likelihood", "predict_responsibilities", "bic", "aic"]
 )
 def test_scoring_rejects_labels_never_seen_in_fit(method):
     X, y = make_data("classification")
@@ -363,14 +363,14 @@ def test_scoring_rejects_labels_never_seen_with_string_classes(dtype):
     model = make_model("classification").fit(X, names[y])
     labels = names[np.where(y == 1, 3, y)]
     with pytest.raises(ValueError, match=r"labels \['cow'\] not in classes_"):
-        model.score_samples(X, labels)
+        model.log_likelihood(X, labels)
 
 
 def test_scoring_rejects_string_labels_for_integer_classes():
     X, y = make_data("classification")
     model = make_model("classification").fit(X, y)
     with pytest.raises(ValueError, match=r"labels \['spam'\] not in classes_"):
-        model.score_samples(X, np.full(N_SAMPLES, "spam"))
+        model.log_likelihood(X, np.full(N_SAMPLES, "spam"))
 
 
 METHODS_OF = {
@@ -379,7 +379,7 @@ METHODS_OF = {
         "predict_gates",
         "apply",
         "score",
-        "score_samples",
+        "log_likelihood",
         "predict_responsibilities",
         "bic",
         "aic",
@@ -394,7 +394,7 @@ METHODS_OF["classification"] = METHODS_OF["regression"] + [
 @pytest.mark.parametrize("task, method", [(t, m) for t in TASKS for m in METHODS_OF[t]])
 def test_methods_before_fit_raise_not_fitted(task, method):
     X, y = make_data(task)
-    takes_y = method in ("score", "score_samples", "predict_responsibilities")
+    takes_y = method in ("score", "log_likelihood", "predict_responsibilities")
     args = (X, y) if takes_y or method in ("bic", "aic") else (X,)
     with pytest.raises(NotFittedError, match="is not fitted yet"):
         getattr(make_model(task), method)(*args)
@@ -518,7 +518,7 @@ def assert_all_finite(model, X, y):
         "expert_coef_": model.expert_coef_,
         "expert_intercept_": model.expert_intercept_,
         "predict": model.predict(X),
-        "score_samples": model.score_samples(X, y),
+        "log_likelihood": model.log_likelihood(X, y),
         "predict_gates": model.predict_gates(X),
         "predict_responsibilities": model.predict_responsibilities(X, y),
     }

@@ -144,7 +144,7 @@ def test_gp_mixture_beats_gp_alone_in_held_out_log_likelihood():
     moe = MixtureOfExpertsRegressor(
         n_experts=2, expert=gp, max_iter=30, random_state=0
     ).fit(X_train, y_train)
-    moe_ll = moe.score_samples(X_test, y_test).mean()
+    moe_ll = moe.log_likelihood(X_test, y_test).mean()
     assert moe_ll - alone > 0.25, (moe_ll, alone)
     # And the mean is not worse (measured: equal to 3 decimals).
     assert (
@@ -277,7 +277,7 @@ def test_gp_experts_return_their_best_iterate(seed):
     # log-likelihood, less the gates' penalty, is lower_bound_.
     gate_penalty = model._gates.penalty(np) / len(X)
     np.testing.assert_allclose(
-        model.score_samples(X, y).mean() - gate_penalty, model.lower_bound_, rtol=1e-10
+        model.log_likelihood(X, y).mean() - gate_penalty, model.lower_bound_, rtol=1e-10
     )
 
 
@@ -313,8 +313,8 @@ def test_gp_experts_on_two_regimes_beat_one_gp_and_linear_experts():
         random_state=0,
     ).fit(X, y)
     linear = MixtureOfExpertsRegressor(n_experts=8, n_init=2, random_state=0).fit(X, y)
-    gp_experts = experts.score_samples(X_test, y_test).mean()
-    linear_experts = linear.score_samples(X_test, y_test).mean()
+    gp_experts = experts.log_likelihood(X_test, y_test).mean()
+    linear_experts = linear.log_likelihood(X_test, y_test).mean()
     assert gp_experts > one_gp + 0.2
     assert gp_experts > linear_experts + 0.2
 
@@ -480,7 +480,7 @@ def test_clone_and_pickle_give_identical_predictions(task):
     restored = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(getattr(restored, predict)(X), expected)
     np.testing.assert_array_equal(
-        restored.score_samples(X, y), model.score_samples(X, y)
+        restored.log_likelihood(X, y), model.log_likelihood(X, y)
     )
 
 

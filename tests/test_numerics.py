@@ -207,7 +207,7 @@ def test_depth_one_equals_reference_flat_moe():
     np.testing.assert_allclose(fitted, coef, atol=1e-5)
     np.testing.assert_allclose(model.expert_variance_, variance, rtol=1e-4)
     np.testing.assert_allclose(
-        model.score_samples(X, y).mean(), log_likelihood, rtol=1e-6
+        model.log_likelihood(X, y).mean(), log_likelihood, rtol=1e-6
     )
 
 

@@ -63,7 +63,7 @@ def test_truncated_em_increases_a_lower_bound_of_the_likelihood(task, params):
     model = _fit_quietly(_model(task, tol=0, max_iter=30, **params), X, y)
     assert_log_likelihood_increasing(model.lower_bounds_)
     # the truncated bound (minus penalties) is below the mean log-likelihood
-    assert model.lower_bound_ <= model.score_samples(X, y).mean()
+    assert model.lower_bound_ <= model.log_likelihood(X, y).mean()
 
 
 def test_hard_em_is_truncated_em_with_one_leaf():
@@ -81,13 +81,13 @@ def test_hard_em_is_close_to_soft_em_on_known_answer_data():
     ignore the overlap of their regions): at most 0.05 nats per sample here."""
     X, y, truth = make_moe(3000, 2, n_experts=2, noise=0.3, random_state=0)
     X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
-    true_ll = truth.model.score_samples(X_test, y_test).mean()
+    true_ll = truth.model.log_likelihood(X_test, y_test).mean()
     soft = MixtureOfExpertsRegressor(n_experts=2, n_init=3, random_state=0)
     hard = MixtureOfExpertsRegressor(
         n_experts=2, n_init=3, algorithm="hard", random_state=0
     )
-    soft_ll = soft.fit(X_train, y_train).score_samples(X_test, y_test).mean()
-    hard_ll = hard.fit(X_train, y_train).score_samples(X_test, y_test).mean()
+    soft_ll = soft.fit(X_train, y_train).log_likelihood(X_test, y_test).mean()
+    hard_ll = hard.fit(X_train, y_train).log_likelihood(X_test, y_test).mean()
     assert abs(soft_ll - true_ll) < 0.02
     assert hard_ll > soft_ll - 0.05
 
@@ -134,13 +134,13 @@ def test_stochastic_em_is_reproducible_and_returns_its_best_iterate(task):
     assert first.lower_bounds_ != other.lower_bounds_
     assert first.lower_bound_ == max(first.lower_bounds_)
     # the best iterate is what the model holds: its objective is recomputed
-    penalty_free = first.score_samples(X, y).mean()
+    penalty_free = first.log_likelihood(X, y).mean()
     assert first.lower_bound_ <= penalty_free
 
 
 def test_stochastic_em_spread_over_seeds_is_small_on_easy_data():
     X, y, truth = make_moe(1500, 2, n_experts=2, noise=0.3, random_state=2)
-    true_ll = truth.model.score_samples(X, y).mean()
+    true_ll = truth.model.log_likelihood(X, y).mean()
     scores = [
         _fit_quietly(
             MixtureOfExpertsRegressor(
@@ -149,7 +149,7 @@ def test_stochastic_em_spread_over_seeds_is_small_on_easy_data():
             X,
             y,
         )
-        .score_samples(X, y)
+        .log_likelihood(X, y)
         .mean()
         for seed in range(4)
     ]
