@@ -23,9 +23,15 @@ MODULES = [
     "hmexperts.datasets",
     "hmexperts.diagnostics",
     "hmexperts.plotting",
+    "hmexperts.metrics",
 ]
 # Modules whose every name in ``__all__`` is public.
-FUNCTION_MODULES = ["hmexperts.datasets", "hmexperts.diagnostics", "hmexperts.plotting"]
+FUNCTION_MODULES = [
+    "hmexperts.datasets",
+    "hmexperts.diagnostics",
+    "hmexperts.plotting",
+    "hmexperts.metrics",
+]
 
 
 def _public_names():
@@ -68,6 +74,7 @@ def test_public_names_are_found():
         "make_vowels",
         "dispatch_entropy",
         "plot_tree",
+        "log_likelihood_scorer",
     ):
         assert any(name.endswith(f".{expected}") for name in names), expected
 
