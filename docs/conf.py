@@ -23,11 +23,18 @@ extensions = [
     "sphinx_gallery.gen_gallery",
 ]
 
-templates_path = []
+# _templates/autosummary: an estimator's page lists every public method,
+# inherited ones included, and every API page ends with the gallery
+# examples that use the object.
+templates_path = ["_templates"]
+html_static_path = ["_static"]
+html_css_files = ["hmexperts.css"]
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 
 autosummary_generate = True
 autodoc_default_options = {"members": True}
+# "On this page" lists the methods as "fit", not "MixtureOfExpertsRegressor.fit".
+toc_object_entries_show_parents = "hide"
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 
