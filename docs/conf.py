@@ -20,6 +20,9 @@ extensions = [
     "numpydoc",
     "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
+    # MathJax from the installed package (the docs extra), not from a CDN:
+    # sets mathjax_path and copies MathJax into _static/mathjax.
+    "sphinx-mathjax-offline",
     "sphinx_gallery.gen_gallery",
 ]
 
