@@ -106,7 +106,9 @@ def vowels_demo(random_state=0, figure=DEFAULT_FIGURE):
         boundaries; ``None`` draws nothing.
     """
     vowels = make_vowels(random_state=random_state)
-    X, y, names = vowels.data, vowels.target, vowels.target_names
+    # Fit on the vowels' names, so that the printout and the figure's legend
+    # name the classes as the points do.
+    X, y, names = vowels.data, vowels.target_names[vowels.target], vowels.target_names
     splitter = GroupShuffleSplit(n_splits=1, test_size=0.25, random_state=random_state)
     train, test = next(splitter.split(X, y, groups=vowels.speaker))
     n_test_speakers = len(np.unique(vowels.speaker[test]))
@@ -132,16 +134,20 @@ def vowels_demo(random_state=0, figure=DEFAULT_FIGURE):
     print("  what the mixture adds is the division of labour below.\n")
 
     load = expert_load(model, X[test])
-    share, _ = specialisation_matrix(model, X[test], y[test], normalize="expert")
+    share, vowel_names = specialisation_matrix(
+        model, X[test], y[test], normalize="expert"
+    )
     print("Experts: share of the test tokens the gate gives each (expert load),")
     print("and the vowels among them")
     for leaf, row in enumerate(share):
         order = np.argsort(-row)
-        main = ", ".join(f"{names[k]} {row[k]:.0%}" for k in order if row[k] >= 0.1)
+        main = ", ".join(
+            f"{vowel_names[k]} {row[k]:.0%}" for k in order if row[k] >= 0.1
+        )
         print(f"  expert {leaf}: load {load[leaf]:.2f}   {main}")
 
     if figure is not None:
-        _draw_vowels(model, X, names[y], figure)
+        _draw_vowels(model, X, y, figure)
 
 
 def _draw_vowels(model, X, labels, path):

@@ -549,10 +549,16 @@ def _classifier_boundaries(estimator, X, y, features, resolution, ax):
     # Class c's region of expert j ends where p_jc = max over c' != c of p_jc';
     # with two classes one of them draws the whole boundary.
     classes = [1] if n_classes == 2 else range(n_classes)
+    # What the legend says of every expert: "line" (a boundary drawn), or the
+    # one class it predicts throughout its region, or that it has no region.
+    drawn = [None] * n_leaves
+    class_labels = _as_numpy(estimator.classes_)
     for leaf in range(n_leaves):
         outside = (winner != leaf).reshape(uu.shape)
         if outside.all():
             continue
+        inside_class = np.argmax(proba[~outside.ravel(), leaf, :], axis=1)
+        drawn[leaf] = class_labels[inside_class[0]]
         for c in classes:
             others = np.delete(proba[:, leaf, :], c, axis=1).max(axis=1)
             margin = (proba[:, leaf, c] - others).reshape(uu.shape)
@@ -568,6 +574,7 @@ def _classifier_boundaries(estimator, X, y, features, resolution, ax):
                 linewidths=2,
             )
             contours.set_gid(f"expert {leaf}")
+            drawn[leaf] = "line"
     handles = _scatter_data(ax, estimator, X[:, pair], y)
     feature_names = _feature_names(estimator, X.shape[1])
     ax.set_xlabel(feature_names[pair[0]])
@@ -576,8 +583,8 @@ def _classifier_boundaries(estimator, X, y, features, resolution, ax):
     ax.set_title(_plane_title(title, feature_names, pair))
     _outside_legend(
         ax,
-        _boundary_handles(colors),
-        "most trusted expert\n(line: its boundary)",
+        _boundary_handles(colors, drawn),
+        "most trusted expert\n(line: its class boundary)",
     )
     if handles:
         ax.legend(
@@ -590,23 +597,32 @@ def _classifier_boundaries(estimator, X, y, features, resolution, ax):
     return ax
 
 
-def _boundary_handles(colors):
+def _boundary_handles(colors, drawn):
+    """Legend entries: the region's colour, with a line for the experts that
+    drew a boundary; the others say why they drew none."""
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
-    return [
-        Line2D(
-            [],
-            [],
-            color=_dark(color),
-            lw=2,
-            marker="s",
-            markersize=10,
-            markerfacecolor=_pale(color, 0.3),
-            markeredgecolor=_pale(color, 0.3),
-            label=f"expert {j}",
-        )
-        for j, color in enumerate(colors)
-    ]
+    handles = []
+    for j, (color, what) in enumerate(zip(colors, drawn, strict=True)):
+        if what == "line":
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color=_dark(color),
+                    lw=2,
+                    marker="s",
+                    markersize=10,
+                    markerfacecolor=_pale(color, 0.3),
+                    markeredgecolor=_pale(color, 0.3),
+                    label=f"expert {j}",
+                )
+            )
+            continue
+        note = "no region" if what is None else f"one class: {what}"
+        handles.append(Patch(color=_pale(color, 0.3), label=f"expert {j} ({note})"))
+    return handles
 
 
 def _regressor_lines(estimator, X, y, resolution, ax):

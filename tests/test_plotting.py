@@ -8,10 +8,12 @@ tree's labels do not overlap.
 """
 
 import itertools
+import re
 import sys
 
 import numpy as np
 import pytest
+from sklearn.dummy import DummyClassifier
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
@@ -20,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.collections import PathCollection  # noqa: E402
 from matplotlib.contour import ContourSet  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 import hmexperts.plotting  # noqa: E402
 from hmexperts import (  # noqa: E402
@@ -263,8 +266,38 @@ def test_boundaries_lie_in_their_experts_regions(classifier):
         assert len(vertices)
         # Up to a grid cell at the region's edge.
         assert np.mean(model.apply(vertices) == leaf) > 0.95
-    assert _legend_texts(ax.artists[0]) == [f"expert {j}" for j in range(4)]
+    # The legend draws a line for the experts that drew one, and says why
+    # the others drew none.
+    with_line = {int(contour.get_gid().split()[-1]) for contour in contours}
+    texts = _legend_texts(ax.artists[0])
+    assert len(texts) == 4
+    for leaf, text in enumerate(texts):
+        if leaf in with_line:
+            assert text == f"expert {leaf}"
+        else:
+            assert re.fullmatch(rf"expert {leaf} \((one class: \d|no region)\)", text)
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("feature 0", "feature 1")
+
+
+def test_legend_names_the_class_of_experts_without_a_boundary():
+    # Constant experts: each predicts its leaf's most frequent class
+    # everywhere, so none draws a boundary.
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.normal(-3, 1, (100, 2)), rng.normal(3, 1, (100, 2))])
+    y = np.repeat(["left", "right"], 100)
+    model = MixtureOfExpertsClassifier(
+        n_experts=2, expert=DummyClassifier(), random_state=0
+    ).fit(X, y)
+    ax = plot_expert_boundaries(model, X, y, resolution=RESOLUTION)
+    assert not _contours(ax)
+    texts = _legend_texts(ax.artists[0])
+    # Each expert holds one cluster, and predicts its class.
+    leaf = model.apply(X)
+    expected = [f"expert {j} (one class: {y[leaf == j][0]})" for j in range(2)]
+    assert texts == expected
+    assert {text.split(": ")[1] for text in texts} == {"left)", "right)"}
+    # No line in the legend for an expert that draws none.
+    assert not any(isinstance(h, Line2D) for h in ax.artists[0].legend_handles)
 
 
 def test_binary_boundary_is_the_expert_half_probability(binary):
