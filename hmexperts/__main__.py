@@ -1,11 +1,7 @@
 """Command line: ``python -m hmexperts demo``.
 
-The demo has two parts. It fits a depth-2 hierarchical mixture of experts to
-data drawn from a known one and prints what it learned next to the truth.
-Then it fits a mixture of four experts to synthetic vowel formants, tests it
-on held-out speakers next to logistic regression, prints how the experts
-share the vowels, and, with matplotlib installed, draws the gate regions and
-the experts' decision boundaries to a PNG file.
+A demo of the estimators on built-in data; ``DEMO_DESCRIPTION`` below says
+what it does, and is what ``python -m hmexperts demo --help`` prints.
 """
 
 import argparse
@@ -177,20 +173,49 @@ def _draw_vowels(model, X, labels, path):
     print(f"\nFigure (gate regions and expert boundaries): {os.path.abspath(path)}")
 
 
-def main(argv=None):
-    """Run the command line; ``argv`` defaults to ``sys.argv[1:]``."""
-    parser = argparse.ArgumentParser(prog="python -m hmexperts", description=__doc__)
+# The help is plain text: argparse prints it as written, so no RST markup.
+DESCRIPTION = """\
+Mixtures of experts and hierarchical mixtures of experts for scikit-learn,
+fit by EM. Run 'python -m hmexperts demo' to see them at work."""
+
+DEMO_DESCRIPTION = """\
+The demo has two parts. It fits a depth-2 hierarchical mixture of experts to
+data drawn from a known one and prints what it learned next to the truth.
+Then it fits a mixture of four experts to synthetic vowel formants, tests it
+on held-out speakers next to logistic regression, prints how the experts
+share the vowels, and, with matplotlib installed, draws the gate regions and
+the experts' decision boundaries to a PNG file."""
+
+
+def _parser():
+    """The command line's argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m hmexperts",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser(
-        "demo", help="fit mixtures of experts on built-in data and report"
+        "demo",
+        help="fit mixtures of experts on built-in data and report",
+        description=DEMO_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument(
         "--n-samples",
         type=int,
+        metavar="N",
         default=6000,
         help="samples of the HME part (default: %(default)s)",
     )
-    run.add_argument("--random-state", type=int, default=0)
+    run.add_argument(
+        "--random-state",
+        type=int,
+        metavar="SEED",
+        default=0,
+        help="seed of the drawn data and of the split by speaker; the models' "
+        "own seeds are fixed (default: %(default)s)",
+    )
     drawing = run.add_mutually_exclusive_group()
     drawing.add_argument(
         "--figure",
@@ -205,7 +230,12 @@ def main(argv=None):
         const=None,
         help="draw no figure",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    """Run the command line; ``argv`` defaults to ``sys.argv[1:]``."""
+    args = _parser().parse_args(argv)
     demo(args.n_samples, args.random_state)
     vowels_demo(args.random_state, args.figure)
 

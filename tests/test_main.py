@@ -61,3 +61,23 @@ def test_without_matplotlib_says_how_to_install_it(tmp_path, capsys, monkeypatch
     out = capsys.readouterr().out
     assert 'pip install "hmexperts[plot]"' in out
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["demo", "--help"]])
+def test_help_is_plain_text(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m hmexperts")
+    assert "``" not in out  # no RST markup
+
+
+def test_every_option_has_help(capsys):
+    demo = cli._parser()._subparsers._group_actions[0].choices["demo"]
+    for action in demo._actions:
+        assert action.help, action.option_strings
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--help"])
+    out = capsys.readouterr().out
+    assert re.search(r"--random-state SEED\s+seed of the drawn data", out)
