@@ -35,8 +35,10 @@ from sklearn.model_selection import GroupShuffleSplit
 from hmexperts.datasets import make_vowels
 
 vowels = make_vowels(random_state=0)
-X, y = vowels.data, vowels.target
 names = vowels.target_names
+# The targets are the vowels' names, so that predictions and legends name
+# them; ``vowels.target`` holds the same as codes 0 to 3.
+X, y = vowels.data, names[vowels.target]
 splitter = GroupShuffleSplit(n_splits=1, test_size=0.25, random_state=0)
 train, test = next(splitter.split(X, y, groups=vowels.speaker))
 X_train, y_train, X_test, y_test = X[train], y[train], X[test], y[test]
@@ -85,23 +87,23 @@ style = {
     "AH": {"marker": "s", "c": "w"},
 }
 fig, (ax_vowel, ax_group) = plt.subplots(
-    1, 2, figsize=(11, 4.5), sharex=True, sharey=True, layout="constrained"
+    1, 2, figsize=(7.2, 4), sharex=True, sharey=True, layout="constrained"
 )
-for k, name in enumerate(names):
-    rows = y == k
+for name in names:
+    rows = y == name
     ax_vowel.scatter(
         X[rows, 1], X[rows, 0], s=16, edgecolors="k", lw=0.5, label=name, **style[name]
     )
     f1, f2 = X[rows].mean(axis=0)
     scale = np.array([0.6, 1.5])
     ax_vowel.plot(f2 * scale, f1 * scale, "k--", lw=0.8)
-ax_vowel.set_title("by vowel (dashed: lines through the origin)")
+ax_vowel.set_title("by vowel\n(dashed: lines through the origin)")
 ax_vowel.legend(title="vowel")
 group_colors = {"men": "tab:purple", "women": "tab:olive", "children": "tab:pink"}
 for group, color in group_colors.items():
     rows = vowels.group == group
     ax_group.scatter(X[rows, 1], X[rows, 0], s=12, c=color, label=group)
-ax_group.set_title("by speaker group")
+ax_group.set_title("by speaker group\n")
 ax_group.legend(title="speakers")
 ax_vowel.set_xlim(X[:, 1].max() * 1.05, X[:, 1].min() * 0.9)
 ax_vowel.set_ylim(X[:, 0].max() * 1.05, X[:, 0].min() * 0.9)
@@ -202,7 +204,7 @@ fresh = make_vowels(2000, random_state=1)
 bayes = generative_classifier(make_vowels(3000, random_state=2))
 print(f"accuracy on {len(fresh.target)} tokens of 2000 new speakers:")
 for name, model in models.items():
-    print(f"  {name:22s} {model.score(fresh.data, fresh.target):.3f}")
+    print(f"  {name:22s} {model.score(fresh.data, names[fresh.target]):.3f}")
 print(f"  {'near-Bayes-optimal':22s} {np.mean(bayes(fresh.data) == fresh.target):.3f}")
 
 # %%
@@ -222,33 +224,35 @@ print(f"  {'near-Bayes-optimal':22s} {np.mean(bayes(fresh.data) == fresh.target)
 #
 # Where the gate sends each input, and what each expert does there
 # ----------------------------------------------------------------
-# What the mixture does offer is a decomposition. Left: the gate's regions,
-# each expert's colour paler where the gate is less sure. Right: inside the
+# What the mixture does offer is a decomposition. Top: the gate's regions,
+# each expert's colour paler where the gate is less sure. Bottom: inside the
 # region of every expert, its own decision boundary; an expert without a
-# line predicts a single vowel in its whole region. The mixture's classifier
-# is this patchwork.
+# line predicts a single vowel in its whole region (the legend names it).
+# The mixture's classifier is this patchwork.
 from hmexperts.plotting import plot_expert_boundaries, plot_gate_regions
 
-token_names = names[y]
-fig, (ax_gate, ax_expert) = plt.subplots(1, 2, figsize=(13, 5), layout="constrained")
-plot_gate_regions(moe, X, token_names, features=(1, 0), ax=ax_gate)
-plot_expert_boundaries(moe, X, token_names, features=(1, 0), ax=ax_expert)
+fig, (ax_gate, ax_expert) = plt.subplots(
+    2, 1, figsize=(7.2, 9), sharex=True, layout="constrained"
+)
+plot_gate_regions(moe, X, y, features=(1, 0), ax=ax_gate)
+plot_expert_boundaries(moe, X, y, features=(1, 0), ax=ax_expert)
 formant_axes(ax_gate)
 formant_axes(ax_expert)
+ax_gate.set_xlabel("")  # shared with the panel below
 plt.show()
 
 # %%
 # Division of labour
 # ------------------
 # :func:`~hmexperts.plotting.plot_specialisation` with ``normalize="label"``
-# shows how the gate shares the tokens of every vowel (left) and of every
-# speaker group (right) among the experts: every column sums to 1.
+# shows how the gate shares the tokens of every vowel (top) and of every
+# speaker group (bottom) among the experts: every column sums to 1.
 from hmexperts.diagnostics import expert_load
 from hmexperts.plotting import plot_specialisation
 
 print("expert load (share of all tokens):", np.round(expert_load(moe, X), 2))
-fig, (ax_v, ax_g) = plt.subplots(1, 2, figsize=(10, 3.5), layout="constrained")
-plot_specialisation(moe, X, y, normalize="label", ax=ax_v)
+fig, (ax_v, ax_g) = plt.subplots(2, 1, figsize=(6, 6.4), layout="constrained")
+plot_specialisation(moe, X, vowels.target, normalize="label", ax=ax_v)
 ax_v.set_xticks(range(len(names)), names)
 ax_v.set(xlabel="vowel", title="Experts over vowels")
 groups = list(group_colors)  # men, women, children
@@ -300,9 +304,11 @@ print(f"  {'near-Bayes-optimal':22s}   -   / {bayes10_accuracy:.3f}")
 # AA and AH, one most of the back rounded vowels AO, UH and UW, and the last
 # a narrow strip in the middle of the chart, where ER and UH lie.
 moe10 = models10["mixture of 4 experts"]
-fig, (ax_gate, ax_spec) = plt.subplots(
-    1, 2, figsize=(13, 4.5), layout="constrained", width_ratios=(1.1, 1)
-)
+# Two subfigures, so that the colour bar sits next to the matrix, not
+# under the legend of the panel above.
+fig = plt.figure(figsize=(7.2, 9), layout="constrained")
+top, bottom = fig.subfigures(2, 1, height_ratios=(1.4, 1))
+ax_gate, ax_spec = top.subplots(), bottom.subplots()
 plot_gate_regions(moe10, X10, features=(1, 0), ax=ax_gate)
 for k, name in enumerate(ten):
     f1, f2 = X10[y10 == k].mean(axis=0)
