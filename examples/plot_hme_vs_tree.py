@@ -98,12 +98,14 @@ print(
 # %%
 # Decision regions
 # ----------------
-# Top row: :func:`~hmexperts.plotting.plot_expert_boundaries` shades the
+# Left column: :func:`~hmexperts.plotting.plot_expert_boundaries` shades the
 # plane by the most trusted expert of the HME and draws, inside its region,
-# that expert's own class boundary. Bottom row: the same for the tree, whose
-# "experts" are its leaves: each leaf is a rectangle, and the class boundary
-# runs along the leaves' edges. The dashed circle is the true boundary; the
-# points are a subset of the training data.
+# that expert's own class boundary, in the expert's colour. Right column:
+# the same for the tree, whose "experts" are its leaves: each leaf is a
+# rectangle, and the class boundary (black) runs along the leaves' edges.
+# The dashed circle is the true boundary; the points are a subset of the
+# training data. The colours only tell the experts and leaves of a panel
+# apart, so the panels leave out their legends.
 #
 # With two experts (depth 1), the HME can only cut a band out of the circle,
 # between the gate's line and one expert's boundary; with four and eight
@@ -114,14 +116,14 @@ print(
 # same class.
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
-from matplotlib.patches import Circle, Patch
+from matplotlib.patches import Circle
 
 from hmexperts.plotting import plot_expert_boundaries
 
 
 def plot_tree_leaves(tree, X, y, ax, resolution=200):
     """Shade the plane by the tree's leaf and draw its class boundary."""
-    grid = np.linspace(-2.1, 2.1, resolution)
+    grid = np.linspace(-2.3, 2.3, resolution)
     xx, yy = np.meshgrid(grid, grid)
     rows = np.c_[xx.ravel(), yy.ravel()]
     leaf = np.unique(tree.apply(rows), return_inverse=True)[1].reshape(xx.shape)
@@ -142,40 +144,39 @@ def plot_tree_leaves(tree, X, y, ax, resolution=200):
         )
     ax.set_xlabel("feature 0")
     ax.set_ylabel("feature 1")
-    handles = [Patch(color=pale[j], label=f"leaf {j}") for j in range(len(pale))]
-    handles.append(Line2D([], [], color="k", lw=2, label="class boundary"))
-    legend = ax.legend(
-        handles=handles,
-        title="tree leaf",
-        loc="upper left",
-        bbox_to_anchor=(1.02, 1.0),
-        fontsize="small",
-        title_fontsize="small",
-    )
-    ax.add_artist(legend)
-    ax.legend(loc="lower left", bbox_to_anchor=(1.02, 0.0), fontsize="small")
 
 
 X_shown, y_shown = X_train[:300], y_train[:300]
-fig, axes = plt.subplots(2, 3, figsize=(16, 9))
-# Room between the columns for the legends to the right of every panel.
-fig.subplots_adjust(
-    left=0.04, right=0.9, bottom=0.06, top=0.9, wspace=0.65, hspace=0.35
+fig, axes = plt.subplots(
+    3, 2, figsize=(7.2, 11), sharex=True, sharey=True, layout="constrained"
 )
-for column, depth in enumerate(depths):
-    ax = plot_expert_boundaries(hmes[depth], X_shown, y_shown, ax=axes[0, column])
+for row, depth in enumerate(depths):
+    ax = plot_expert_boundaries(hmes[depth], X_shown, y_shown, ax=axes[row, 0])
+    for legend in [*ax.artists, ax.get_legend()]:
+        legend.set_visible(False)
     accuracy = hmes[depth].score(X_test, y_test)
-    ax.set_title(
-        f"HME, depth {depth} ({2**depth} experts)\ntest accuracy {accuracy:.3f}"
-    )
-    ax = axes[1, column]
+    ax.set_title(f"HME, depth {depth} ({2**depth} experts)\naccuracy {accuracy:.3f}")
+    ax = axes[row, 1]
     plot_tree_leaves(trees[depth], X_shown, y_shown, ax)
     accuracy = trees[depth].score(X_test, y_test)
-    ax.set_title(f"Tree, max_depth={depth}\ntest accuracy {accuracy:.3f}")
+    ax.set_title(f"Tree, max_depth={depth}\naccuracy {accuracy:.3f}")
 for ax in axes.ravel():
     ax.add_patch(Circle(CENTRE, RADIUS, fill=False, ls="--", color="0.3"))
     ax.set_aspect("equal")
-fig.suptitle("Decision regions (dashed circle: the true boundary)")
+    ax.label_outer()
+axes[0, 0].set(xlim=(-2.15, 2.15), ylim=(-2.15, 2.15))  # shared by all panels
+fig.legend(
+    handles=[
+        Line2D([], [], ls="", marker="o", color="0.1", mec="k", label="class 0"),
+        Line2D([], [], ls="", marker="s", color="w", mec="k", label="class 1"),
+        Line2D([], [], color="0.3", ls="--", label="true boundary"),
+        Line2D([], [], color="k", lw=2, label="tree's class boundary"),
+    ],
+    loc="outside lower center",
+    ncols=4,
+    fontsize="small",
+)
+fig.suptitle("Decision regions; accuracy on the test set")
 plt.show()
 
 # %%
@@ -190,7 +191,7 @@ plt.show()
 # The HME's probability of class 1 is a smooth function of ``x``, a
 # gate-weighted average of logistic regressions, and falls off gradually
 # across the boundary.
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained")
+fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.9), sharey=True, layout="constrained")
 grid = np.linspace(-2, 2, 200)
 xx, yy = np.meshgrid(grid, grid)
 rows = np.c_[xx.ravel(), yy.ravel()]
@@ -208,9 +209,9 @@ for ax, model, title in [
     accuracy, loss = scores(model)
     ax.set_title(f"{title}\naccuracy {accuracy:.3f}, log-loss {loss:.3f}")
     ax.set_xlabel("feature 0")
-    ax.set_ylabel("feature 1")
     ax.legend(loc="lower left", fontsize="small")
-fig.colorbar(image, ax=axes, label="predicted probability of class 1")
+axes[0].set_ylabel("feature 1")
+fig.colorbar(image, ax=axes, label="probability of class 1", shrink=0.8)
 plt.show()
 
 # %%
