@@ -165,7 +165,7 @@ for name, history in histories.items():
 import matplotlib.pyplot as plt
 
 colors = ["k", "tab:purple", "tab:brown"]
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharex=True, layout="constrained")
+fig, axes = plt.subplots(3, 1, figsize=(7.2, 8), sharex=True, layout="constrained")
 panels = [
     ("hard", "dispatch entropy, hard routing"),
     ("soft", "dispatch entropy, soft routing"),
@@ -174,14 +174,14 @@ panels = [
 for ax, (key, title) in zip(axes, panels, strict=True):
     for (name, history), color in zip(histories.items(), colors, strict=True):
         ax.plot(history[key], color=color, lw=2, label=f"{name} experts")
-    ax.set(title=title, xlabel="EM iteration")
+    ax.set(title=title)
     ax.grid(alpha=0.3)
 for ax in axes[:2]:
     ax.axhline(np.log(4), color="0.5", lw=1, ls=":")
-    ax.text(N_ITER, np.log(4) + 0.02, "log 4", color="0.4", ha="right", va="bottom")
+    ax.text(N_ITER, np.log(4) - 0.04, "log 4", color="0.4", ha="right", va="top")
     ax.set(ylabel="mean over experts (nats)", ylim=(-0.05, 1.5))
-axes[2].set(ylabel="accuracy", ylim=(0.45, 1.0))
-axes[2].legend(loc="center right")
+axes[2].set(ylabel="accuracy", ylim=(0.45, 1.0), xlabel="EM iteration")
+axes[2].legend(loc="lower right")
 fig.suptitle("From the symmetric start")
 plt.show()
 
@@ -235,7 +235,7 @@ from hmexperts.plotting import plot_gate_regions, plot_specialisation
 for name, model in symmetric.items():
     print(f"{name:10s} expert load: {np.round(expert_load(model, X), 2)}")
 
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.2), layout="constrained")
+fig, axes = plt.subplots(3, 1, figsize=(6, 8.4), layout="constrained")
 for ax, (name, model) in zip(axes, symmetric.items(), strict=True):
     plot_specialisation(model, X, cluster, ax=ax)
     ax.set(title=f"{name} experts", xlabel="cluster")
@@ -243,10 +243,16 @@ plt.show()
 
 # %%
 # And the gate regions: every point of the plane in the colour of its most
-# trusted expert, paler where the gate is less sure.
-fig, axes = plt.subplots(1, 3, figsize=(16, 4.5), layout="constrained")
-for ax, (name, model) in zip(axes, symmetric.items(), strict=True):
+# trusted expert, paler where the gate is less sure. The three panels share
+# one legend, in the fourth.
+fig, axes = plt.subplots(
+    2, 2, figsize=(7.2, 7.2), sharex=True, sharey=True, layout="constrained"
+)
+for ax, (name, model) in zip(axes.ravel()[:3], symmetric.items(), strict=True):
     plot_gate_regions(model, X, y, ax=ax)
+    legends = [*ax.artists, ax.get_legend()]  # the experts', the classes'
+    for legend in legends:
+        legend.set_visible(False)
     for k in range(4):
         x0, x1 = X[cluster == k].mean(axis=0)
         ax.annotate(
@@ -258,6 +264,17 @@ for ax, (name, model) in zip(axes, symmetric.items(), strict=True):
             bbox={"boxstyle": "round,pad=0.2", "fc": "w", "alpha": 0.8},
         )
     ax.set_title(f"{name} experts")
+    ax.label_outer()
+axes[1, 1].axis("off")
+for legend, loc in zip(legends, ["upper left", "lower left"], strict=True):
+    axes[1, 1].add_artist(
+        axes[1, 1].legend(
+            handles=legend.legend_handles,
+            labels=[text.get_text() for text in legend.get_texts()],
+            title=legend.get_title().get_text() or None,
+            loc=loc,
+        )
+    )
 plt.show()
 
 # %%
