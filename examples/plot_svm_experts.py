@@ -110,7 +110,7 @@ x_grid = X_grid[:, 0]
 mean, std = model.predict(X_grid, return_std=True)
 
 fig, (ax_fit, ax_experts, ax_gate) = plt.subplots(
-    3, 1, figsize=(9, 10), sharex=True, height_ratios=(2, 2, 1), layout="constrained"
+    3, 1, figsize=(7.2, 9), sharex=True, height_ratios=(2, 2, 1), layout="constrained"
 )
 ax_fit.scatter(X_train[:, 0], y_train, s=6, color="0.6", label="training data")
 ax_fit.plot(x_grid, truth(x_grid), "k--", lw=1, label="true function")
