@@ -104,7 +104,7 @@ class FlopCounter:
         self._gram = solvers.weighted_gram
 
     def __enter__(self):
-        def direction(X, targets, mass, coef, alpha, xp, outer=None, hess=None):
+        def direction(X, targets, mass, coef, alpha, xp, outer=None, hess=None, *a):
             g, p, k = coef.shape
             rows = X.shape[-2]
             pairs, width = k * (k + 1) // 2, p * (p + 1) // 2
@@ -112,7 +112,7 @@ class FlopCounter:
             self.flops += 2 * rows * g * k * p * 2
             if hess is None:
                 self.flops += 2 * rows * g * pairs * width
-            return self._direction(X, targets, mass, coef, alpha, xp, outer, hess)
+            return self._direction(X, targets, mass, coef, alpha, xp, outer, hess, *a)
 
         def objective(X, targets, coef, alpha, xp, mass=None):
             g, p, k = coef.shape
@@ -160,16 +160,15 @@ def time_iterations(n, n_leaves, n_features, iters, dtype, device):
     Xd = model._scaling.design(model._to_compute(X) if model._host_output else X, xp)
     y_fit = (y - model._scaling.y_mean) / model._scaling.y_scale
     y_fit = model._to_compute(y_fit) if model._host_output else y_fit
-    w = xp.ones((n,), dtype=Xd.dtype, device=Xd.device)
+    w = xp.ones((n,), dtype=xp.float64, device=Xd.device)
     outer = solvers.outer_products(Xd, xp)
     gates, experts = model._gates, model._experts
-    log_resp, _ = e_step(Xd, y_fit, w, gates, experts, xp)
+    resp, _ = e_step(Xd, y_fit, w, gates, experts, xp)
 
     def iteration():
-        nonlocal log_resp
-        resp = xp.exp(log_resp) * w[None, :]
+        nonlocal resp
         m_step(Xd, y_fit, w, resp, gates, experts, xp, outer)
-        log_resp, _ = e_step(Xd, y_fit, w, gates, experts, xp)
+        resp, _ = e_step(Xd, y_fit, w, gates, experts, xp)
 
     iteration()  # warm-up
     if device is None:

@@ -4,6 +4,14 @@ Everything below the estimators is written against an array namespace ``xp``
 that follows the Python array API standard (through ``array-api-compat``), so
 the same code runs on NumPy, CuPy, PyTorch and ``array-api-strict``. These
 helpers are the few operations the standard leaves out.
+
+Precision: the data, the design matrix and the ``(n_leaves, n_samples)``
+responsibilities keep the input's dtype (float32 or float64), while every
+parameter, every sum over samples (Gram matrices, gradients, Hessians, the
+objective) and every per-sample quantity computed from the parameters
+(logits, residuals, log-densities) is float64: a chunk of rows is widened
+with ``wide`` where it meets the parameters. float32 input then halves the
+memory of the largest arrays and fits as reliably as float64.
 """
 
 import array_api_compat
@@ -112,6 +120,12 @@ def to_numpy(x, xp):
     if array_api_compat.is_torch_array(x):
         return x.detach().cpu().numpy()
     return np.from_dlpack(xp.asarray(x, copy=True))
+
+
+def wide(x, xp):
+    """``x`` in float64, the precision of the parameters and of every sum
+    over samples (``x`` itself if it is float64 already)."""
+    return x if x.dtype == xp.float64 else xp.astype(x, xp.float64)
 
 
 def logsumexp(a, axis, xp):

@@ -8,6 +8,7 @@ banks and the EM loop.
 """
 
 import math
+import time
 import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -29,10 +30,13 @@ from ._array_api import (
     namespace_name,
     on_gpu,
     to_numpy,
+    wide,
 )
-from ._em import TrainingRouting, e_step, run_em, top_k_mask
+from ._config import thread_limit
+from ._em import TrainingRouting, drop_tolerance, e_step, run_em, top_k_mask
 from ._gates import GateTree, importance_cv2
 from ._learners import LearnerExperts, _final_step
+from ._validation import check_int, check_real
 
 _WEIGHTINGS = {"auto", "sample_weight", "threshold", "resample"}
 _ALGORITHMS = ("em", "hard", "stochastic")
@@ -47,6 +51,11 @@ _EXPERT_ATTRIBUTES = (
 
 def _identity(array):
     return array
+
+
+def _dtype_name(dtype, xp):
+    """``"float32"`` or ``"float64"``: the name of a validated input's dtype."""
+    return "float32" if dtype == xp.float32 else "float64"
 
 
 def _device_name(X, xp):
@@ -64,8 +73,10 @@ class _Scaling:
     y_scale: float = 1.0
 
     def design(self, X, xp):
-        """Standardised inputs with the intercept column."""
-        return add_intercept((X - self.x_mean) / self.x_scale, xp)
+        """Standardised inputs with the intercept column, in ``X``'s dtype
+        (the statistics are exact in it: see ``_round_to``)."""
+        mean, scale = xp.astype(self.x_mean, X.dtype), xp.astype(self.x_scale, X.dtype)
+        return add_intercept((X - mean) / scale, xp)
 
     def to_original(self, coef, xp, *, target=False):
         """Coefficients over standardised inputs to the data's units.
@@ -82,25 +93,148 @@ class _Scaling:
         return slopes, intercept
 
 
-def _weighted_mean_scale(V, sample_weight, xp):
-    """Weighted column means and standard deviations (zeros replaced by 1)."""
-    total = xp.sum(sample_weight)
-    mean = xp.sum(sample_weight[:, None] * V, axis=0) / total
-    var = xp.sum(sample_weight[:, None] * (V - mean) ** 2, axis=0) / total
-    scale = xp.sqrt(var)
-    tiny = 10 * xp.finfo(V.dtype).eps * xp.maximum(xp.abs(mean), xp.ones_like(mean))
-    scale = xp.where(scale > tiny, scale, xp.ones_like(scale))
-    return mean, scale
+# The interquartile range of the standard normal: IQR / this estimates the
+# standard deviation of Gaussian data.
+_IQR_PER_SD = 1.3489795003921634
+# The scale of a column is its standard deviation, at most this many times
+# IQR / 1.349: 1 for Gaussian data, 0.8 for uniform, 1.5 for Student's t
+# with 3 degrees of freedom; a single outlier of 1e12 among 300 standard
+# normal values would make it 6e10.
+_MAX_SD_PER_IQR = 3.0
+# Weights whose mean is within 2 ** +-this are used as given; others are
+# rescaled by a power of two (exactly) so that sums of weights cannot
+# overflow or underflow.
+_WEIGHT_EXPONENT_RANGE = 16
+# A standardised value beyond this (float64; float32: its own entry) would
+# overflow the fit's sums of squares: a clear error instead.
+_MAX_STANDARDISED = {"float64": 1e100, "float32": 1e30}
 
 
-def _check_sample_weight(sample_weight, X, xp):
-    """Validate ``sample_weight``: finite, non-negative, shape (n_samples,)."""
-    n_samples, dtype = X.shape[0], X.dtype
-    if sample_weight is None:
-        return xp.ones((n_samples,), dtype=dtype, device=device(X))
-    sample_weight = check_array(
-        sample_weight, ensure_2d=False, dtype=dtype, input_name="sample_weight"
+def _weighted_quantiles(v, weight, quantiles, xp):
+    """Weighted quantiles of the 1-D ``v``: for every ``q``, the smallest
+    value whose cumulative weight reaches ``q`` times the total (the inverse
+    of the weighted empirical distribution function), so that a weight of
+    ``k`` gives what ``k`` repeated rows give."""
+    order = xp.argsort(v, stable=True)
+    cumulative = xp.cumulative_sum(xp.take(weight, order))
+    total = float(cumulative[-1])
+    targets = xp.asarray(
+        [q * total for q in quantiles], dtype=cumulative.dtype, device=device(v)
     )
+    index = xp.searchsorted(cumulative, targets, side="left")
+    index = xp.clip(index, 0, v.shape[0] - 1)
+    return xp.take(xp.take(v, order), index)
+
+
+def _robust_center_scale(V, weight, xp):
+    """Weighted median and outlier-proof scale of every column of ``V``, float64.
+
+    The scale is the weighted standard deviation, capped at
+    ``_MAX_SD_PER_IQR`` times the interquartile range over 1.349 (the
+    standard deviation for Gaussian data): ordinary columns are scaled as
+    by scikit-learn's ``StandardScaler``, and a few outliers cannot inflate
+    the scale beyond what the bulk of the data gives. A column whose
+    quartiles coincide (mostly one value: binary or sparse data) keeps its
+    standard deviation. A column whose spread is below 10 machine epsilons
+    of its largest magnitude is constant up to round-off: scale 1.
+
+    Parameters
+    ----------
+    V : array of shape (n_samples, n_columns)
+    weight : array of shape (n_samples,), float64
+
+    Returns
+    -------
+    center, scale : arrays of shape (n_columns,), float64
+    """
+    eps = float(xp.finfo(V.dtype).eps)
+    total = xp.sum(weight)
+    centers, scales = [], []
+    for column in range(V.shape[1]):
+        v = wide(V[:, column], xp)
+        low, center, high = (
+            float(q) for q in _weighted_quantiles(v, weight, (0.25, 0.5, 0.75), xp)
+        )
+        # the standard deviation, from values divided by the largest
+        # deviation so that squares cannot overflow
+        largest = float(xp.max(xp.abs(v - center)))
+        scale = 0.0
+        if largest > 0:
+            u = (v - center) / largest
+            mean = xp.sum(weight * u) / total
+            scale = largest * math.sqrt(float(xp.sum(weight * (u - mean) ** 2) / total))
+        robust = (high - low) / _IQR_PER_SD
+        if robust > 10 * eps * max(abs(low), abs(high)):
+            scale = min(scale, _MAX_SD_PER_IQR * robust)
+        if not scale > 10 * eps * float(xp.max(xp.abs(v))):
+            scale = 1.0
+        centers.append(center)
+        scales.append(scale)
+    dev = device(V)
+    return (
+        xp.asarray(centers, dtype=xp.float64, device=dev),
+        xp.asarray(scales, dtype=xp.float64, device=dev),
+    )
+
+
+def _check_standardised(V, center, scale, xp, name, dtype_name):
+    """Refuse values so far from their column's centre, in its scales, that
+    sums of their squares would overflow."""
+    limit = _MAX_STANDARDISED[dtype_name]
+    largest = xp.max(xp.abs(wide(V, xp) - center) / scale, axis=0)
+    if bool(xp.all(largest <= limit)):
+        return
+    column = int(xp.argmax(largest))
+    where = f"{name} column {column}" if name == "X" else name
+    raise ValueError(
+        f"{where} has a value {float(largest[column]):.3g} scales (its standard "
+        "deviation, at most 3 times its interquartile range / 1.349) from its "
+        "median, beyond the "
+        f"{limit:.0e} the fit can square without overflow in {dtype_name}. "
+        "Rescale or transform it (e.g. a logarithm), clip it, or remove the "
+        "samples with such values."
+    )
+
+
+def _round_to(value, dtype_name, xp):
+    """``value`` (float64) rounded to ``dtype_name``'s precision, kept float64:
+    standardisation statistics that float32 data are standardised with
+    exactly."""
+    dtype = getattr(xp, dtype_name)
+    return wide(xp.astype(value, dtype), xp)
+
+
+def _check_sample_weight(sample_weight, n_samples, xp, dev):
+    """Validate ``sample_weight``: a scalar (every sample that weight) or
+    finite, non-negative, shape (n_samples,), with a positive sum.
+
+    Returns
+    -------
+    sample_weight : array of shape (n_samples,), float64
+        The weights; if their mean over the samples of positive weight is
+        beyond ``2 ** +-_WEIGHT_EXPONENT_RANGE``, rescaled by a power of two,
+        exactly, to a mean near 1.
+    factor : float
+        That power of two: the fit multiplies its penalties by it too, so
+        that the objective, and the fit, are the same as with the weights
+        given.
+    total : float
+        The sum of the weights as given.
+    """
+    if sample_weight is None:
+        return xp.ones((n_samples,), dtype=xp.float64, device=dev), 1.0, n_samples
+    if isinstance(sample_weight, Real):
+        value = check_real(
+            sample_weight, "sample_weight", min_val=0, include_boundaries="neither"
+        )
+        sample_weight = xp.full(
+            (n_samples,), float(value), dtype=xp.float64, device=dev
+        )
+    else:
+        sample_weight = check_array(
+            sample_weight, ensure_2d=False, dtype=xp.float64, input_name="sample_weight"
+        )
+        sample_weight = xp.asarray(sample_weight, device=dev)
     if sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples:
         raise ValueError(
             f"sample_weight.shape == {tuple(sample_weight.shape)}, expected "
@@ -108,9 +242,20 @@ def _check_sample_weight(sample_weight, X, xp):
         )
     if bool(xp.any(sample_weight < 0)):
         raise ValueError("sample_weight has negative values; weights must be >= 0.")
-    if not bool(xp.sum(sample_weight) > 0):
+    total = float(xp.sum(sample_weight))
+    if not total > 0:
         raise ValueError("sample_weight sums to zero; at least one weight must be > 0.")
-    return sample_weight
+    if not math.isfinite(total):
+        raise ValueError(
+            f"sample_weight sums to {total} in float64: the weights are too large "
+            "to add up. Divide them by a common factor."
+        )
+    n_positive = int(xp.sum(xp.astype(sample_weight > 0, xp.int64)))
+    exponent = round(math.log2(n_positive / total))
+    if abs(exponent) <= _WEIGHT_EXPONENT_RANGE:
+        return sample_weight, 1.0, total
+    factor = 2.0**exponent
+    return sample_weight * factor, factor, total
 
 
 # Lloyd iterations of the k-means start: a fixed number (tol=0), because
@@ -158,7 +303,7 @@ class BaseMixtureOfExperts(BaseEstimator):
     A subclass sets ``_is_regression`` and provides the target's handling:
     ``_target_validation_kwargs``, ``_validate_target`` (the target for EM),
     ``_init_columns`` (the target's columns in the initial clustering),
-    ``_make_scaling``,
+    ``_target_scaling``,
     ``_encode_target``, ``_builtin_experts``, ``_update_experts`` (new
     penalties on a warm start), ``_set_expert_attributes``, ``_check_expert``
     (the learner fits the task) and ``_learner_task`` (the task's arguments
@@ -219,21 +364,20 @@ class BaseMixtureOfExperts(BaseEstimator):
     # -- validation -----------------------------------------------------------
 
     def _check_params(self):
-        check_scalar(self.n_experts, "n_experts", Integral, min_val=1)
-        check_scalar(self.depth, "depth", Integral, min_val=1)
-        check_scalar(
-            self.gate_alpha, "gate_alpha", Real, min_val=0, include_boundaries="neither"
+        check_int(self.n_experts, "n_experts", min_val=1)
+        check_int(self.depth, "depth", min_val=1)
+        check_real(
+            self.gate_alpha, "gate_alpha", min_val=0, include_boundaries="neither"
         )
-        check_scalar(
+        check_real(
             self.expert_alpha,
             "expert_alpha",
-            Real,
             min_val=0,
             include_boundaries="neither",
         )
-        check_scalar(self.max_iter, "max_iter", Integral, min_val=0)
-        check_scalar(self.tol, "tol", Real, min_val=0)
-        check_scalar(self.n_init, "n_init", Integral, min_val=1)
+        check_int(self.max_iter, "max_iter", min_val=0)
+        check_real(self.tol, "tol", min_val=0)
+        check_int(self.n_init, "n_init", min_val=1)
         check_scalar(self.verbose, "verbose", (Integral, bool), min_val=0)
         if self.expert is not None:
             if not hasattr(self.expert, "fit"):
@@ -255,19 +399,17 @@ class BaseMixtureOfExperts(BaseEstimator):
                     f"expert_weighting='sample_weight' but {type(final).__name__}.fit "
                     "takes no sample_weight; use 'auto', 'threshold' or 'resample'."
                 )
-        check_scalar(
+        check_real(
             self.responsibility_threshold,
             "responsibility_threshold",
-            Real,
             min_val=0,
             max_val=1,
             include_boundaries="right",
         )
         if self.max_samples_per_expert is not None:
-            check_scalar(
+            check_int(
                 self.max_samples_per_expert,
                 "max_samples_per_expert",
-                Integral,
                 min_val=1,
             )
         if isinstance(self.init_params, str) and self.init_params not in (
@@ -284,8 +426,8 @@ class BaseMixtureOfExperts(BaseEstimator):
             raise ValueError(
                 f"algorithm={self.algorithm!r}; expected one of {list(_ALGORITHMS)}."
             )
-        check_scalar(self.gate_noise, "gate_noise", Real, min_val=0)
-        check_scalar(self.load_balance, "load_balance", Real, min_val=0)
+        check_real(self.gate_noise, "gate_noise", min_val=0)
+        check_real(self.load_balance, "load_balance", min_val=0)
         if self.gate_noise > 0 and self._training_k(n_leaves) is None:
             raise ValueError(
                 f"gate_noise={self.gate_noise} acts on the top-k choice of the "
@@ -306,7 +448,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         if self.pooling not in ("mean", "max"):
             raise ValueError(f"pooling={self.pooling!r}; expected 'mean' or 'max'.")
         if self.top_k is not None:
-            check_scalar(self.top_k, "top_k", Integral, min_val=1)
+            check_int(self.top_k, "top_k", min_val=1)
             if self.top_k > n_leaves:
                 raise ValueError(
                     f"top_k={self.top_k} is larger than the number of leaves, "
@@ -317,10 +459,9 @@ class BaseMixtureOfExperts(BaseEstimator):
                 f"priority={self.priority!r}; expected one of {list(_PRIORITIES)}."
             )
         if self.capacity_factor is not None:
-            check_scalar(
+            check_real(
                 self.capacity_factor,
                 "capacity_factor",
-                Real,
                 min_val=0,
                 include_boundaries="neither",
             )
@@ -413,8 +554,11 @@ class BaseMixtureOfExperts(BaseEstimator):
             )
 
     def _output(self, array, xp):
-        """A result of the compute namespace ``xp`` in the input's namespace:
-        NumPy for a model that took NumPy and ran EM on the GPU."""
+        """A result of the compute namespace ``xp`` in the input's namespace
+        and floating dtype: NumPy for a model that took NumPy and ran EM on
+        the GPU."""
+        if xp.isdtype(array.dtype, "real floating"):
+            array = xp.astype(array, getattr(xp, self._dtype_name), copy=False)
         return to_numpy(array, xp) if self._host_output else array
 
     # -- initialisation ---------------------------------------------------------
@@ -547,9 +691,14 @@ class BaseMixtureOfExperts(BaseEstimator):
             reset=not continuing,
             **self._target_validation_kwargs(),
         )
-        sample_weight = _check_sample_weight(sample_weight, X, xp_in)
+        dtype_name = _dtype_name(X.dtype, xp_in)
+        sample_weight, weight_factor, total_weight = _check_sample_weight(
+            sample_weight, X.shape[0], xp_in, device(X)
+        )
         self._check_n_samples(sample_weight, n_leaves, xp_in)
-        y_fit = self._validate_target(y, sample_weight, xp_in, reset=not continuing)
+        y_fit = self._validate_target(
+            y, sample_weight, xp_in, reset=not continuing, dtype=X.dtype
+        )
         fit_input = (namespace_name(xp_in), _device_name(X, xp_in))
         if continuing:
             xp = array_namespace(self._scaling.x_mean)
@@ -561,13 +710,16 @@ class BaseMixtureOfExperts(BaseEstimator):
         if continuing:
             scaling = self._scaling
         else:
-            x_mean, x_scale = _weighted_mean_scale(X, sample_weight, xp)
-            scaling = self._make_scaling(x_mean, x_scale, y_fit, sample_weight, xp)
+            scaling = self._make_scaling(X, y_fit, sample_weight, dtype_name, xp)
+        _check_standardised(X, scaling.x_mean, scaling.x_scale, xp, "X", dtype_name)
         Xd = scaling.design(X, xp)
-        y_fit = (
-            (y_fit - scaling.y_mean) / scaling.y_scale if self._is_regression else y_fit
-        )
+        if self._is_regression:
+            _check_standardised(
+                y_fit[:, None], scaling.y_mean, scaling.y_scale, xp, "y", dtype_name
+            )
+            y_fit = (y_fit - scaling.y_mean) / scaling.y_scale
         offset = -math.log(scaling.y_scale)
+        self._warn_if_overparameterised(X.shape[1], total_weight, weight_factor)
 
         random_state = check_random_state(self.random_state)
         routing = TrainingRouting(
@@ -576,61 +728,87 @@ class BaseMixtureOfExperts(BaseEstimator):
             gate_noise=self.gate_noise,
             random_state=random_state,
         )
-        best = None
-        for init in range(1 if continuing else self.n_init):
+        # The weights were rescaled by weight_factor: so are the penalties,
+        # which leaves the objective, and the fit, as with the given weights.
+        gate_alpha = self.gate_alpha * weight_factor
+        expert_alpha = self.expert_alpha * weight_factor
+        n_runs = 1 if continuing else self.n_init
+        best, start = None, time.perf_counter()
+        for init in range(n_runs):
+            if self.verbose:
+                how = "continuing" if continuing else self._start_name(init)
+                print(f"Initialisation {init + 1}/{n_runs} ({how}) ...", flush=True)
+            run_start = time.perf_counter()
             if continuing:
                 gates, experts, resp_init = self._gates, self._experts, None
-                gates.alpha, gates.balance = self.gate_alpha, self.load_balance
+                gates.alpha, gates.balance = gate_alpha, self.load_balance
                 if not isinstance(experts, LearnerExperts):
-                    self._update_experts(experts)
+                    self._update_experts(experts, expert_alpha)
             else:
                 gates = GateTree(
-                    self.n_experts, self.depth, self.gate_alpha, self.load_balance
+                    self.n_experts, self.depth, gate_alpha, self.load_balance
                 )
-                experts = self._make_experts(n_leaves, scaling, random_state)
+                experts = self._make_experts(
+                    n_leaves, scaling, random_state, expert_alpha
+                )
                 gates.init_params(Xd.shape[1], Xd, xp)
                 experts.init_params(Xd.shape[1], Xd, xp)
-                resp_init = self._initial_resp(
-                    Xd[:, :-1],
-                    self._init_columns(y_fit, xp),
-                    sample_weight,
-                    n_leaves,
-                    random_state,
-                    xp,
-                    init,
-                )
-            if self.verbose:
-                print(f"Initialisation {init}")
+                with thread_limit():
+                    resp_init = self._initial_resp(
+                        Xd[:, :-1],
+                        self._init_columns(y_fit, xp),
+                        sample_weight,
+                        n_leaves,
+                        random_state,
+                        xp,
+                        init,
+                    )
             if isinstance(experts, LearnerExperts):  # learners run on the host
                 experts.hold_host_copies(namespace_name(xp) != "numpy")
-            monitor = run_em(
-                Xd,
-                y_fit,
-                sample_weight,
-                gates,
-                experts,
-                resp_init=resp_init,
-                max_iter=self.max_iter,
-                tol=self.tol,
-                xp=xp,
-                verbose=self.verbose,
-                objective_offset=offset,
-                routing=routing,
-            )
+            with thread_limit():
+                monitor = run_em(
+                    Xd,
+                    y_fit,
+                    sample_weight,
+                    gates,
+                    experts,
+                    resp_init=resp_init,
+                    max_iter=self.max_iter,
+                    tol=self.tol,
+                    xp=xp,
+                    verbose=self.verbose,
+                    objective_offset=offset,
+                    routing=routing,
+                    drop_rtol=drop_tolerance(dtype_name),
+                )
             if best is None or monitor.objective > best[2].objective:
-                best = (gates, experts, monitor)
+                best = (gates, experts, monitor, init)
+            if self.verbose:
+                state = "converged" if monitor.converged else "did not converge"
+                print(
+                    f"Initialisation {init + 1}/{n_runs}: {state} after "
+                    f"{monitor.n_iter} iterations in "
+                    f"{time.perf_counter() - run_start:.2f} s, objective "
+                    f"{monitor.objective:.6f} (best so far: {best[3] + 1})",
+                    flush=True,
+                )
 
-        gates, experts, monitor = best
-        if self.max_iter > 0 and not monitor.converged:
-            warnings.warn(
-                f"EM did not converge in max_iter={self.max_iter} iterations "
-                f"(tol={self.tol}). Try increasing max_iter or tol, or scale the "
-                "input data.",
-                ConvergenceWarning,
-                stacklevel=2,
+        gates, experts, monitor, kept = best
+        if self.verbose:
+            print(
+                f"Kept initialisation {kept + 1}/{n_runs}: objective "
+                f"{monitor.objective:.6f}; {time.perf_counter() - start:.2f} s in all.",
+                flush=True,
             )
+        self._warn_convergence(monitor, dtype_name, experts)
         self._set_fitted_state(
-            scaling, gates, experts, xp, fit_input, host_output=xp is not xp_in
+            scaling,
+            gates,
+            experts,
+            xp,
+            fit_input,
+            host_output=xp is not xp_in,
+            dtype_name=dtype_name,
         )
         self._marginal = self._target_marginal(y_fit, sample_weight, xp)
         self.routing_stats_ = self._training_routing_stats(Xd, y_fit, sample_weight, xp)
@@ -642,10 +820,97 @@ class BaseMixtureOfExperts(BaseEstimator):
         self.lower_bound_ = monitor.objective
         return self
 
-    def _make_experts(self, n_leaves, scaling, random_state):
-        """The expert bank: built-in, or a clone of ``expert`` per leaf."""
+    def _make_scaling(self, X, y, sample_weight, dtype_name, xp):
+        """The standardisation of the inputs (and the target), from robust
+        statistics (``_robust_center_scale``), rounded to the data's dtype."""
+        center, scale = _robust_center_scale(X, sample_weight, xp)
+        y_mean, y_scale = self._target_scaling(y, sample_weight, dtype_name, xp)
+        return _Scaling(
+            _round_to(center, dtype_name, xp),
+            _round_to(scale, dtype_name, xp),
+            y_mean,
+            y_scale,
+        )
+
+    def _start_name(self, init):
+        """How initialisation ``init`` starts (see ``init_params``)."""
+        if not isinstance(self.init_params, str):
+            return "given responsibilities"
+        if self.init_params == "kmeans" and init == 0:
+            return "k-means start"
+        return "random start"
+
+    def _warn_convergence(self, monitor, dtype_name, experts):
+        """The ConvergenceWarning of a fit whose kept run did not converge,
+        saying why and what helps."""
+        if monitor.decreased is not None:
+            iteration, amount = monitor.decreased
+            warnings.warn(
+                f"EM's objective decreased by {amount:.3g} at iteration "
+                f"{iteration}, more than the round-off of {dtype_name} "
+                f"({drop_tolerance(dtype_name):.0e} of its size) allows; EM "
+                "stopped and returned its best iterate. A decrease is a sign of "
+                "numerical trouble in a nearly singular expert or gate: increase "
+                "expert_alpha, gate_alpha or min_variance (regression), or fit "
+                "float64 data.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        elif self.max_iter > 0 and not monitor.converged:
+            hint = "Increase max_iter, or tol to stop earlier."
+            if not experts.monotone:
+                hint += (
+                    " With a learner as expert (a tree, an SVM, ...), EM need "
+                    "not converge at all: its refit does not maximise the "
+                    "likelihood, and the fit returned is the best iterate."
+                )
+            elif self.algorithm == "stochastic" or self.gate_noise > 0:
+                hint += " Stochastic EM and gate noise fluctuate by design."
+            warnings.warn(
+                f"EM did not converge in max_iter={self.max_iter} iterations "
+                f"(tol={self.tol}). {hint}",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    def _warn_if_overparameterised(self, n_features, total_weight, weight_factor):
+        """Warn when the model has more free parameters than samples (the sum
+        of the sample weights, which count as repetitions of samples)."""
+        n_params = self._n_free_params(n_features + 1)
+        if n_params is None or n_params <= total_weight:
+            return
+        weights = (
+            " (the sum of sample_weight: a weight counts as that many repeated "
+            "samples, so the penalties outweigh data whose weights sum to little)"
+            if weight_factor != 1.0
+            else ""
+        )
+        warnings.warn(
+            f"{type(self).__name__} with n_experts={self.n_experts} and "
+            f"depth={self.depth} has {n_params} free parameters for "
+            f"{total_weight:.4g} samples{weights}: it will fit noise. Decrease "
+            "n_experts or depth, and choose them by cross-validated "
+            "log-likelihood (hmexperts.metrics.log_likelihood_scorer).",
+            UserWarning,
+            stacklevel=3,
+        )
+
+    def _n_free_params(self, n_params):
+        """Free parameters of the gates and of built-in experts, for inputs
+        with ``n_params`` columns (the intercept's included); None for
+        learner experts, whose count is unknown."""
+        if self.expert is not None:
+            return None
+        n_leaves = self.n_experts**self.depth
+        gates = GateTree(self.n_experts, self.depth, 1.0)
+        experts = self._builtin_experts(n_leaves, 1.0)
+        return gates.n_free_params(n_params) + experts.n_free_params(n_params)
+
+    def _make_experts(self, n_leaves, scaling, random_state, alpha):
+        """The expert bank: built-in (with penalty ``alpha``), or a clone of
+        ``expert`` per leaf."""
         if self.expert is None:
-            return self._builtin_experts(n_leaves)
+            return self._builtin_experts(n_leaves, alpha)
         return LearnerExperts(
             self.expert,
             n_leaves,
@@ -658,15 +923,25 @@ class BaseMixtureOfExperts(BaseEstimator):
         )
 
     def _set_fitted_state(
-        self, scaling, gates, experts, xp, fit_input=("numpy", "cpu"), *, host_output
+        self,
+        scaling,
+        gates,
+        experts,
+        xp,
+        fit_input=("numpy", "cpu"),
+        *,
+        host_output,
+        dtype_name="float64",
     ):
         """Store the fitted components and their readable form in data units.
 
         ``fit_input``: the array library and device of the fit's input, which
         prediction must match; ``host_output``: whether results go back to
-        NumPy (EM ran on the GPU for NumPy input).
+        NumPy (EM ran on the GPU for NumPy input); ``dtype_name``: the input's
+        floating dtype, that of every float attribute and output.
         """
         self._fit_input, self._host_output = fit_input, host_output
+        self._dtype_name = dtype_name
         for name in _EXPERT_ATTRIBUTES:
             if hasattr(self, name):
                 delattr(self, name)
@@ -686,16 +961,17 @@ class BaseMixtureOfExperts(BaseEstimator):
             algorithm="hard" if self.algorithm == "hard" else "em",
             top_k=self.top_k,
         )
-        log_resp, _ = e_step(
+        resp, _ = e_step(
             Xd, y_fit, sample_weight, self._gates, self._experts, xp, routing
         )
         total = xp.sum(sample_weight)
-        load = to_numpy(xp.exp(log_resp) @ sample_weight / total, xp)
+        load = to_numpy(xp.sum(wide(resp, xp), axis=1) / total, xp)
         log_prior = self._gates.log_prior(Xd, xp)
         importance = to_numpy(xp.exp(log_prior) @ sample_weight / total, xp)
+        dtype = np.dtype(self._dtype_name)
         return Bunch(
-            load=load,
-            importance=importance,
+            load=load.astype(dtype),
+            importance=importance.astype(dtype),
             importance_cv2=importance_cv2(log_prior, sample_weight, xp),
         )
 
@@ -710,8 +986,11 @@ class BaseMixtureOfExperts(BaseEstimator):
         X = validate_data(self, X, dtype=[xp_in.float64, xp_in.float32], reset=False)
         xp = array_namespace(self._scaling.x_mean)
         X = self._to_compute(X) if self._host_output else X
-        Xd = self._scaling.design(xp.astype(X, self._scaling.x_mean.dtype), xp)
-        return Xd, xp
+        scaling = self._scaling
+        _check_standardised(
+            X, scaling.x_mean, scaling.x_scale, xp, "X", self._dtype_name
+        )
+        return scaling.design(wide(X, xp), xp), xp
 
     def _to_compute(self, array):
         """Move a host array to the namespace and device of the fitted state."""

@@ -6,7 +6,7 @@ from sklearn.base import ClassifierMixin, is_classifier
 from sklearn.utils.multiclass import check_classification_targets
 
 from ._array_api import device, logsumexp, namespace_name, to_numpy
-from ._base import BaseMixtureOfExperts, _Scaling
+from ._base import BaseMixtureOfExperts
 from ._experts import SoftmaxExperts
 
 # Floor on a class frequency in the prediction of a dropped sample.
@@ -222,7 +222,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     def _target_validation_kwargs(self):
         return {}
 
-    def _validate_target(self, y, sample_weight, xp, reset):
+    def _validate_target(self, y, sample_weight, xp, reset, dtype):
         y = to_numpy(y, xp)
         check_classification_targets(y)
         if reset:
@@ -245,8 +245,8 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         y_enc = to_numpy(y_fit, xp)
         return (y_enc[:, None] == np.arange(len(self.classes_))).astype(float)
 
-    def _make_scaling(self, x_mean, x_scale, y, sample_weight, xp):
-        return _Scaling(x_mean, x_scale)
+    def _target_scaling(self, y, sample_weight, dtype_name, xp):
+        return 0.0, 1.0
 
     def _encode_target(self, y, Xd, xp):
         y = np.asarray(to_numpy(y, xp) if not isinstance(y, list) else y)
@@ -290,11 +290,11 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         frequency = np.maximum(counts / counts.sum(), _MIN_FREQUENCY)
         return np.log(frequency / frequency.sum())
 
-    def _builtin_experts(self, n_leaves):
-        return SoftmaxExperts(n_leaves, len(self.classes_), self.expert_alpha)
+    def _builtin_experts(self, n_leaves, alpha):
+        return SoftmaxExperts(n_leaves, len(self.classes_), alpha)
 
-    def _update_experts(self, experts):
-        experts.alpha = self.expert_alpha
+    def _update_experts(self, experts, alpha):
+        experts.alpha = alpha
 
     def _set_expert_attributes(self, scaling, experts, xp):
         slopes, intercept = scaling.to_original(experts.coef, xp)

@@ -5,7 +5,17 @@ given responsibilities (initialisation), then E-step, M-step, bookkeeping and
 the convergence test, until the change of the penalised mean log-likelihood
 is below ``tol`` or ``max_iter`` iterations have run. It knows nothing of
 scikit-learn's validation nor of which experts it drives: the gates and the
-experts only need ``fit``, ``log_likelihood``/``log_prior`` and ``penalty``.
+experts only need ``fit``, ``log_likelihood``/``log_prior``, ``penalty`` and
+``get_state``/``set_state``.
+
+The E-step runs over chunks of rows: its per-sample temporaries (log priors,
+log-densities) are float64 and live for one chunk, the objective is summed
+in float64, and only the responsibilities are stored, in the data's dtype.
+
+EM returns its best iterate. Where the objective cannot decrease in exact
+arithmetic (built-in experts, deterministic E-step), a decrease beyond
+``drop_tolerance`` is numerical trouble: EM stops there, and the monitor
+reports it.
 
 The E-step comes in the variants of ``TrainingRouting``: soft EM (every
 leaf's posterior), truncated EM (the ``k`` largest posteriors of every
@@ -13,17 +23,30 @@ sample, renormalised; ``k = 1`` is hard or classification EM) and stochastic
 EM (one leaf per sample drawn from its posterior).
 """
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
 
-from ._array_api import device, logsumexp
-from ._solvers import outer_products
+from ._array_api import device, logsumexp, wide
+from ._solvers import outer_products, row_chunks
 
 # Stochastic EM: stop when the best objective has not improved by ``tol``
 # over this many iterations.
 _STOCHASTIC_PATIENCE = 10
+# verbose=1: a progress line at least this often (seconds) while EM runs.
+_PROGRESS_SECONDS = 5.0
+# A decrease of the objective (a mean log-likelihood per sample) larger than
+# this, relative to max(1, |objective|), is not round-off. The objective is
+# summed in float64 either way; float32 data store the responsibilities in
+# float32, whose rounding perturbs the M-step (measured on the
+# monotonicity sweeps of tests/test_em.py: MEASURE).
+_DROP_RTOL = {"float32": 1e-5, "float64": 1e-9}
+
+
+def drop_tolerance(dtype_name):
+    """Relative decrease of the objective that EM takes for round-off, by the
+    name of the data's dtype."""
+    return _DROP_RTOL.get(dtype_name, _DROP_RTOL["float32"])
 
 
 @dataclass
@@ -63,11 +86,11 @@ class TrainingRouting:
 
     def normal(self, shape, like, xp):
         noise = self.random_state.standard_normal(size=shape)
-        return xp.asarray(noise, dtype=like.dtype, device=device(like))
+        return xp.asarray(noise, dtype=xp.float64, device=device(like))
 
     def uniform(self, n, like, xp):
         draws = self.random_state.uniform(size=n)
-        return xp.asarray(draws, dtype=like.dtype, device=device(like))
+        return xp.asarray(draws, dtype=xp.float64, device=device(like))
 
 
 _SOFT_EM = TrainingRouting()
@@ -84,11 +107,12 @@ def top_k_mask(scores, k, xp):
     return rank < k
 
 
-def _sample_leaves(log_resp, routing, xp):
-    """One leaf per sample drawn from its posterior, as log responsibilities
-    (0 at the drawn leaf, ``-inf`` elsewhere)."""
+def _sample_leaves(log_resp, uniform, xp):
+    """One leaf per sample drawn from its posterior with the uniform draws
+    ``uniform`` (n_samples,), as log responsibilities (0 at the drawn leaf,
+    ``-inf`` elsewhere)."""
     cumulative = xp.cumulative_sum(xp.exp(log_resp), axis=0)
-    u = routing.uniform(log_resp.shape[1], log_resp, xp) * cumulative[-1, :]
+    u = uniform * cumulative[-1, :]
     below = xp.astype(cumulative < u[None, :], xp.int64)
     leaf = xp.minimum(xp.sum(below, axis=0), log_resp.shape[0] - 1)
     leaves = xp.arange(log_resp.shape[0], device=device(log_resp))
@@ -108,18 +132,23 @@ class ConvergenceMonitor:
         The penalised mean log-likelihood after the initial M-step and after
         every EM iteration.
     restored : float or None
-        When the experts' M-step or the E-step may lower the objective
-        (learner experts, stochastic EM, gate noise) and an earlier iterate
-        was better than the last, EM returns that iterate: its objective.
+        When an earlier iterate was better than the last (learner experts,
+        stochastic EM and gate noise may lower the objective; numerical
+        trouble may, elsewhere), EM returns that iterate: its objective.
     patience : int or None
         Stochastic EM: converged when the best objective has not risen by
         ``tol`` in the last ``patience`` iterations.
+    decreased : tuple or None
+        ``(iteration, amount)`` when the objective of an EM that cannot
+        decrease in exact arithmetic fell by more than round-off; EM
+        stopped there.
     """
 
     tol: float
     history: list = field(default_factory=list)
     restored: float | None = None
     patience: int | None = None
+    decreased: tuple | None = None
 
     def report(self, objective):
         self.history.append(objective)
@@ -133,6 +162,8 @@ class ConvergenceMonitor:
         """The change of the objective fell below ``tol`` or, with
         ``patience``, the best objective has not risen by ``tol`` in the last
         ``patience`` iterations."""
+        if self.decreased is not None:
+            return False
         if self.patience is not None:
             recent, earlier = (
                 self.history[-self.patience :],
@@ -161,50 +192,74 @@ def e_step(X, y, sample_weight, gates, experts, xp, routing=_SOFT_EM):
     step can decrease. Stochastic EM draws one leaf per sample; its
     objective is the log-likelihood.
 
+    Runs over chunks of rows (see the module's docstring); the random draws
+    of gate noise and stochastic EM are made for all samples at once, so
+    that they do not depend on the chunking.
+
     Returns
     -------
-    log_resp : array of shape (n_leaves, n_samples)
-        ``-inf`` where a leaf gets no responsibility.
+    resp : array of shape (n_leaves, n_samples)
+        ``w_i r_ij``, in ``X``'s dtype; 0 where a leaf gets no
+        responsibility.
     objective : float
         ``(sum_i w_i log-likelihood_i - penalties) / sum_i w_i``.
     """
-    log_prior = gates.log_prior(X, xp)
-    log_joint = log_prior + experts.log_likelihood(X, y, xp)
-    n_leaves = log_joint.shape[0]
+    n, n_leaves = X.shape[0], gates.n_leaves
     k = routing.k
-    truncated = k is not None and k < n_leaves and routing.algorithm != "stochastic"
-    if truncated:
-        kept = xp.where(
-            top_k_mask(log_joint, k, xp), log_joint, xp.full_like(log_joint, -xp.inf)
-        )
-        log_norm = logsumexp(kept, 0, xp)
-        if routing.gate_noise > 0:
-            noisy = log_joint + routing.gate_noise * routing.normal(
-                log_joint.shape, log_joint, xp
-            )
-            keep = top_k_mask(noisy, k, xp)
-            kept = xp.where(keep, log_joint, xp.full_like(log_joint, -xp.inf))
-            log_resp = kept - logsumexp(kept, 0, xp)[None, :]
+    stochastic = routing.algorithm == "stochastic"
+    truncated = k is not None and k < n_leaves and not stochastic
+    noise = uniform = None
+    if truncated and routing.gate_noise > 0:
+        noise = routing.gate_noise * routing.normal((n_leaves, n), X, xp)
+    if stochastic:
+        uniform = routing.uniform(n, X, xp)
+    balance = gates.balance > 0
+    chunks = row_chunks(n, n_leaves * (getattr(experts, "n_classes", None) or 1) + 2)
+    resp_chunks, total = [], 0.0
+    importance = 0.0
+    for rows in chunks:
+        # one chunk: the arrays themselves, which banks may recognise
+        whole = len(chunks) == 1
+        X_rows, y_rows = (X, y) if whole else (X[rows, :], y[rows])
+        weight = sample_weight if whole else sample_weight[rows]
+        log_prior = gates.log_prior(X_rows, xp)
+        log_joint = log_prior + experts.log_likelihood(X_rows, y_rows, xp)
+        if truncated:
+            minus_inf = xp.full_like(log_joint, -xp.inf)
+            kept = xp.where(top_k_mask(log_joint, k, xp), log_joint, minus_inf)
+            log_norm = logsumexp(kept, 0, xp)
+            if noise is not None:
+                noisy = log_joint + (noise if whole else noise[:, rows])
+                kept = xp.where(top_k_mask(noisy, k, xp), log_joint, minus_inf)
+                log_resp = kept - logsumexp(kept, 0, xp)[None, :]
+            else:
+                log_resp = kept - log_norm[None, :]
         else:
-            log_resp = kept - log_norm[None, :]
-    else:
-        log_norm = logsumexp(log_joint, 0, xp)
-        log_resp = log_joint - log_norm[None, :]
-        if routing.algorithm == "stochastic":
-            log_resp = _sample_leaves(log_resp, routing, xp)
-    total = float(xp.sum(sample_weight * log_norm))
+            log_norm = logsumexp(log_joint, 0, xp)
+            log_resp = log_joint - log_norm[None, :]
+            if stochastic:
+                draws = uniform if whole else uniform[rows]
+                log_resp = _sample_leaves(log_resp, draws, xp)
+        weight = wide(weight, xp)
+        total += float(xp.sum(weight * log_norm))
+        if balance:
+            importance = importance + xp.exp(log_prior) @ weight
+        resp_chunks.append(xp.astype(xp.exp(log_resp) * weight[None, :], X.dtype))
+    resp = resp_chunks[0] if len(resp_chunks) == 1 else xp.concat(resp_chunks, axis=1)
+    total_weight = float(xp.sum(wide(sample_weight, xp)))
     penalty = (
         gates.penalty(xp)
-        + gates.balance_penalty(log_prior, sample_weight, xp)
+        + gates.importance_penalty(importance, total_weight, xp)
         + experts.penalty(xp)
     )
-    objective = (total - penalty) / float(xp.sum(sample_weight))
+    objective = (total - penalty) / total_weight
     if not math.isfinite(objective):
         raise FloatingPointError(
             "EM produced a non-finite log-likelihood. Try increasing "
-            "min_variance, gate_alpha or expert_alpha, or scale the input data."
+            "min_variance, gate_alpha or expert_alpha, or removing extreme "
+            "values from the data."
         )
-    return log_resp, objective
+    return resp, objective
 
 
 def m_step(X, y, sample_weight, resp, gates, experts, xp, outer=None):
@@ -215,6 +270,15 @@ def m_step(X, y, sample_weight, resp, gates, experts, xp, outer=None):
     """
     gates.fit(X, resp, xp, outer, sample_weight=sample_weight)
     experts.fit(X, y, resp, xp, outer)
+
+
+def _snapshot(gates, experts):
+    return gates.get_state(), experts.get_state()
+
+
+def _restore(state, gates, experts):
+    gates.set_state(state[0])
+    experts.set_state(state[1])
 
 
 def run_em(
@@ -231,8 +295,9 @@ def run_em(
     verbose=0,
     objective_offset=0.0,
     routing=_SOFT_EM,
+    drop_rtol=None,
 ):
-    """Run EM in place on ``gates`` and ``experts``.
+    """Run EM in place on ``gates`` and ``experts``; they end at the best iterate.
 
     Parameters
     ----------
@@ -250,12 +315,16 @@ def run_em(
     tol : float
         Convergence threshold on the change of the objective.
     verbose : int
-        0 silent, 1 a line per run, 2 a line per iteration.
+        0 silent; 1 a line every ``_PROGRESS_SECONDS`` at most; 2 a line
+        per iteration (objective, change, seconds per iteration).
     objective_offset : float
         Added to the objective in what is printed and returned (the change
         of units of a standardised target).
     routing : TrainingRouting
         The variant of the E-step; soft EM by default.
+    drop_rtol : float or None
+        Relative decrease of the objective taken for round-off; by default
+        that of ``X``'s dtype (``drop_tolerance``).
 
     Returns
     -------
@@ -265,39 +334,51 @@ def run_em(
     monitor = ConvergenceMonitor(
         tol=tol, patience=_STOCHASTIC_PATIENCE if stochastic else None
     )
-    start = time.perf_counter()
-    # A refit or an E-step that may lower the objective: keep the best iterate.
-    keep_best = not (experts.monotone and routing.monotone)
-    best = None
+    if drop_rtol is None:
+        drop_rtol = drop_tolerance(str(X.dtype).rpartition(".")[-1])
+    # Whether the objective can decrease in exact arithmetic: a refit of a
+    # learner or a random E-step may lower it.
+    monotone = experts.monotone and routing.monotone
     outer = outer_products(X, xp)
     if resp_init is not None:
-        resp = resp_init * sample_weight[None, :]
+        resp = resp_init * xp.astype(sample_weight, resp_init.dtype)[None, :]
         m_step(X, y, sample_weight, resp, gates, experts, xp, outer)
-    log_resp, objective = e_step(X, y, sample_weight, gates, experts, xp, routing)
+    resp, objective = e_step(X, y, sample_weight, gates, experts, xp, routing)
     monitor.report(objective + objective_offset)
+    # Non-monotone EM: the best objective and a snapshot of its parameters.
+    best = (monitor.history[-1], _snapshot(gates, experts))
+    highest = monitor.history[-1]
+    last_print = time.perf_counter()
     for n_iter in range(1, max_iter + 1):
-        if keep_best and (best is None or monitor.history[-1] > best[0]):
-            best = (monitor.history[-1], copy.deepcopy((gates.coef, experts.__dict__)))
-        resp = xp.exp(log_resp) * sample_weight[None, :]
+        start = time.perf_counter()
+        if monotone:  # the parameters to go back to if this step decreases
+            previous_state = _snapshot(gates, experts)
         m_step(X, y, sample_weight, resp, gates, experts, xp, outer)
-        log_resp, objective = e_step(X, y, sample_weight, gates, experts, xp, routing)
+        resp, objective = e_step(X, y, sample_weight, gates, experts, xp, routing)
         monitor.report(objective + objective_offset)
-        if verbose >= 2:
-            current, previous = monitor.history[-1], monitor.history[-2]
+        current, previous = monitor.history[-1], monitor.history[-2]
+        now = time.perf_counter()
+        if verbose >= 2 or (verbose and now - last_print > _PROGRESS_SECONDS):
             print(
-                f"  Iteration {n_iter}\t objective {current:.6f}\t"
-                f" change {current - previous:.3e}"
+                f"  iteration {n_iter:4d}  objective {current:.6f}  "
+                f"change {current - previous:+.3e}  {now - start:.3f} s/iteration",
+                flush=True,
             )
+            last_print = now
+        if monotone:
+            # a change within round-off keeps the latest iterate; a larger
+            # decrease (below the highest objective so far) stops EM
+            if highest - current > drop_rtol * max(1.0, abs(highest)):
+                monitor.decreased = (n_iter, highest - current)
+                monitor.restored = previous
+                _restore(previous_state, gates, experts)
+                break
+            highest = max(highest, current)
+        elif current > best[0]:
+            best = (current, _snapshot(gates, experts))
         if monitor.converged:
             break
-    if best is not None and best[0] > monitor.history[-1]:
+    if not monotone and best[0] > monitor.history[-1]:
         monitor.restored = best[0]
-        gates.coef, state = best[1]
-        experts.__dict__.update(state)
-    if verbose >= 1:
-        state = "converged" if monitor.converged else "did not converge"
-        print(
-            f"EM {state} after {monitor.n_iter} iterations in "
-            f"{time.perf_counter() - start:.2f}s: objective {monitor.objective:.6f}"
-        )
+        _restore(best[1], gates, experts)
     return monitor

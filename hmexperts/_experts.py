@@ -1,35 +1,49 @@
 """Banks of built-in experts, each batched over all leaves.
 
-Every bank offers the same three operations over all ``n_leaves`` experts at
+Every bank offers the same operations over all ``n_leaves`` experts at
 once, which is all the EM loop needs:
 
 - ``fit(X, y, resp, xp, outer)``: the M-step, with ``resp`` of shape
   (n_leaves, n_samples) and ``outer`` the kept outer products of ``X``'s rows
   (or None);
-- ``log_likelihood(X, y)``: ``log p_j(y_i | x_i)`` of shape (n_leaves, n_samples);
+- ``log_likelihood(X, y)``: ``log p_j(y_i | x_i)`` of shape (n_leaves,
+  n_samples), for any chunk of rows;
 - ``penalty()``: the log-prior of the coefficients, subtracted from the
-  log-likelihood in the objective that EM increases.
+  log-likelihood in the objective that EM increases;
+- ``get_state()`` / ``set_state(state)``: a snapshot of the parameters, for
+  EM to return its best iterate.
 
 ``X`` always carries the intercept column; targets are standardised for
-regression and integer-coded for classification.
+regression and integer-coded for classification. Parameters are float64
+whatever the data's dtype.
 """
 
 import math
 
-from ._array_api import device, log_softmax
-from ._solvers import fit_softmax, group_rows, softmax_logits, solve_weighted_ridge
+from ._array_api import device, log_softmax, wide
+from ._solvers import (
+    fit_softmax,
+    group_rows,
+    softmax_logits,
+    solve_weighted_ridge,
+    weighted_residual_ss,
+)
 
 
 class LinearGaussianExperts:
     """Linear-Gaussian experts: ``y | x, leaf j ~ N(x^T beta_j, sigma_j^2)``.
 
+    The penalty is ``alpha ||beta_j||^2 / (2 sigma_j^2)``, the log of a
+    Gaussian prior ``beta_j ~ N(0, sigma_j^2 / alpha)`` conjugate to the
+    noise: the ridge of every expert's weighted least squares is ``alpha``
+    whatever its variance, so a small variance floor cannot remove it.
     Its M-step never decreases EM's objective (``monotone``).
 
     Parameters
     ----------
     n_leaves : int
     alpha : float
-        L2 penalty ``alpha / 2 ||beta_j||^2`` on every coefficient.
+        Ridge of every expert's weighted least squares.
     min_variance : float
         Floor on every ``sigma_j^2`` (in the units of the standardised target).
     """
@@ -45,25 +59,29 @@ class LinearGaussianExperts:
 
     def init_params(self, n_params, X, xp):
         """Zero coefficients (the target's mean) and unit variance."""
-        self.coef = xp.zeros((self.n_leaves, n_params), dtype=X.dtype, device=device(X))
-        self.variance = xp.ones((self.n_leaves,), dtype=X.dtype, device=device(X))
+        shape = (self.n_leaves, n_params)
+        self.coef = xp.zeros(shape, dtype=xp.float64, device=device(X))
+        self.variance = xp.ones((self.n_leaves,), dtype=xp.float64, device=device(X))
 
     def fit(self, X, y, resp, xp, outer=None):
         """Conditional M-step: coefficients given the current variances, then
         the variances given the new coefficients (each an exact maximiser,
         so the penalised objective cannot decrease)."""
-        # (X^T R X / s2 + alpha I) beta = X^T R y / s2, scaled by s2.
-        ridge = self.alpha * self.variance
-        self.coef = solve_weighted_ridge(X, y, resp, ridge, xp, outer)
-        resid2 = (y[None, :] - self.predict(X, xp)) ** 2
-        mass = xp.sum(resp, axis=1)
-        tiny = 10 * xp.finfo(X.dtype).eps
-        variance = xp.sum(resp * resid2, axis=1) / xp.maximum(mass, tiny)
-        self.variance = xp.maximum(variance, self.min_variance)
+        # (X^T R X + alpha I) beta = X^T R y: the s2 of the likelihood and of
+        # the prior cancel. Below the ridge floor, a proximal step from the
+        # current coefficients, which cannot decrease the objective either.
+        ridge = xp.full_like(self.variance, self.alpha)
+        self.coef = solve_weighted_ridge(X, y, resp, ridge, xp, outer, self.coef)
+        # s2 = (RSS + alpha ||beta||^2) / mass maximises the objective in s2
+        rss, mass = weighted_residual_ss(X, y, self.coef, resp, xp)
+        shrinkage = self.alpha * xp.sum(self.coef**2, axis=1)
+        tiny = 10 * xp.finfo(xp.float64).eps
+        variance = (rss + shrinkage) / xp.maximum(mass, xp.full_like(mass, tiny))
+        self.variance = xp.maximum(variance, xp.full_like(variance, self.min_variance))
 
     def predict(self, X, xp):
-        """Each expert's mean, shape (n_leaves, n_samples)."""
-        return self.coef @ xp.matrix_transpose(X)
+        """Each expert's mean, shape (n_leaves, n_samples), float64."""
+        return self.coef @ xp.matrix_transpose(wide(X, xp))
 
     def predict_mean_variance(self, X, xp, mask=None):
         """Each expert's mean (n_leaves, n_samples) and variance (n_leaves, 1).
@@ -74,15 +92,26 @@ class LinearGaussianExperts:
 
     def log_likelihood(self, X, y, xp):
         """``log N(y_i; x_i^T beta_j, sigma_j^2)``, shape (n_leaves, n_samples)."""
-        resid2 = (y[None, :] - self.predict(X, xp)) ** 2
+        resid2 = (wide(y, xp)[None, :] - self.predict(X, xp)) ** 2
         variance = self.variance[:, None]
         return -0.5 * (math.log(2 * math.pi) + xp.log(variance) + resid2 / variance)
 
     def penalty(self, xp):
-        return 0.5 * self.alpha * float(xp.sum(self.coef**2))
+        """``alpha / 2 * sum_j ||beta_j||^2 / sigma_j^2``."""
+        return (
+            0.5
+            * self.alpha
+            * float(xp.sum(xp.sum(self.coef**2, axis=1) / self.variance))
+        )
 
     def n_free_params(self, n_params):
         return self.n_leaves * (n_params + 1)
+
+    def get_state(self):
+        return self.coef, self.variance
+
+    def set_state(self, state):
+        self.coef, self.variance = state
 
 
 class SoftmaxExperts:
@@ -110,12 +139,13 @@ class SoftmaxExperts:
     def init_params(self, n_params, X, xp):
         """Zero coefficients: uniform class probabilities."""
         shape = (self.n_leaves, n_params, self.n_classes)
-        self.coef = xp.zeros(shape, dtype=X.dtype, device=device(X))
+        self.coef = xp.zeros(shape, dtype=xp.float64, device=device(X))
 
-    def _one_hot(self, y, X, xp):
-        """Indicator of the class of every sample, shape (n_classes, n_samples)."""
+    def _one_hot(self, y, X, xp, dtype=None):
+        """Indicator of the class of every sample, shape (n_classes, n_samples),
+        of ``X``'s dtype unless ``dtype`` is given."""
         classes = xp.arange(self.n_classes, device=device(X))
-        return xp.astype(classes[:, None] == y[None, :], X.dtype)
+        return xp.astype(classes[:, None] == y[None, :], dtype or X.dtype)
 
     def fit(self, X, y, resp, xp, outer=None):
         targets = self._one_hot(y, X, xp)[:, None, :] * resp[None, :, :]
@@ -124,7 +154,15 @@ class SoftmaxExperts:
         if grouped is not None:
             take, X, outer = grouped
             targets = take(targets)
-        self.coef = fit_softmax(X, targets, self.coef, self.alpha, xp, outer=outer)
+        self.coef = fit_softmax(
+            X,
+            targets,
+            self.coef,
+            self.alpha,
+            xp,
+            outer=outer,
+            penalty_name="expert_alpha",
+        )
 
     def predict_log_proba(self, X, xp, mask=None):
         """Each expert's class log-probabilities, (n_classes, n_leaves, n_samples).
@@ -134,7 +172,7 @@ class SoftmaxExperts:
         return log_softmax(softmax_logits(X, self.coef, xp), 0, xp)
 
     def log_likelihood(self, X, y, xp):
-        one_hot = self._one_hot(y, X, xp)
+        one_hot = self._one_hot(y, X, xp, xp.float64)
         return xp.sum(self.predict_log_proba(X, xp) * one_hot[:, None, :], axis=0)
 
     def penalty(self, xp):
@@ -142,3 +180,9 @@ class SoftmaxExperts:
 
     def n_free_params(self, n_params):
         return self.n_leaves * (self.n_classes - 1) * n_params
+
+    def get_state(self):
+        return self.coef
+
+    def set_state(self, state):
+        self.coef = state

@@ -16,7 +16,7 @@ Newton steps on its linearisation, each accepted only if the penalised
 objective of the level does not decrease.
 """
 
-from ._array_api import device, log_softmax
+from ._array_api import device, log_softmax, wide
 from ._solvers import fit_softmax, group_rows, softmax_logits, softmax_objective
 
 # Load-balanced M-step: outer Newton steps per level, step halvings per step.
@@ -56,9 +56,17 @@ class GateTree:
         """Uniform gates: every coefficient zero."""
         k = self.n_experts
         self.coef = [
-            xp.zeros((k**d, n_params, k), dtype=X.dtype, device=device(X))
+            xp.zeros((k**d, n_params, k), dtype=xp.float64, device=device(X))
             for d in range(self.depth)
         ]
+
+    def get_state(self):
+        """A snapshot of the gates' parameters (the M-step replaces arrays,
+        never changes them in place)."""
+        return list(self.coef)
+
+    def set_state(self, state):
+        self.coef = list(state)
 
     def log_prior(self, X, xp):
         """Log prior of every leaf, ``sum over the path of log g_v(child | x)``.
@@ -72,7 +80,7 @@ class GateTree:
         log_prior : array of shape (n_leaves, n_samples)
         """
         n = X.shape[0]
-        log_prior = xp.zeros((1, n), dtype=X.dtype, device=device(X))
+        log_prior = xp.zeros((1, n), dtype=xp.float64, device=device(X))
         for coef in self.coef:
             log_gate = log_softmax(softmax_logits(X, coef, xp), 0, xp)  # (K, G, n)
             # child c of node v is node v * K + c of the next level
@@ -118,7 +126,13 @@ class GateTree:
             else:
                 X_level, outer_level = X, outer
             self.coef[level] = fit_softmax(
-                X_level, targets, coef, self.alpha, xp, outer=outer_level
+                X_level,
+                targets,
+                coef,
+                self.alpha,
+                xp,
+                outer=outer_level,
+                penalty_name="gate_alpha",
             )
 
     def _targets(self, node_mass, level, xp):
@@ -154,7 +168,9 @@ class GateTree:
             )
             gate = xp.exp(log_softmax(softmax_logits(X, old, xp), 0, xp))
             linear = targets + push - gate * xp.sum(push, axis=0)[None, :, :]
-            proposal = fit_softmax(X, linear, old, self.alpha, xp, 1, outer)
+            proposal = fit_softmax(
+                X, linear, old, self.alpha, xp, 1, outer, penalty_name="gate_alpha"
+            )
             step, accepted = 1.0, None
             for _ in range(_BALANCE_HALVINGS):
                 self.coef[level] = old + step * (proposal - old)
@@ -185,8 +201,15 @@ class GateTree:
         """
         if not self.balance > 0:
             return 0.0
-        total = float(xp.sum(sample_weight))
-        return self.balance * total * importance_cv2(log_prior, sample_weight, xp)
+        importance = xp.exp(log_prior) @ wide(sample_weight, xp)
+        return self.importance_penalty(importance, float(xp.sum(sample_weight)), xp)
+
+    def importance_penalty(self, importance, total, xp):
+        """The load-balancing penalty from the leaves' importance ``I_j``
+        (summed over all samples, chunk by chunk) and the total weight."""
+        if not self.balance > 0:
+            return 0.0
+        return self.balance * total * _cv2(importance / total, xp)
 
     def penalty(self, xp):
         """``alpha / 2`` times the squared norm of all gate coefficients."""
@@ -200,6 +223,12 @@ class GateTree:
 def importance_cv2(log_prior, sample_weight, xp):
     """Squared coefficient of variation of the leaves' importance
     ``I_j = sum_i w_i pi_j(x_i)``, from log priors of shape (n_leaves, n)."""
-    n_leaves = log_prior.shape[0]
+    sample_weight = wide(sample_weight, xp)
     share = (xp.exp(log_prior) @ sample_weight) / xp.sum(sample_weight)
+    return _cv2(share, xp)
+
+
+def _cv2(share, xp):
+    """``n_leaves * sum_j (share_j - 1 / n_leaves)^2`` for shares summing to 1."""
+    n_leaves = share.shape[0]
     return n_leaves * float(xp.sum((share - 1.0 / n_leaves) ** 2))

@@ -2,8 +2,8 @@
 
 The bank offers the interface of the built-in banks (``fit``,
 ``log_likelihood``, ``predict_mean_variance`` or ``predict_log_proba``,
-``penalty``), so the
-EM loop drives it unchanged. Learners run on the host: the inputs,
+``penalty``, ``get_state`` / ``set_state``), so the EM loop drives it
+unchanged. Learners run on the host: the inputs,
 targets and responsibilities cross once per M-step and once per E-step,
 never once per expert.
 
@@ -37,6 +37,7 @@ noise ``alpha``, both floored like the built-in experts; for classification the
 learner's ``predict_proba``, clipped at ``_MIN_PROBA`` and renormalised.
 """
 
+import copy
 import math
 
 import numpy as np
@@ -259,7 +260,7 @@ class LearnerExperts:
         """Fit every leaf's learner to its responsibilities (``outer``, the
         built-in banks' cached products, is not needed)."""
         X_data, y_data = self._inputs(X, xp), self._targets(y, xp)
-        resp = to_numpy(resp, xp)
+        resp = to_numpy(resp, xp).astype(np.float64)
         if (
             getattr(self, "_uniforms", None) is None
             or self._uniforms.shape != resp.shape
@@ -302,7 +303,9 @@ class LearnerExperts:
                 yield leaf, learner, rows
 
     def _as_xp(self, array, X, xp):
-        return xp.asarray(np.ascontiguousarray(array), dtype=X.dtype, device=device(X))
+        return xp.asarray(
+            np.ascontiguousarray(array), dtype=xp.float64, device=device(X)
+        )
 
     def predict_mean_variance(self, X, xp, mask=None):
         """Every expert's predictive mean and variance in standardised units.
@@ -374,6 +377,15 @@ class LearnerExperts:
     def penalty(self, xp):
         return 0.0
 
+    def get_state(self):
+        """Copies of the fitted learners (a refit changes them in place) and
+        of the variances."""
+        variance = None if self.variance is None else self.variance.copy()
+        return copy.deepcopy(self.learners), variance
+
+    def set_state(self, state):
+        self.learners, self.variance = state
+
 
 class _HostCopies:
     """Host copies of the fit's inputs and targets, made once per fit.
@@ -382,7 +394,6 @@ class _HostCopies:
     iteration; on a GPU each would otherwise cross to the host once per
     iteration. An entry is reused while its source array is the very same
     object.
-    EM's deep copies of the best iterate share the copies.
     """
 
     def __init__(self):
@@ -394,9 +405,6 @@ class _HostCopies:
             entry = (source, make())
             self._entries[name] = entry
         return entry[1]
-
-    def __deepcopy__(self, memo):
-        return self
 
 
 class _ConstantClassifier:

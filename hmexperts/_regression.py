@@ -1,16 +1,15 @@
 """``MixtureOfExpertsRegressor``: linear-Gaussian experts under a tree of gates."""
 
-from numbers import Real
-
 import numpy as np
 from sklearn.base import RegressorMixin, is_regressor
 from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.utils import check_array, check_scalar
+from sklearn.utils import check_array
 
 from ._array_api import device, to_numpy
-from ._base import BaseMixtureOfExperts, _Scaling, _weighted_mean_scale
+from ._base import BaseMixtureOfExperts, _robust_center_scale, _round_to
 from ._experts import LinearGaussianExperts
 from ._learners import _final_step
+from ._validation import check_real
 
 
 class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
@@ -293,10 +292,9 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         self.min_variance = min_variance
 
     def _check_params(self):
-        check_scalar(
+        check_real(
             self.min_variance,
             "min_variance",
-            Real,
             min_val=0,
             include_boundaries="neither",
         )
@@ -305,15 +303,18 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     def _target_validation_kwargs(self):
         return {"y_numeric": True}
 
-    def _validate_target(self, y, sample_weight, xp, reset):
-        return xp.astype(y, sample_weight.dtype)
+    def _validate_target(self, y, sample_weight, xp, reset, dtype):
+        return xp.astype(y, dtype)
 
     def _init_columns(self, y_fit, xp):
         return to_numpy(y_fit, xp)[:, None]  # the standardised target
 
-    def _make_scaling(self, x_mean, x_scale, y, sample_weight, xp):
-        y_mean, y_scale = _weighted_mean_scale(y[:, None], sample_weight, xp)
-        return _Scaling(x_mean, x_scale, float(y_mean[0]), float(y_scale[0]))
+    def _target_scaling(self, y, sample_weight, dtype_name, xp):
+        center, scale = _robust_center_scale(y[:, None], sample_weight, xp)
+        return (
+            float(_round_to(center, dtype_name, xp)[0]),
+            float(_round_to(scale, dtype_name, xp)[0]),
+        )
 
     def _encode_target(self, y, Xd, xp):
         # NumPy input to a model on the GPU: validate on the host, then move.
@@ -349,13 +350,13 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     def _target_marginal(self, y_fit, sample_weight, xp):
         return None  # the standardised target has mean 0 and variance 1
 
-    def _builtin_experts(self, n_leaves):
-        # y is standardised to unit variance: the floor relative to var(y) is
-        # min_variance itself.
-        return LinearGaussianExperts(n_leaves, self.expert_alpha, self.min_variance)
+    def _builtin_experts(self, n_leaves, alpha):
+        # y is standardised to unit robust scale: the floor relative to its
+        # square is min_variance itself.
+        return LinearGaussianExperts(n_leaves, alpha, self.min_variance)
 
-    def _update_experts(self, experts):
-        experts.alpha, experts.min_variance = self.expert_alpha, self.min_variance
+    def _update_experts(self, experts, alpha):
+        experts.alpha, experts.min_variance = alpha, self.min_variance
 
     def _set_expert_attributes(self, scaling, experts, xp):
         slopes, intercept = scaling.to_original(

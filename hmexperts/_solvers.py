@@ -10,7 +10,16 @@ Two problems, each solved for a whole batch of independent models at once:
 
 Both need only sums over samples (weighted Gram matrices, gradients), which
 are accumulated chunk by chunk so that no temporary grows with
-``n_samples * n_models * n_params**2``.
+``n_samples * n_models * n_params**2``. Every chunk is widened to float64
+before it meets the parameters, so that sums, Hessians and objectives are
+float64 whatever the data's dtype (see ``_array_api``).
+
+Neither solve can fail: a ridge below ``_RIDGE_FLOOR`` times the scale of
+the system is raised to it (for the experts' least squares by a proximal
+step from the current coefficients, which keeps the M-step monotone; for the
+softmax models only the Newton direction is damped, and the step halving
+keeps it an ascent), and a system that is still singular is solved by a
+pseudo-inverse, with a ``LinAlgWarning``.
 
 Layout: samples run along the last axis of every per-sample array (weights of
 shape (n_models, n_samples), logits of shape (n_classes, n_models,
@@ -26,9 +35,12 @@ targets. The work then scales with the rows each model sees, not with
 ``n_models * n_samples``.
 """
 
-import numpy as np
+import warnings
 
-from ._array_api import device, eye_like, logsumexp, softmax
+import numpy as np
+from scipy.linalg import LinAlgWarning
+
+from ._array_api import device, eye_like, logsumexp, softmax, wide
 
 # Elements of the widest per-sample temporary of a chunk of rows: 1 MiB in
 # float64, so that a chunk's temporaries stay in the CPU's cache (measured:
@@ -51,6 +63,10 @@ _MAX_HALVINGS = 40
 # Largest row-wise outer-product matrix (n_samples x n_params**2) kept for a
 # whole fit (float64: 128 MiB); above it, outer products are made per chunk.
 _CACHE_ELEMENTS = 2**24
+# Smallest ridge of any solve, relative to the system's scale (its mean
+# diagonal, or one sample's weight if that is larger): its condition number
+# stays below 1e10, so float64 solves keep at least 6 digits.
+_RIDGE_FLOOR = 1e-10
 
 
 def _triangle(p):
@@ -67,7 +83,7 @@ def _on(index, X, xp):
     return xp.asarray(index, device=device(X))
 
 
-def _row_chunks(n_rows, width):
+def row_chunks(n_rows, width):
     """Slices of rows covering ``n_rows``, each with about ``_CHUNK_ELEMENTS``
     elements in a temporary of ``width`` per row (see ``_MIN_CHUNK_ROWS``)."""
     width = max(width, 1)
@@ -78,8 +94,9 @@ def _row_chunks(n_rows, width):
 
 
 def _outer_rows(X, xp):
-    """Row-wise outer products ``x_i x_i^T``, their upper triangle only (the
-    products are symmetric): shape (..., n, P * (P + 1) / 2)."""
+    """Row-wise outer products ``x_i x_i^T`` in float64, their upper triangle
+    only (the products are symmetric): shape (..., n, P * (P + 1) / 2)."""
+    X = wide(X, xp)
     rows, cols, _ = _triangle(X.shape[-1])
     return xp.take(X, _on(rows, X, xp), axis=-1) * xp.take(X, _on(cols, X, xp), axis=-1)
 
@@ -180,18 +197,88 @@ def weighted_gram(X, weights, xp, outer=None):
     """
     n, p = X.shape
     if outer is not None:
-        return _symmetric(weights @ outer, p, xp)
+        return _symmetric(wide(weights, xp) @ outer, p, xp)
     width = p * (p + 1) // 2
-    gram = xp.zeros((weights.shape[0], width), dtype=X.dtype, device=device(X))
-    for rows in _row_chunks(n, width):
-        gram = gram + weights[:, rows] @ _outer_rows(X[rows, :], xp)
+    gram = xp.zeros((weights.shape[0], width), dtype=xp.float64, device=device(X))
+    for rows in row_chunks(n, width):
+        gram = gram + wide(weights[:, rows], xp) @ _outer_rows(X[rows, :], xp)
     return _symmetric(gram, p, xp)
 
 
-def solve_weighted_ridge(X, y, weights, ridge, xp, outer=None):
+def _solve(lhs, rhs, xp, penalty_name):
+    """``lhs^-1 rhs`` for a batch of symmetric systems; a pseudo-inverse, with
+    a ``LinAlgWarning``, where the solve fails or is not finite (NumPy
+    raises, CuPy returns NaN)."""
+    try:
+        solution = xp.linalg.solve(lhs, rhs)
+        if bool(xp.all(xp.isfinite(solution))):
+            return solution
+    except (np.linalg.LinAlgError, RuntimeError):
+        pass
+    warnings.warn(
+        "A near-singular system in the M-step was solved by a pseudo-inverse; "
+        f"the fit may be inaccurate. Increase {penalty_name}.",
+        LinAlgWarning,
+        stacklevel=4,
+    )
+    return xp.linalg.pinv(lhs) @ rhs
+
+
+def _ridge_floor(matrix, xp):
+    """``_RIDGE_FLOOR`` times the scale of every system of a batch
+    (n_models, P, P): its mean diagonal, or 1 (one unit-weight sample's
+    share) if that is larger, so that empty systems are floored too."""
+    diagonal = xp.sum(matrix * eye_like(matrix.shape[-1], matrix, xp), axis=(1, 2))
+    scale = xp.maximum(diagonal / matrix.shape[-1], xp.ones_like(diagonal))
+    return _RIDGE_FLOOR * scale
+
+
+def weighted_sums(X, y, weights, xp):
+    """``X^T diag(w_m) y`` for every row of ``weights``, (n_models, n_params),
+    in float64."""
+    n, p = X.shape
+    total = xp.zeros((weights.shape[0], p), dtype=xp.float64, device=device(X))
+    for rows in row_chunks(n, p + weights.shape[0]):
+        Xy = wide(X[rows, :], xp) * wide(y[rows], xp)[:, None]
+        total = total + wide(weights[:, rows], xp) @ Xy
+    return total
+
+
+def weighted_residual_ss(X, y, coef, weights, xp):
+    """Weighted residual sums of squares of a batch of linear models.
+
+    Returns
+    -------
+    rss : array of shape (n_models,)
+        ``sum_i w_mi (y_i - x_i^T beta_m)^2``, in float64.
+    mass : array of shape (n_models,)
+        ``sum_i w_mi``.
+    """
+    n_models, n = weights.shape
+    rss = xp.zeros((n_models,), dtype=xp.float64, device=device(X))
+    mass = xp.zeros((n_models,), dtype=xp.float64, device=device(X))
+    for rows in row_chunks(n, 2 * n_models):
+        w = wide(weights[:, rows], xp)
+        resid = wide(y[rows], xp)[None, :] - coef @ xp.matrix_transpose(
+            wide(X[rows, :], xp)
+        )
+        rss = rss + xp.sum(w * resid**2, axis=1)
+        mass = mass + xp.sum(w, axis=1)
+    return rss, mass
+
+
+def solve_weighted_ridge(
+    X, y, weights, ridge, xp, outer=None, start=None, penalty_name="expert_alpha"
+):
     """Weighted ridge regression for every row of ``weights`` at once.
 
-    Solves ``(X^T diag(w_m) X + ridge_m I) beta_m = X^T diag(w_m) y``.
+    Minimises ``f_m(beta) = sum_i w_mi (y_i - x_i^T beta)^2 + ridge_m
+    ||beta||^2``: solves ``(X^T diag(w_m) X + ridge_m I) beta_m = X^T
+    diag(w_m) y``. Where ``ridge_m`` is below the floor ``lambda_m``
+    (``_RIDGE_FLOOR`` times the Gram matrix's scale), a proximal step from
+    ``start`` instead: ``argmin f_m(beta) + (lambda_m - ridge_m) ||beta -
+    start_m||^2``, which never increases ``f_m`` above ``f_m(start_m)``
+    and converges to its minimiser when repeated.
 
     Parameters
     ----------
@@ -201,17 +288,24 @@ def solve_weighted_ridge(X, y, weights, ridge, xp, outer=None):
     ridge : array of shape (n_models,)
     outer : array or None
         The outer products of ``X``'s rows, if kept.
+    start : array of shape (n_models, n_params) or None
+        Centre of the proximal step (zeros if None).
+    penalty_name : str
+        The parameter to name if a system is singular.
 
     Returns
     -------
-    coef : array of shape (n_models, n_params)
+    coef : array of shape (n_models, n_params), float64
     """
     p = X.shape[1]
-    lhs = weighted_gram(X, weights, xp, outer) + ridge[:, None, None] * eye_like(
-        p, X, xp
-    )
-    rhs = weights @ (X * y[:, None])  # (n_models, n_params)
-    return xp.linalg.solve(lhs, rhs[:, :, None])[:, :, 0]
+    gram = weighted_gram(X, weights, xp, outer)
+    ridge = wide(ridge, xp)
+    extra = xp.maximum(_ridge_floor(gram, xp) - ridge, xp.zeros_like(ridge))
+    lhs = gram + (ridge + extra)[:, None, None] * eye_like(p, gram, xp)
+    rhs = weighted_sums(X, y, weights, xp)  # (n_models, n_params)
+    if start is not None:
+        rhs = rhs + extra[:, None] * wide(start, xp)
+    return _solve(lhs, rhs[:, :, None], xp, penalty_name)[:, :, 0]
 
 
 def softmax_logits(X, coef, xp):
@@ -226,12 +320,23 @@ def softmax_logits(X, coef, xp):
     -------
     logits : array of shape (n_classes, n_models, n_samples or n_rows)
     """
+    X = wide(X, xp)
     if X.ndim == 3:  # grouped: model g's own rows
         logits = xp.permute_dims(coef, (0, 2, 1)) @ xp.matrix_transpose(X)
         return xp.permute_dims(logits, (1, 0, 2))
     g, p, k = coef.shape
     flat = xp.reshape(xp.permute_dims(coef, (2, 0, 1)), (k * g, p))
     return xp.reshape(flat @ xp.matrix_transpose(X), (k, g, X.shape[0]))
+
+
+def target_mass(targets, xp):
+    """The targets' sum over classes, (n_models, n_samples), in float64."""
+    n_classes, n_models, n = targets.shape
+    sums = [
+        xp.sum(wide(targets[:, :, rows], xp), axis=0)
+        for rows in row_chunks(n, n_classes * n_models)
+    ]
+    return sums[0] if len(sums) == 1 else xp.concat(sums, axis=-1)
 
 
 def softmax_objective(X, targets, coef, alpha, xp, mass=None):
@@ -249,23 +354,27 @@ def softmax_objective(X, targets, coef, alpha, xp, mass=None):
     # sum_c T_c (z_c - lse(z)) = sum_c T_c z_c - mass * lse(z), summed over
     # chunks of rows that stay in the CPU's cache
     if mass is None:
-        mass = xp.sum(targets, axis=0)
+        mass = target_mass(targets, xp)
     n_classes, n_models = targets.shape[:2]
     fit = 0.0
-    for rows in _row_chunks(X.shape[-2], n_classes * n_models):
+    for rows in row_chunks(X.shape[-2], n_classes * n_models):
         logits = softmax_logits(X[..., rows, :], coef, xp)
-        per_sample = xp.sum(targets[:, :, rows] * logits, axis=0)
+        per_sample = xp.sum(wide(targets[:, :, rows], xp) * logits, axis=0)
         per_sample = per_sample - mass[:, rows] * logsumexp(logits, 0, xp)
         fit = fit + xp.sum(per_sample, axis=1)
     return fit - 0.5 * alpha * xp.sum(xp.reshape(coef**2, (coef.shape[0], -1)), axis=1)
 
 
-def _newton_direction(X, targets, mass, coef, alpha, xp, outer=None, hess=None):
+def _newton_direction(
+    X, targets, mass, coef, alpha, xp, outer=None, hess=None, penalty_name="alpha"
+):
     """Newton ascent direction for every model of the batch.
 
     Gradient ``X^T (T - s * g) - alpha W``; negative Hessian
     ``sum_i s_i (diag(g_i) - g_i g_i^T) kron x_i x_i^T + alpha I``,
-    positive definite for ``alpha > 0``.
+    positive definite for ``alpha > 0``. The solve uses the Hessian's
+    penalty raised to the floor ``_RIDGE_FLOOR`` times its scale where
+    ``alpha`` is below it: a damped direction, still an ascent.
 
     Both sums run over chunks of rows small enough for the CPU's cache: every
     per-sample temporary (probabilities, residuals, curvatures) lives for one
@@ -290,17 +399,17 @@ def _newton_direction(X, targets, mass, coef, alpha, xp, outer=None, hess=None):
     ka, kb, _ = _triangle(k)
     n_pairs, width = len(ka), p * (p + 1) // 2
     first, second = _on(ka, X, xp), _on(kb, X, xp)
-    diagonal = xp.asarray((ka == kb)[:, None, None], dtype=X.dtype, device=device(X))
+    diagonal = xp.asarray((ka == kb)[:, None, None], dtype=xp.float64, device=device(X))
     grad = 0.0
     hess = hess if reuse else 0.0
     # widest per-row temporaries: the curvatures and (shared, or one set
     # per model when grouped) the outer products
     chunk_width = n_models * (max(width, n_pairs) if grouped else n_pairs) + width
-    for rows in _row_chunks(n, chunk_width):
-        X_rows = X[..., rows, :]
+    for rows in row_chunks(n, chunk_width):
+        X_rows = wide(X[..., rows, :], xp)
         prob = softmax(softmax_logits(X_rows, coef, xp), 0, xp)  # (K, G, rows)
         s = mass[:, rows]
-        resid = targets[:, :, rows] - s[None, :, :] * prob  # (K, G, rows)
+        resid = wide(targets[:, :, rows], xp) - s[None, :, :] * prob  # (K, G, rows)
         if grouped:  # (G, K, rows) @ (G, rows, P)
             grad = grad + xp.permute_dims(resid, (1, 0, 2)) @ X_rows
         else:  # (K * G, rows) @ (rows, P)
@@ -321,7 +430,7 @@ def _newton_direction(X, targets, mass, coef, alpha, xp, outer=None, hess=None):
     grad = grad - alpha * xp.permute_dims(coef, (0, 2, 1))
     if not reuse:
         hess = _full_hessian(hess, k, p, grouped, alpha, X, xp)
-    step = xp.linalg.solve(hess, xp.reshape(grad, (n_models, kp, 1)))
+    step = _solve(hess, xp.reshape(grad, (n_models, kp, 1)), xp, penalty_name)
     return xp.permute_dims(xp.reshape(step, (n_models, k, p)), (0, 2, 1)), hess
 
 
@@ -342,10 +451,21 @@ def _full_hessian(packed, k, p, grouped, alpha, X, xp):
         _on(index.reshape(-1), X, xp),
         axis=1,
     )
-    return xp.reshape(hess, (n_models, k * p, k * p)) + alpha * eye_like(k * p, X, xp)
+    hess = xp.reshape(hess, (n_models, k * p, k * p))
+    ridge = xp.maximum(_ridge_floor(hess, xp), xp.full_like(hess[:, 0, 0], alpha))
+    return hess + ridge[:, None, None] * eye_like(k * p, hess, xp)
 
 
-def fit_softmax(X, targets, coef, alpha, xp, max_steps=_MAX_NEWTON_STEPS, outer=None):
+def fit_softmax(
+    X,
+    targets,
+    coef,
+    alpha,
+    xp,
+    max_steps=_MAX_NEWTON_STEPS,
+    outer=None,
+    penalty_name="alpha",
+):
     """Maximise the penalised soft-target objective of a batch of softmax models.
 
     Newton's method with step halving per model: a step is taken only if it
@@ -368,19 +488,30 @@ def fit_softmax(X, targets, coef, alpha, xp, max_steps=_MAX_NEWTON_STEPS, outer=
         Largest number of Newton steps.
     outer : array or None
         The outer products of ``X``'s rows, if kept (grouped like ``X``).
+    penalty_name : str
+        The parameter to name if a Newton system is singular.
 
     Returns
     -------
-    coef : array of shape (n_models, n_params, n_classes)
+    coef : array of shape (n_models, n_params, n_classes), float64
     """
-    mass = xp.sum(targets, axis=0)
+    coef = wide(coef, xp)
+    mass = target_mass(targets, xp)
     objective = softmax_objective(X, targets, coef, alpha, xp, mass)
     scale = xp.sum(mass, axis=1) + 1.0
     hess = None
     for step in range(max_steps):
         # every other step reuses the last Hessian (only the gradient is new)
         direction, hess = _newton_direction(
-            X, targets, mass, coef, alpha, xp, outer, hess if step % 2 else None
+            X,
+            targets,
+            mass,
+            coef,
+            alpha,
+            xp,
+            outer,
+            hess if step % 2 else None,
+            penalty_name,
         )
         new_coef, new_objective = _halving_step(
             X, targets, mass, coef, objective, direction, alpha, xp

@@ -15,17 +15,18 @@ along its own direction, so that one linear expert per cluster classifies
 the data and no single linear classifier does.
 """
 
-from numbers import Integral, Real
+from numbers import Real
 
 import array_api_compat.numpy
 import numpy as np
-from sklearn.utils import Bunch, check_random_state, check_scalar
+from sklearn.utils import Bunch, check_random_state
 
 from ._base import _Scaling
 from ._classification import MixtureOfExpertsClassifier
 from ._experts import LinearGaussianExperts, SoftmaxExperts
 from ._gates import GateTree
 from ._regression import MixtureOfExpertsRegressor
+from ._validation import check_int, check_real
 
 __all__ = ["make_expert_clusters", "make_moe", "make_vowels"]
 
@@ -100,17 +101,17 @@ def make_moe(
     >>> truth.gate_coef[1].shape  # level 1: two gates, two features, two children
     (2, 2, 2)
     """
-    check_scalar(n_samples, "n_samples", Integral, min_val=1)
-    check_scalar(n_features, "n_features", Integral, min_val=1)
-    check_scalar(n_experts, "n_experts", Integral, min_val=1)
-    check_scalar(depth, "depth", Integral, min_val=1)
-    check_scalar(noise, "noise", Real, min_val=0, include_boundaries="neither")
-    check_scalar(gate_scale, "gate_scale", Real, min_val=0)
-    check_scalar(coef_scale, "coef_scale", Real, min_val=0)
+    check_int(n_samples, "n_samples", min_val=1)
+    check_int(n_features, "n_features", min_val=1)
+    check_int(n_experts, "n_experts", min_val=1)
+    check_int(depth, "depth", min_val=1)
+    check_real(noise, "noise", min_val=0, include_boundaries="neither")
+    check_real(gate_scale, "gate_scale", min_val=0)
+    check_real(coef_scale, "coef_scale", min_val=0)
     if task not in ("regression", "classification"):
         raise ValueError(f"task={task!r}; expected 'regression' or 'classification'.")
     if task == "classification":
-        check_scalar(n_classes, "n_classes", Integral, min_val=2)
+        check_int(n_classes, "n_classes", min_val=2)
     rng = check_random_state(random_state)
     xp = array_api_compat.numpy
     n_params = n_features + 1
@@ -267,7 +268,7 @@ def _names(values, name, valid, item, *, case=str.lower):
 def _spread(spread, name):
     """A non-negative log-scale standard deviation for each of F0..F3."""
     if isinstance(spread, Real):
-        check_scalar(spread, name, Real, min_val=0)
+        check_real(spread, name, min_val=0)
         spread = np.full(len(_FORMANTS), float(spread))
     spread = np.asarray(spread, dtype=float)
     if spread.shape != (len(_FORMANTS),):
@@ -294,13 +295,13 @@ def _speakers_per_group(n_speakers, groups):
             )
         counts = []
         for group, count in zip(given, n_speakers.values(), strict=True):
-            check_scalar(count, f"n_speakers[{group!r}]", Integral, min_val=1)
+            check_int(count, f"n_speakers[{group!r}]", min_val=1)
             counts.append(int(count))
         return given, counts
     if groups is None:
         groups = tuple(_GROUP_SPEAKERS)
     groups = _names(groups, "groups", _GROUP_SPEAKERS, "group")
-    check_scalar(n_speakers, "n_speakers", Integral, min_val=1)
+    check_int(n_speakers, "n_speakers", min_val=1)
     if n_speakers < len(groups):
         raise ValueError(
             f"n_speakers={n_speakers} is too small to give each of the {len(groups)} "
@@ -456,7 +457,7 @@ def make_vowels(
     vowel_names = _names(vowels, "vowels", _VOWELS, "vowel", case=_vowel_name)
     feature_names = _names(formants, "formants", _FORMANTS, "formant", case=str.upper)
     group_names, counts = _speakers_per_group(n_speakers, groups)
-    check_scalar(n_repetitions, "n_repetitions", Integral, min_val=1)
+    check_int(n_repetitions, "n_repetitions", min_val=1)
     speaker_sd = _spread(speaker_spread, "speaker_spread")
     token_sd = _spread(token_spread, "token_spread")
     for name, flag in (("return_X_y", return_X_y), ("as_frame", as_frame)):
@@ -631,17 +632,17 @@ def make_expert_clusters(
     >>> bool(linear.score(X, y) < 0.75 < 0.9 < moe.fit(X, y).score(X, y))
     True
     """
-    check_scalar(n_clusters, "n_clusters", Integral, min_val=1)
-    check_scalar(n_samples, "n_samples", Integral, min_val=1)
+    check_int(n_clusters, "n_clusters", min_val=1)
+    check_int(n_samples, "n_samples", min_val=1)
     if n_samples < n_clusters:
         raise ValueError(
             f"n_samples={n_samples} is smaller than n_clusters={n_clusters}; every "
             "cluster needs a sample."
         )
-    check_scalar(n_features, "n_features", Integral, min_val=2)
-    check_scalar(cluster_sep, "cluster_sep", Real, min_val=0)
-    check_scalar(class_sep, "class_sep", Real, min_val=0)
-    check_scalar(noise, "noise", Real, min_val=0)
+    check_int(n_features, "n_features", min_val=2)
+    check_real(cluster_sep, "cluster_sep", min_val=0)
+    check_real(class_sep, "class_sep", min_val=0)
+    check_real(noise, "noise", min_val=0)
     rng = check_random_state(random_state)
 
     angle = 2 * np.pi * np.arange(n_clusters) / n_clusters

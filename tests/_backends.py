@@ -14,10 +14,11 @@ from hmexperts._array_api import to_numpy
 
 # EM from the same start on another library follows the same path; round-off
 # (another BLAS, another order of sums) is all that differs. A float32 run is
-# compared with NumPy's float64 run, relative to each array's scale: float32
-# EM on NumPy itself is 2.4e-3 of the scale away from float64 on the
-# worst-conditioned coefficients of these tests (PyTorch's float32, 1.2e-4).
-TOLERANCE = {"float64": 1e-7, "float32": 5e-3}
+# compared with NumPy's float64 run, relative to each array's scale: its
+# parameters and sums are float64, and only the rounding of the data and of
+# the stored responsibilities differ (measured: 2e-7 of the scale on the
+# core's parameters, on NumPy, array-api-strict and PyTorch alike).
+TOLERANCE = {"float64": 1e-7, "float32": 1e-5}
 
 _ATTRIBUTES = ("expert_coef_", "expert_intercept_", "expert_variance_")
 

@@ -93,23 +93,28 @@ def _run_core(xp, dtype_name, task):
 @pytest.mark.parametrize("task", ["regression", "classification"])
 def test_core_matches_numpy(namespace, task, dtype_name):
     """The core on another library, in float64 or float32, follows NumPy's
-    float64 EM path to the dtype's tolerance."""
+    float64 EM path to the dtype's tolerance; its parameters are float64
+    whatever the data's dtype."""
     history_np, params_np = _run_core(xp_numpy, "float64", task)
     history, params = _run_core(_namespace(namespace)[0], dtype_name, task)
     tol = TOLERANCE[dtype_name]
     np.testing.assert_allclose(history, history_np, rtol=tol, atol=tol)
     for param, numpy_ in zip(params, params_np, strict=True):
-        assert param.dtype == np.dtype(dtype_name)
+        assert param.dtype == np.float64
         scale = max(1.0, float(np.max(np.abs(numpy_))))
         np.testing.assert_allclose(param, numpy_, rtol=tol, atol=tol * scale)
 
 
-def test_float32_and_float64_agree():
-    history32, params32 = _run_core(xp_numpy, "float32", "regression")
-    history64, params64 = _run_core(xp_numpy, "float64", "regression")
-    np.testing.assert_allclose(history32, history64, rtol=1e-3)
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_float32_and_float64_agree(task):
+    # float32 data differ from float64 data by their rounding (1e-7 relative)
+    # and the responsibilities are stored in float32; every sum and every
+    # parameter is float64 (measured: 2e-7 apart in history and parameters).
+    history32, params32 = _run_core(xp_numpy, "float32", task)
+    history64, params64 = _run_core(xp_numpy, "float64", task)
+    np.testing.assert_allclose(history32, history64, rtol=1e-6, atol=1e-6)
     for p32, p64 in zip(params32, params64, strict=True):
-        np.testing.assert_allclose(p32, p64, rtol=1e-2, atol=1e-2)
+        np.testing.assert_allclose(p32, p64, rtol=1e-5, atol=1e-5)
 
 
 def _data(task, dtype_name, n=200):

@@ -64,6 +64,8 @@ def _random_problem(seed):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+# deep trees on little data, on purpose: the warning about it is tested elsewhere
+@pytest.mark.filterwarnings("ignore:.*free parameters:UserWarning")
 @pytest.mark.parametrize("seed", range(N_PROBLEMS))
 def test_em_objective_never_decreases(seed):
     model, X, y = _random_problem(seed)

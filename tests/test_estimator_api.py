@@ -371,10 +371,17 @@ def test_log_likelihood_mean_is_the_lower_bound_without_penalties(task, depth):
     assert 0 <= scores.mean() - model.lower_bound_ < 1e-3
 
 
-def test_log_likelihood_mean_exceeds_the_penalised_lower_bound(fitted):
+def test_log_likelihood_mean_exceeds_the_penalised_lower_bound_by_the_penalties(
+    fitted,
+):
+    # lower_bound_ is the mean log-likelihood less the penalties per sample
+    # (of the gates, alpha/2 ||w||^2; of linear-Gaussian experts,
+    # alpha ||beta||^2 / (2 sigma^2); of softmax experts, alpha/2 ||W||^2)
     model, X, y = fitted
     gap = model.log_likelihood(X, y).mean() - model.lower_bound_
-    assert 0 < gap < 0.05
+    penalty = model._gates.penalty(np) + model._experts.penalty(np)
+    assert gap > 0
+    assert gap == pytest.approx(penalty / len(X), rel=1e-8)
 
 
 def test_predict_gates_are_probabilities_over_leaves(fitted):

@@ -566,12 +566,19 @@ def test_constant_target_is_predicted_exactly():
     np.testing.assert_allclose(model.predict(X), 2.5, rtol=1e-6)
 
 
+def _target_scale(y):
+    """The standard deviation, at most 3 times the interquartile range / 1.349."""
+    low, high = np.quantile(y, [0.25, 0.75], method="inverted_cdf")
+    return min(np.std(y), 3 * (high - low) / 1.3489795003921634)
+
+
 def test_variance_floor_is_relative_to_the_target_variance():
     # Noise-free copies of three points: every expert's variance would
-    # collapse to zero without the floor, which is min_variance * var(y).
+    # collapse to zero without the floor, which is min_variance times the
+    # square of the target's scale.
     X, y, params = _copies_of_three_points("regression", np.random.RandomState(0))
     for scale in (1.0, 1e4):
         model = make_model("regression", min_variance=1e-2, **params)
         model.fit(X, scale * y)
-        floor = 1e-2 * np.var(scale * y)
+        floor = 1e-2 * _target_scale(scale * y) ** 2
         np.testing.assert_allclose(model.expert_variance_.min(), floor, rtol=1e-6)
