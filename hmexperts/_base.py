@@ -43,6 +43,7 @@ _ALGORITHMS = ("em", "hard", "stochastic")
 _PRIORITIES = ("gate", "random", "order")
 _EXPERT_ATTRIBUTES = (
     "experts_",
+    "expert_fallbacks_",
     "expert_coef_",
     "expert_intercept_",
     "expert_variance_",
@@ -653,8 +654,12 @@ class BaseMixtureOfExperts(BaseEstimator):
             Training inputs.
         y : array-like of shape (n_samples,)
             Targets.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weight of each sample; ``None`` weighs all equally.
+        sample_weight : float or array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample (a float: every sample's);
+            ``None`` weighs all equally. A weight counts as that many
+            repetitions of its sample, so weights that sum to little let
+            the penalties dominate (a warning says when the model has more
+            free parameters than the weights' sum).
 
         Returns
         -------
@@ -801,6 +806,19 @@ class BaseMixtureOfExperts(BaseEstimator):
                 flush=True,
             )
         self._warn_convergence(monitor, dtype_name, experts)
+        # A leaf of one class is a constant classifier by design (an expert
+        # that specialised), not a failure: only learners that failed warn.
+        if isinstance(experts, LearnerExperts) and experts.failed:
+            listed = "; ".join(
+                f"leaf {leaf}: {experts.fallbacks[leaf]}"
+                for leaf in sorted(experts.failed)
+            )
+            warnings.warn(
+                f"{len(experts.failed)} of {n_leaves} learner experts failed on "
+                f"their samples and fell back (see expert_fallbacks_): {listed}.",
+                UserWarning,
+                stacklevel=2,
+            )
         self._set_fitted_state(
             scaling,
             gates,
@@ -952,6 +970,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         self.gate_intercept_ = [self._output(icpt, xp) for _, icpt in readable]
         if isinstance(experts, LearnerExperts):
             self.experts_ = list(experts.learners)
+            self.expert_fallbacks_ = dict(experts.fallbacks)
         else:
             self._set_expert_attributes(scaling, experts, xp)
 

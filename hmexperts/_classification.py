@@ -146,7 +146,10 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         running a single initialisation. Changed penalties apply from then
         on; a changed ``n_experts`` or ``depth`` starts a new fit.
     verbose : int, default=0
-        1 prints a line per initialisation, 2 a line per EM iteration.
+        1 prints a line when each initialisation starts and ends (with its
+        time and objective, and the best so far), the one kept, and a
+        progress line at least every 5 seconds while EM runs; 2 prints
+        every EM iteration with its objective, change and time.
     device : {None, "cpu", "cuda"} or str, default=None
         Where EM runs. None: where the data lie (NumPy on the host; under
         ``sklearn.config_context(array_api_dispatch=True)``, the input's own
@@ -281,7 +284,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
             )
 
     def _learner_task(self):
-        return {"n_classes": len(self.classes_)}
+        return {"n_classes": len(self.classes_), "labels": self.classes_}
 
     def _target_marginal(self, y_fit, sample_weight, xp):
         """Log of the weighted class frequencies, floored, on the host."""

@@ -37,8 +37,9 @@ noise ``alpha``, both floored like the built-in experts; for classification the
 learner's ``predict_proba``, clipped at ``_MIN_PROBA`` and renormalised.
 """
 
-import copy
 import math
+import warnings
+from numbers import Integral
 
 import numpy as np
 from sklearn.base import clone
@@ -101,6 +102,8 @@ class LearnerExperts:
         classification.
     n_classes : int or None
         Number of classes (classification).
+    labels : array of shape (n_classes,) or None
+        The class labels, to name them in ``fallbacks``.
     random_state : RandomState
         For ``"resample"``.
     """
@@ -116,6 +119,7 @@ class LearnerExperts:
         max_samples,
         min_variance=None,
         n_classes=None,
+        labels=None,
         random_state=None,
     ):
         self.learner = learner
@@ -126,6 +130,7 @@ class LearnerExperts:
         self.max_samples = max_samples
         self.min_variance = min_variance
         self.n_classes = n_classes
+        self.labels = labels
         self.random_state = check_random_state(random_state)
         self.learners = None
         self.variance = None
@@ -141,9 +146,12 @@ class LearnerExperts:
         return self.n_classes is None
 
     def init_params(self, n_params, X, xp):
-        """Unfitted clones, each seeded from ``random_state``; the first M-step
-        fits them."""
-        self.learners = [self._seeded_clone() for _ in range(self.n_leaves)]
+        """Unfitted clones, each seeded from ``random_state``: the templates
+        that every M-step clones and fits."""
+        self._templates = [self._seeded_clone() for _ in range(self.n_leaves)]
+        self.learners = list(self._templates)
+        self._fitted = [False] * self.n_leaves
+        self.fallbacks, self.failed = {}, set()
         if self.is_regression:
             self.variance = np.ones(self.n_leaves)
 
@@ -227,38 +235,150 @@ class LearnerExperts:
             rows = np.sort(rows[top])
         return rows, resp[rows]
 
-    def _fit_one(self, leaf, learner, X, y, rows, weights):
+    def _fit_params(self, leaf, learner, weights):
+        """The fit parameters of ``learner`` (a fresh clone) under the
+        weighting rule, after preparing it (a GP's per-sample noise, its
+        kernel warm-started from the last M-step)."""
         _, prefix = _final_step(learner)
-        params = {}
         if self.rule == "sample_weight":
-            params[f"{prefix}sample_weight"] = weights
-        elif self.rule == "gp_noise":
+            return {f"{prefix}sample_weight": weights}
+        if self.rule == "gp_noise":
             noise = self._noise(learner)
             learner.set_params(**{f"{prefix}alpha": noise / weights})
-            final, _ = _final_step(learner)
-            if hasattr(final, "kernel_"):
+            previous, _ = _final_step(self.learners[leaf])
+            if hasattr(previous, "kernel_"):
                 # Continue from the last M-step's hyper-parameters.
-                learner.set_params(**{f"{prefix}kernel": final.kernel_})
+                learner.set_params(**{f"{prefix}kernel": previous.kernel_})
+        return {}
+
+    def _fit_clone(self, leaf, X, y, rows, weights, changes=None):
+        """A clone of leaf's learner (with parameters ``changes``) fit to
+        its rows, and asked for a prediction (some learners fail only
+        then: a k-NN with more neighbours than samples); raises what the
+        learner raises."""
+        learner = clone(self._templates[leaf])
+        if changes:
+            learner.set_params(**changes)
+        params = self._fit_params(leaf, learner, weights)
         try:
             learner.fit(X[rows], y[rows], **params)
-            if self.is_regression and self.rule != "gp_noise":
-                return learner.predict(X)  # for the residual variance
-        except Exception as error:
-            raise ValueError(
-                f"The expert at leaf {leaf} ({type(self.learner).__name__}) failed on "
-                f"its {len(rows)} training samples (responsibility mass "
-                f"{0 if weights is None else weights.sum():.3g}): {error}. Try fewer "
-                "leaves (n_experts, depth), a lower responsibility_threshold, or "
-                "a learner that needs fewer samples."
-            ) from error
+            if self.is_regression:
+                learner.predict(X[:1])
+            else:
+                learner.predict_proba(X[:1])
         finally:
-            if self.rule == "gp_noise":
-                learner.set_params(**{f"{prefix}alpha": noise})
-        return None
+            if self.rule == "gp_noise":  # the scalar noise, for predictions
+                _, prefix = _final_step(learner)
+                learner.set_params(
+                    **{f"{prefix}alpha": self._noise(self._templates[leaf])}
+                )
+        return learner
+
+    def _remedies(self, leaf, y_rows):
+        """Changes that may let leaf's learner fit its rows, in the order tried:
+        ``(description, parameter changes, row filter or None)``."""
+        final, prefix = _final_step(self._templates[leaf])
+        params = final.get_params(deep=False)
+        remedies = []
+        n_rows = len(y_rows)
+        if not self.is_regression and "cv" in params:
+            cv = 5 if params["cv"] is None else params["cv"]
+            labels, counts = np.unique(y_rows, return_counts=True)
+            if isinstance(cv, Integral):
+                if 2 <= counts.min() < cv:
+                    k = int(counts.min())
+                    remedies.append(
+                        (f"refit with inner cv={k}", {f"{prefix}cv": k}, None)
+                    )
+                kept = labels[counts >= 2]
+                if counts.min() < 2 and len(kept) >= 2:
+                    k = int(min(cv, counts[counts >= 2].min()))
+                    remedies.append(
+                        (
+                            "refit without the classes of fewer than 2 samples "
+                            f"{self._label_list(labels[counts < 2])} (inner cv={k})",
+                            {f"{prefix}cv": k},
+                            np.isin(y_rows, kept),
+                        )
+                    )
+        neighbours = params.get("n_neighbors")
+        if isinstance(neighbours, Integral) and neighbours > n_rows >= 1:
+            remedies.append(
+                (
+                    f"refit with n_neighbors={n_rows}",
+                    {f"{prefix}n_neighbors": n_rows},
+                    None,
+                )
+            )
+        return remedies
+
+    def _label_list(self, labels):
+        return "[" + ", ".join(str(self.labels[int(c)]) for c in labels) + "]"
+
+    def _fit_leaf(self, leaf, X, y, rows, weights):
+        """Leaf's fitted learner and the fallback it took (None if none).
+
+        A learner that fails on its leaf's rows (too few samples of a class
+        for its inner cross-validation, fewer samples than neighbours, ...)
+        is refit with the first remedy that works (``_remedies``), else
+        keeps its previous iterate, else becomes the constant model of its
+        rows (weighted class frequencies, or the weighted mean).
+        """
+        try:
+            learner, caught = _recording_warnings(
+                self._fit_clone, leaf, X, y, rows, weights
+            )
+        except Exception as error:  # the learner's own failure, whatever it is
+            failure = error
+        else:
+            _reemit(caught)
+            return learner, None, None
+        for description, changes, keep in self._remedies(leaf, y[rows]):
+            kept_rows = rows if keep is None else rows[keep]
+            kept_weights = (
+                None
+                if weights is None
+                else (weights if keep is None else weights[keep])
+            )
+            try:
+                learner, caught = _recording_warnings(
+                    self._fit_clone, leaf, X, y, kept_rows, kept_weights, changes
+                )
+            except Exception:
+                continue
+            _reemit(caught)
+            return learner, description, failure
+        if self._fitted[leaf]:
+            return self.learners[leaf], "kept its previous fit", failure
+        return (
+            self._constant(y, rows, weights),
+            "a constant model of its samples",
+            failure,
+        )
+
+    def _constant(self, y, rows, weights):
+        """The constant model of ``y[rows]`` under ``weights``."""
+        weights = np.ones(len(rows)) if weights is None else weights
+        if not len(rows) or not weights.sum() > 0:
+            rows, weights = np.arange(len(y)), np.ones(len(y))
+        if self.is_regression:
+            mean = np.average(y[rows], weights=weights)
+            std = np.sqrt(np.average((y[rows] - mean) ** 2, weights=weights))
+            return _ConstantRegressor(mean, std)
+        labels = y[rows].astype(np.intp)
+        frequency = np.bincount(labels, weights=weights, minlength=self.n_classes)
+        present = np.flatnonzero(frequency > 0)
+        return _ConstantClassifier(present, frequency[present] / frequency.sum())
 
     def fit(self, X, y, resp, xp, outer=None):
         """Fit every leaf's learner to its responsibilities (``outer``, the
-        built-in banks' cached products, is not needed)."""
+        built-in banks' cached products, is not needed).
+
+        Every leaf fits a fresh clone; a failure takes a fallback
+        (``_fit_leaf``), recorded in ``fallbacks``. If every leaf fails on the
+        first M-step, the learner cannot fit this data at all: that error is
+        raised.
+        """
         X_data, y_data = self._inputs(X, xp), self._targets(y, xp)
         resp = to_numpy(resp, xp).astype(np.float64)
         if (
@@ -267,23 +387,45 @@ class LearnerExperts:
         ):
             # One uniform per (leaf, sample) for the whole fit (the cap's keys).
             self._uniforms = self.random_state.uniform(size=resp.shape)
-        fitted, predictions = [], []
-        for leaf, learner in enumerate(self.learners):
+        fitted, fallbacks, failures = [], {}, []
+        for leaf in range(self.n_leaves):
             rows, weights = self._training_rows(resp[leaf], leaf)
-            if not self.is_regression and len(np.unique(y_data[rows])) < 2:
+            labels = np.unique(y_data[rows])
+            if not self.is_regression and len(labels) < 2:
                 # On a single class the maximum-likelihood classifier is the
                 # constant one; most learners refuse to fit it.
-                learner = _ConstantClassifier(y_data[rows][0] if len(rows) else 0)
-            elif isinstance(learner, _ConstantClassifier):
-                learner = self._seeded_clone()
-            if not isinstance(learner, _ConstantClassifier):
-                predictions.append(
-                    self._fit_one(leaf, learner, X_data, y_data, rows, weights)
+                learner = self._constant(y_data, rows, weights)
+                fallbacks[leaf] = (
+                    f"one class {self._label_list(labels)}: a constant classifier"
                 )
+            else:
+                learner, fallback, failure = self._fit_leaf(
+                    leaf, X_data, y_data, rows, weights
+                )
+                if failure is not None:
+                    failures.append((leaf, len(rows), weights, failure))
+                    fallbacks[leaf] = (
+                        f"{type(self.learner).__name__} failed on its {len(rows)} "
+                        f"samples ({_first_line(failure)}); {fallback}"
+                    )
             fitted.append(learner)
-        self.learners = fitted
+        constant = [f for f in failures if isinstance(fitted[f[0]], _CONSTANTS)]
+        if len(constant) == self.n_leaves and not any(self._fitted):
+            leaf, n_rows, weights, error = constant[0]
+            raise ValueError(
+                f"The expert at leaf {leaf} ({type(self.learner).__name__}) failed on "
+                f"its {n_rows} training samples (responsibility mass "
+                f"{0 if weights is None else weights.sum():.3g}), and so did every "
+                f"other leaf's: {error}. Check the learner's parameters, or try "
+                "fewer leaves (n_experts, depth) or a learner that needs fewer "
+                "samples."
+            ) from error
+        self.learners, self.fallbacks = fitted, fallbacks
+        self.failed = {leaf for leaf, *_ in failures}
+        self._fitted = [True] * self.n_leaves
         if self.is_regression and self.rule != "gp_noise":
-            resid2 = (np.stack(predictions) - y_data[None, :]) ** 2
+            predictions = np.stack([learner.predict(X_data) for learner in fitted])
+            resid2 = (predictions - y_data[None, :]) ** 2
             mass = np.maximum(resp.sum(axis=1), 10 * np.finfo(float).eps)
             variance = (resp * resid2).sum(axis=1) / mass / self.scaling.y_scale**2
             self.variance = np.maximum(variance, self.min_variance)
@@ -378,13 +520,14 @@ class LearnerExperts:
         return 0.0
 
     def get_state(self):
-        """Copies of the fitted learners (a refit changes them in place) and
-        of the variances."""
+        """The fitted learners (every M-step fits new clones, so they are not
+        changed later), the variances and the fallbacks."""
         variance = None if self.variance is None else self.variance.copy()
-        return copy.deepcopy(self.learners), variance
+        return list(self.learners), variance, dict(self.fallbacks), set(self.failed)
 
     def set_state(self, state):
-        self.learners, self.variance = state
+        learners, self.variance, self.fallbacks, self.failed = state
+        self.learners = list(learners)
 
 
 class _HostCopies:
@@ -407,14 +550,56 @@ class _HostCopies:
         return entry[1]
 
 
-class _ConstantClassifier:
-    """The classifier of a leaf whose training samples have a single class."""
+def _recording_warnings(function, *args):
+    """``function(*args)`` and the warnings it gave, held back: a learner's
+    warnings on the way to a failure that a fallback replaces (the fallback
+    says what failed) would only mislead, so the caller shows them
+    (``_reemit``) only if the fit succeeded."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = function(*args)
+    return result, caught
 
-    def __init__(self, label):
-        self.classes_ = np.array([label])
+
+def _reemit(caught):
+    for warning in caught:
+        warnings.warn_explicit(
+            warning.message, warning.category, warning.filename, warning.lineno
+        )
+
+
+def _first_line(error):
+    """The first line of an exception's message, with its type."""
+    message = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {message[0] if message else ''}"
+
+
+class _ConstantClassifier:
+    """A leaf's classifier that predicts fixed class probabilities: its
+    weighted class frequencies (a single class, or a learner that failed)."""
+
+    def __init__(self, classes, proba):
+        self.classes_ = np.asarray(classes)
+        self.proba = np.asarray(proba, dtype=float)
 
     def predict_proba(self, X):
-        return np.ones((len(X), 1))
+        return np.tile(self.proba, (len(X), 1))
 
     def predict(self, X):
-        return np.full(len(X), self.classes_[0])
+        return np.full(len(X), self.classes_[np.argmax(self.proba)])
+
+
+class _ConstantRegressor:
+    """A leaf's regressor that failed: the weighted mean and standard
+    deviation of its samples (a Gaussian-process expert's variance is the
+    latter, its noise ``alpha`` 0)."""
+
+    def __init__(self, mean, std):
+        self.mean, self.std, self.alpha = float(mean), float(std), 0.0
+
+    def predict(self, X, return_std=False):
+        mean = np.full(len(X), self.mean)
+        return (mean, np.full(len(X), self.std)) if return_std else mean
+
+
+_CONSTANTS = (_ConstantClassifier, _ConstantRegressor)

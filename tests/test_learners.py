@@ -6,7 +6,8 @@ must not lose likelihood when the learner's weighted fit is the exact
 M-step; the weighting rule must follow the documented choice; the fitted
 clones in ``experts_`` must be distinct, picklable and cloneable; the
 estimators must work in ``GridSearchCV``; and learners that cannot fit a
-leaf, or leaves with a single class, must give an error or a valid model.
+leaf, or leaves with a single class, must fall back to a valid model, say
+so (``expert_fallbacks_``) and never fail a fit.
 
 The margins below were measured on this data (seeds fixed) and set at
 about half the observed gap, unless a comment says otherwise.
@@ -17,8 +18,9 @@ import pickle
 import numpy as np
 import pytest
 from scipy.stats import norm
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.datasets import load_breast_cancer, load_wine
 from sklearn.exceptions import NotFittedError
 from sklearn.gaussian_process import (
     GaussianProcessClassifier,
@@ -534,17 +536,125 @@ def test_grid_search_over_the_expert():
 # -- 7. errors ------------------------------------------------------------------------
 
 
-def test_learner_failing_on_a_leaf_names_it_and_suggests_fewer_leaves():
-    # 60 samples over 4 leaves: no leaf has 50 samples for 50 neighbours.
+def test_learner_failing_on_a_leaf_falls_back_and_says_so():
+    # 60 samples over 4 leaves: no leaf has 50 samples for 50 neighbours, so
+    # every leaf's k-NN is refit with as many neighbours as it has samples.
     X, y = _jump(60, 0)
     model = MixtureOfExpertsRegressor(
         n_experts=4,
         expert=KNeighborsRegressor(n_neighbors=50),
         expert_weighting="threshold",
+        max_iter=3,
         random_state=0,
     )
+    with pytest.warns(UserWarning, match=r"4 of 4 learner experts failed on their"):
+        model.fit(X, y)
+    assert sorted(model.expert_fallbacks_) == [0, 1, 2, 3]
+    for leaf, learner in enumerate(model.experts_):
+        assert (
+            f"refit with n_neighbors={learner.n_neighbors}"
+            in (model.expert_fallbacks_[leaf])
+        )
+        assert learner.n_neighbors < 50
+    assert np.all(np.isfinite(model.predict(X)))
+
+
+def _leaves_for_the_calibrator():
+    """Two leaves, given as initial responsibilities: 3 + 3 samples of two
+    classes (too few for 5 inner folds), and 15 + 14 of two classes with a
+    single sample of a third (an inner fold without it fails)."""
+    rng = np.random.RandomState(0)
+    y = np.array([0] * 3 + [1] * 3 + [1] * 15 + [2] * 14 + [0])
+    X = rng.normal(size=(36, 2)) + 2.0 * (y == 1)[:, None] - 2.0 * (y == 2)[:, None]
+    resp = np.zeros((36, 2))
+    resp[:6, 0] = resp[6:, 1] = 1.0
+    return X, y, resp
+
+
+def test_calibrated_svm_leaves_are_refit_with_what_their_samples_allow():
+    X, y, resp = _leaves_for_the_calibrator()
+    model = MixtureOfExpertsClassifier(
+        2,
+        expert=CalibratedClassifierCV(SVC(), ensemble=False),
+        expert_weighting="threshold",
+        init_params=resp,
+        max_iter=0,
+    )
+    with pytest.warns(UserWarning, match="2 of 2 learner experts failed"):
+        model.fit(X, y)
+    fallbacks = model.expert_fallbacks_
+    assert fallbacks[0].endswith("; refit with inner cv=3")
+    assert model.experts_[0].cv == 3
+    assert fallbacks[1].endswith(
+        "refit without the classes of fewer than 2 samples [0] (inner cv=5)"
+    )
+    assert list(model.experts_[1].classes_) == [1, 2]
+    proba = model.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert model.score(X, y) > 0.8
+
+
+class _FailsOnSmallLeaves(RegressorMixin, BaseEstimator):
+    """Linear regression that refuses fewer than ``min_samples`` rows."""
+
+    def __init__(self, min_samples=20):
+        self.min_samples = min_samples
+
+    def fit(self, X, y, sample_weight=None):
+        if len(X) < self.min_samples:
+            raise ValueError(f"needs {self.min_samples} samples, got {len(X)}")
+        self.model_ = LinearRegression().fit(X, y, sample_weight=sample_weight)
+        return self
+
+    def predict(self, X):
+        return self.model_.predict(X)
+
+
+def test_failing_leaf_keeps_its_previous_fit_or_becomes_constant():
+    # Leaf 0 has 30 samples, leaf 1 only 10 at the start: leaf 1 is the
+    # constant model of its samples (its weighted mean), leaf 0 a real fit.
+    X, y = _jump(40, 0)
+    resp = np.zeros((40, 2))
+    resp[:30, 0] = resp[30:, 1] = 1.0
+    model = MixtureOfExpertsRegressor(
+        2,
+        expert=_FailsOnSmallLeaves(),
+        expert_weighting="threshold",
+        init_params=resp,
+        max_iter=0,
+    )
+    with pytest.warns(UserWarning, match="1 of 2 learner experts failed"):
+        model.fit(X, y)
+    assert 0 not in model.expert_fallbacks_
+    assert model.expert_fallbacks_[1].endswith("a constant model of its samples")
+    np.testing.assert_allclose(model.experts_[1].predict(X[:3]), y[30:].mean())
+    # One more iteration that starves leaf 0: it keeps its previous fit.
+    experts = model._experts
+    starved = np.zeros((2, 40))
+    starved[1] = 1.0
+    previous = experts.learners[0]
+    experts.fit(
+        model._scaling.design(X, np), model._encode_target(y, X, np), starved, np
+    )
+    assert experts.learners[0] is previous
+    assert experts.fallbacks[0].endswith("kept its previous fit")
+
+
+class _AlwaysFails(RegressorMixin, BaseEstimator):
+    def fit(self, X, y, sample_weight=None):
+        raise ValueError("this learner never fits")
+
+    def predict(self, X):
+        return np.zeros(len(X))
+
+
+def test_learner_that_fails_on_every_leaf_raises():
+    X, y = _jump(60, 0)
+    model = MixtureOfExpertsRegressor(n_experts=2, expert=_AlwaysFails())
     with pytest.raises(
-        ValueError, match=r"expert at leaf \d \(KNeighborsRegressor\).*fewer leaves"
+        ValueError,
+        match=r"expert at leaf 0 \(_AlwaysFails\).*so did every other leaf's: this "
+        r"learner never fits. Check the learner's parameters",
     ):
         model.fit(X, y)
 
@@ -563,8 +673,11 @@ def test_single_class_leaves_give_valid_probabilities():
     model = MixtureOfExpertsClassifier(
         n_experts=6, expert=KNeighborsClassifier(), max_iter=10, random_state=0
     ).fit(X, y)
-    # The case under test happens: some leaf saw a single class.
+    # The case under test happens: some leaf saw a single class, and says so.
     assert min(len(e.classes_) for e in model.experts_) == 1
+    single = [leaf for leaf, e in enumerate(model.experts_) if len(e.classes_) == 1]
+    for leaf in single:
+        assert "one class" in model.expert_fallbacks_[leaf]
     grid_x, grid_y = np.meshgrid(np.linspace(-5, 25, 20), np.linspace(-5, 15, 20))
     grid = np.column_stack([grid_x.ravel(), grid_y.ravel()])
     proba = model.predict_proba(np.vstack([X, grid]))
@@ -572,6 +685,29 @@ def test_single_class_leaves_give_valid_probabilities():
     assert np.all(np.isfinite(proba))
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-10)
     assert model.score(X, y) > 0.95  # each cluster is pure and far from the rest
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning")  # fallbacks, sizes, inner CV
+@pytest.mark.parametrize("load", [load_wine, load_breast_cancer])
+def test_grid_search_with_calibrated_svm_experts_never_fails_a_fit(load):
+    # The route the error messages recommend for an SVM: its leaves soon hold
+    # one class, or too few of a class for the calibrator's inner CV. With
+    # error_score="raise" every fit of the grid must succeed (before the
+    # fallbacks, both data sets failed within 5 EM iterations).
+    X, y = load(return_X_y=True)
+    pipeline = make_pipeline(
+        StandardScaler(), MixtureOfExpertsClassifier(max_iter=5, random_state=0)
+    )
+    prefix = "mixtureofexpertsclassifier__"
+    grid = {
+        f"{prefix}n_experts": [2, 3, 4],
+        f"{prefix}depth": [1, 2],
+        f"{prefix}expert": [None, CalibratedClassifierCV(SVC(), ensemble=False)],
+    }
+    search = GridSearchCV(pipeline, grid, cv=2, error_score="raise").fit(X, y)
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+    assert search.best_score_ > 0.9
 
 
 def test_gp_expert_with_array_alpha_is_rejected():
