@@ -119,12 +119,17 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         (intercepts included), > 0. It keeps the gates finite when the
         experts' regions are separable.
     expert_alpha : float, default=1e-2
-        L2 penalty ``expert_alpha / 2 * ||beta||^2`` on every expert
-        coefficient, > 0. It keeps an expert with little weight well posed.
+        Ridge of every expert's weighted least squares, > 0: the penalty
+        ``expert_alpha * ||beta||^2 / (2 sigma^2)``, a Gaussian prior on the
+        coefficients scaled by the expert's noise variance ``sigma^2``, so
+        that its strength does not depend on that variance. It keeps an
+        expert with little weight well posed.
     min_variance : float, default=1e-3
-        Floor on every expert's noise variance, relative to the variance of
-        ``y``. It stops an expert from collapsing onto a few points, where
-        the likelihood is unbounded.
+        Floor on every expert's noise variance, relative to the square of
+        the scale of ``y`` (its standard deviation, at most 3 times its
+        interquartile range / 1.349, so that outliers cannot raise it). It
+        stops an expert from collapsing onto a few points, where the
+        likelihood is unbounded.
     max_iter : int, default=100
         Largest number of EM iterations per initialisation; 0 only
         initialises.
@@ -153,7 +158,10 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         penalties and floors apply from then on; a changed ``n_experts`` or
         ``depth`` starts a new fit.
     verbose : int, default=0
-        1 prints a line per initialisation, 2 a line per EM iteration.
+        1 prints a line when each initialisation starts and ends (with its
+        time and objective, and the best so far), the one kept, and a
+        progress line at least every 5 seconds while EM runs; 2 prints
+        every EM iteration with its objective, change and time.
     device : {None, "cpu", "cuda"} or str, default=None
         Where EM runs. None: where the data lie (NumPy on the host; under
         ``sklearn.config_context(array_api_dispatch=True)``, the input's own
