@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_array_api_obj
 from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
@@ -52,6 +52,20 @@ _EXPERT_ATTRIBUTES = (
 
 def _identity(array):
     return array
+
+
+def _host(a):
+    """An array of any array library as NumPy; anything else as it is."""
+    if is_array_api_obj(a) and not isinstance(a, np.ndarray):
+        return to_numpy(a, array_namespace(a))
+    return a
+
+
+def _to_namespace(a, xp, dev):
+    """Array ``a`` (of any library) in namespace ``xp`` on device ``dev``."""
+    if array_namespace(a) is xp and device(a) == dev:
+        return a
+    return xp.asarray(_host(a), device=dev)
 
 
 def _dtype_name(dtype, xp):
@@ -232,8 +246,12 @@ def _check_sample_weight(sample_weight, n_samples, xp, dev):
             (n_samples,), float(value), dtype=xp.float64, device=dev
         )
     else:
+        # validated on the host, then moved to the data's namespace and device
         sample_weight = check_array(
-            sample_weight, ensure_2d=False, dtype=xp.float64, input_name="sample_weight"
+            _host(sample_weight),
+            ensure_2d=False,
+            dtype=np.float64,
+            input_name="sample_weight",
         )
         sample_weight = xp.asarray(sample_weight, device=dev)
     if sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples:
@@ -361,6 +379,13 @@ class BaseMixtureOfExperts(BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.device = device
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # EM runs in the input's array library (learner experts on the host,
+        # with the gates and the E-step where the data lie).
+        tags.array_api_support = True
+        return tags
 
     # -- validation -----------------------------------------------------------
 
@@ -547,8 +572,9 @@ class BaseMixtureOfExperts(BaseEstimator):
         if seen != self._fit_input:
             cls = type(self).__name__
             raise ValueError(
-                f"{cls}.{method} got {seen[0]} arrays on {seen[1]}, but the model "
-                f"was fit on {self._fit_input[0]} arrays on {self._fit_input[1]}. "
+                f"{cls}.{method}() got {seen[0]} arrays on {seen[1]}, but the model "
+                f"was fit on {self._fit_input[0]} arrays on {self._fit_input[1]}: "
+                "inputs must use the same namespace and device as the fit. "
                 f"Call {method} with arrays of the library and device of the fit "
                 "(under the same sklearn.config_context(array_api_dispatch=...)), "
                 "or refit on these."
@@ -697,6 +723,7 @@ class BaseMixtureOfExperts(BaseEstimator):
             **self._target_validation_kwargs(),
         )
         dtype_name = _dtype_name(X.dtype, xp_in)
+        y = _to_namespace(y, xp_in, device(X))  # y may come from another library
         sample_weight, weight_factor, total_weight = _check_sample_weight(
             sample_weight, X.shape[0], xp_in, device(X)
         )

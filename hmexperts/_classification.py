@@ -1,7 +1,6 @@
 """``MixtureOfExpertsClassifier``: softmax experts under a tree of gates."""
 
 import numpy as np
-from array_api_compat import array_namespace
 from sklearn.base import ClassifierMixin, is_classifier
 from sklearn.utils.multiclass import check_classification_targets
 
@@ -287,11 +286,12 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         return {"n_classes": len(self.classes_), "labels": self.classes_}
 
     def _target_marginal(self, y_fit, sample_weight, xp):
-        """Log of the weighted class frequencies, floored, on the host."""
+        """Log of the weighted class frequencies, floored, where EM ran."""
         y_fit, weight = to_numpy(y_fit, xp), to_numpy(sample_weight, xp)
         counts = np.bincount(y_fit, weights=weight, minlength=len(self.classes_))
         frequency = np.maximum(counts / counts.sum(), _MIN_FREQUENCY)
-        return np.log(frequency / frequency.sum())
+        marginal = np.log(frequency / frequency.sum())
+        return xp.asarray(marginal, device=device(sample_weight))
 
     def _builtin_experts(self, n_leaves, alpha):
         return SoftmaxExperts(n_leaves, len(self.classes_), alpha)
@@ -326,7 +326,13 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         >>> model.predict_log_proba(X[:2]).shape
         (2, 3)
         """
-        Xd, xp = self._prepare(X, "predict_log_proba")
+        log_proba, xp = self._log_proba(X, "predict_log_proba")
+        return self._output(log_proba, xp)
+
+    def _log_proba(self, X, method):
+        """The mixture's class log-probabilities in float64, (n_samples,
+        n_classes), and the namespace; ``method`` names the caller in errors."""
+        Xd, xp = self._prepare(X, method)
         log_weight, mask, dropped = self._route(self._gates.log_prior(Xd, xp), xp)
         log_expert = self._experts.predict_log_proba(Xd, xp, mask)
         log_proba = logsumexp(log_weight[None, :, :] + log_expert, 1, xp)  # (C, n)
@@ -335,7 +341,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
                 self._marginal, dtype=log_proba.dtype, device=device(Xd)
             )
             log_proba = xp.where(dropped[None, :], marginal[:, None], log_proba)
-        return self._output(xp.matrix_transpose(log_proba), xp)
+        return xp.matrix_transpose(log_proba), xp
 
     def predict_proba(self, X):
         """Mixture of the experts' class probabilities, ``sum_j pi_j(x) p_j(c | x)``.
@@ -362,8 +368,9 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         >>> model.predict_proba(X[:2]).sum(axis=1).round(6).tolist()
         [1.0, 1.0]
         """
-        log_proba = self.predict_log_proba(X)
-        return array_namespace(log_proba).exp(log_proba)
+        log_proba, xp = self._log_proba(X, "predict_proba")
+        proba = xp.exp(log_proba)
+        return self._output(proba / xp.sum(proba, axis=1, keepdims=True), xp)
 
     def predict(self, X):
         """Most probable class under the mixture.
@@ -387,10 +394,10 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         >>> set(model.predict(X).tolist()) <= set(model.classes_.tolist())
         True
         """
-        log_proba = self.predict_log_proba(X)
-        xp = array_namespace(log_proba)
+        log_proba, xp = self._log_proba(X, "predict")
         labels = self.classes_[to_numpy(xp.argmax(log_proba, axis=1), xp)]
-        if namespace_name(xp) == "numpy" or labels.dtype.kind not in "biuf":
+        host = self._host_output or namespace_name(xp) == "numpy"
+        if host or labels.dtype.kind not in "biuf":
             return labels
         # scikit-learn's convention: numeric labels in the input's namespace
         return xp.asarray(labels, device=device(log_proba))

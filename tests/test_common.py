@@ -3,6 +3,7 @@
 import warnings
 
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 from sklearn.tree import DecisionTreeRegressor
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -21,6 +22,9 @@ ESTIMATORS = [
         n_experts=2, expert=DecisionTreeRegressor(max_depth=3), random_state=0
     ),
     MixtureOfExpertsClassifier(n_experts=2, expert=GaussianNB(), random_state=0),
+    MixtureOfExpertsClassifier(
+        n_experts=2, expert=LogisticRegression(), random_state=0
+    ),
 ]
 
 

@@ -12,6 +12,7 @@ fast; each test names the property it checks.
 
 import doctest
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -24,8 +25,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeRegressor
 
-from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
+from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor, _em
 from hmexperts.datasets import make_moe
 
 TASKS = ["regression", "classification"]
@@ -219,11 +221,66 @@ def test_n_init_restarts_are_successive_draws_of_one_random_state(task):
 def test_convergence_warning_when_max_iter_is_reached(task):
     X, y = make_data(task)
     model = make_model(task, max_iter=1, tol=0)
-    with pytest.warns(ConvergenceWarning, match="did not converge"):
+    with pytest.warns(ConvergenceWarning, match="did not converge") as record:
         model.fit(X, y)
     assert model.n_iter_ == 1
     assert not model.converged_
     assert len(model.lower_bounds_) == 2
+    # the remedy, not "scale the input data" (the estimator standardises)
+    message = str(record[0].message)
+    assert "Increase max_iter, or tol to stop earlier." in message
+    assert "scale" not in message
+
+
+def test_convergence_warning_of_a_tree_expert_says_em_need_not_converge():
+    X, y = make_data("regression")
+    model = MixtureOfExpertsRegressor(
+        2, expert=DecisionTreeRegressor(max_depth=2), max_iter=2, tol=0
+    )
+    with pytest.warns(ConvergenceWarning, match="EM need not converge at all"):
+        model.fit(X, y)
+
+
+# -- progress output -------------------------------------------------------------
+
+
+def test_verbose_reports_every_initialisation_and_the_one_kept(capsys):
+    X, y = make_data("regression")
+    make_model("regression", n_init=3, verbose=1).fit(X, y)
+    out = capsys.readouterr().out
+    assert "Initialisation 1/3 (k-means start) ..." in out
+    assert "Initialisation 3/3 (random start) ..." in out
+    finished = re.findall(
+        r"Initialisation (\d)/3: converged after \d+ iterations in [\d.]+ s, "
+        r"objective -?[\d.]+ \(best so far: (\d)\)",
+        out,
+    )
+    assert [run for run, _ in finished] == ["1", "2", "3"]
+    kept = re.search(r"Kept initialisation (\d)/3: objective -?[\d.]+; [\d.]+ s", out)
+    assert kept and kept.group(1) == finished[-1][1]
+    assert not re.search(r"iteration +\d+ +objective", out)  # no per-iteration
+
+
+def test_verbose_two_prints_every_iteration_with_its_time(capsys):
+    X, y = make_data("regression")
+    with pytest.warns(ConvergenceWarning):
+        make_model("regression", verbose=2, max_iter=4, tol=0).fit(X, y)
+    lines = re.findall(
+        r"iteration +(\d+) +objective -?[\d.]+ +change [+-][\d.e+-]+ +"
+        r"[\d.]+ s/iteration",
+        capsys.readouterr().out,
+    )
+    assert lines == ["1", "2", "3", "4"]
+
+
+def test_verbose_one_is_never_silent_for_long(capsys, monkeypatch):
+    # A progress line at least every _PROGRESS_SECONDS (5 s); at 0 s, every
+    # iteration prints one.
+    monkeypatch.setattr(_em, "_PROGRESS_SECONDS", 0.0)
+    X, y = make_data("regression")
+    with pytest.warns(ConvergenceWarning):
+        make_model("regression", verbose=1, max_iter=3, tol=0).fit(X, y)
+    assert len(re.findall(r"iteration +\d+ +objective", capsys.readouterr().out)) == 3
 
 
 @pytest.mark.parametrize("task", TASKS)
