@@ -177,6 +177,13 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     experts_ : list of estimators
         The fitted learner of every leaf; only with a learner ``expert``
         (which then replaces ``expert_coef_`` and ``expert_intercept_``).
+    expert_fallbacks_ : dict
+        Leaf index to a sentence saying how that leaf's learner fell back:
+        refit with what its samples allow (a smaller inner ``cv``, fewer
+        ``n_neighbors``, without classes of a single sample), its previous
+        fit, or the constant model of its samples, when the learner failed
+        on them; for a classifier also the constant classifier of a leaf
+        whose samples hold one class. Only with a learner ``expert``.
     n_leaves_ : int
         ``n_experts ** depth``.
     n_iter_ : int
