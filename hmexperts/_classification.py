@@ -15,8 +15,9 @@ _MIN_FREQUENCY = 1e-6
 class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     """Hierarchical mixture of multinomial-logistic experts, fit by EM.
 
-    The model is ``p(c | x) = sum_j pi_j(x) softmax(W_j^T x)_c``, where the
-    prior ``pi_j(x)`` of leaf ``j`` is the product of the softmax gate
+    The model is :math:`p(c \\mid x) = \\sum_j \\pi_j(x)\\,
+    \\operatorname{softmax}(W_j^\\top x + b_j)_c`, where the
+    prior :math:`\\pi_j(x)` of leaf :math:`j` is the product of the softmax gate
     probabilities on the path from the root of a tree of ``depth`` levels,
     each gate with ``n_experts`` children (Jordan & Jacobs, 1994). Each
     expert draws a linear boundary in the region its gates trust it with,

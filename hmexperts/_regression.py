@@ -15,8 +15,9 @@ from ._validation import check_real
 class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     """Hierarchical mixture of linear-Gaussian experts, fit by EM.
 
-    The model is ``p(y | x) = sum_j pi_j(x) N(y; x^T beta_j, sigma_j^2)``,
-    where the prior ``pi_j(x)`` of leaf ``j`` is the product of the softmax
+    The model is :math:`p(y \\mid x) = \\sum_j \\pi_j(x)\\,
+    \\mathcal{N}(y;\\ \\beta_j^\\top x + b_j,\\ \\sigma_j^2)`,
+    where the prior :math:`\\pi_j(x)` of leaf :math:`j` is the product of the softmax
     gate probabilities on the path from the root of a tree of ``depth``
     levels, each gate with ``n_experts`` children (Jordan & Jacobs, 1994).
     ``depth=1`` is the flat mixture of experts of Jacobs et al. (1991).
