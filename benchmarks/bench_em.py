@@ -157,9 +157,9 @@ def time_iterations(n, n_leaves, n_features, iters, dtype, device):
     from array_api_compat import array_namespace
 
     xp = array_namespace(model._scaling.x_mean)
-    Xd = model._scaling.design(model._to_compute(X) if model._host_output else X, xp)
+    Xd = model._scaling.design(model._placement.to_compute(X), xp)
     y_fit = (y - model._scaling.y_mean) / model._scaling.y_scale
-    y_fit = model._to_compute(y_fit) if model._host_output else y_fit
+    y_fit = model._placement.to_compute(y_fit)
     w = xp.ones((n,), dtype=xp.float64, device=Xd.device)
     outer = solvers.outer_products(Xd, xp)
     gates, experts = model._gates, model._experts

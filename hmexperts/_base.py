@@ -4,7 +4,7 @@ The estimators are thin: they validate parameters and data, standardise the
 inputs (and the regression target), build the initial responsibilities, run
 ``n_init`` restarts of the EM loop and keep the best, and expose the fitted
 tree in the units of the data. The math lives in the gate tree, the expert
-banks and the EM loop.
+banks and the EM loop; the placement on devices in ``_placement``.
 """
 
 import math
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
-from array_api_compat import array_namespace, is_array_api_obj
+from array_api_compat import array_namespace
 from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
@@ -23,12 +23,10 @@ from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validat
 
 from ._array_api import (
     add_intercept,
-    cuda_namespace,
     device,
     get_namespace,
     logsumexp,
     namespace_name,
-    on_gpu,
     to_numpy,
     wide,
 )
@@ -36,6 +34,7 @@ from ._config import thread_limit
 from ._em import TrainingRouting, drop_tolerance, e_step, run_em, top_k_mask
 from ._gates import GateTree, importance_cv2
 from ._learners import LearnerExperts, _final_step
+from ._placement import check_device, fit_placement, host, to_namespace
 from ._validation import check_int, check_real
 
 _WEIGHTINGS = {"auto", "sample_weight", "threshold", "resample"}
@@ -48,34 +47,6 @@ _EXPERT_ATTRIBUTES = (
     "expert_intercept_",
     "expert_variance_",
 )
-
-
-def _identity(array):
-    return array
-
-
-def _host(a):
-    """An array of any array library as NumPy; anything else as it is."""
-    if is_array_api_obj(a) and not isinstance(a, np.ndarray):
-        return to_numpy(a, array_namespace(a))
-    return a
-
-
-def _to_namespace(a, xp, dev):
-    """Array ``a`` (of any library) in namespace ``xp`` on device ``dev``."""
-    if array_namespace(a) is xp and device(a) == dev:
-        return a
-    return xp.asarray(_host(a), device=dev)
-
-
-def _dtype_name(dtype, xp):
-    """``"float32"`` or ``"float64"``: the name of a validated input's dtype."""
-    return "float32" if dtype == xp.float32 else "float64"
-
-
-def _device_name(X, xp):
-    """The device of input ``X`` of namespace ``xp``, as a string."""
-    return "cpu" if namespace_name(xp) == "numpy" else str(device(X))
 
 
 @dataclass
@@ -248,7 +219,7 @@ def _check_sample_weight(sample_weight, n_samples, xp, dev):
     else:
         # validated on the host, then moved to the data's namespace and device
         sample_weight = check_array(
-            _host(sample_weight),
+            host(sample_weight),
             ensure_2d=False,
             dtype=np.float64,
             input_name="sample_weight",
@@ -518,76 +489,6 @@ class BaseMixtureOfExperts(BaseEstimator):
                 "Decrease n_experts or depth, or provide more data."
             )
 
-    # -- devices ----------------------------------------------------------------
-
-    def _check_device(self):
-        """Validate ``device``; for a GPU, CuPy's namespace and the device.
-
-        Returns
-        -------
-        gpu : tuple or None
-            ``(xp, device)`` where ``device`` is ``"cuda"`` or ``"cuda:N"``
-            (``cuda_namespace`` raises a clear error without CuPy or a GPU);
-            None for None and ``"cpu"``.
-        """
-        if self.device is None or self.device == "cpu":
-            return None
-        if not isinstance(self.device, str):
-            raise ValueError(
-                f"device={self.device!r}; expected None, 'cpu', 'cuda' or 'cuda:N'."
-            )
-        return cuda_namespace(self.device)
-
-    def _compute_namespace(self, X, xp_in, gpu):
-        """Where EM runs for validated input ``X`` of namespace ``xp_in``.
-
-        Returns
-        -------
-        xp, move : namespace and function
-            The namespace to compute in and the function that moves an array
-            of ``xp_in`` there (the identity when EM runs where ``X`` is).
-        """
-        if gpu is None:
-            if self.device == "cpu" and on_gpu(X):
-                raise ValueError(
-                    f"device='cpu' but X is a {namespace_name(xp_in)} array on "
-                    f"{device(X)}. Pass host (NumPy) arrays, or device=None to fit "
-                    "where the data lie."
-                )
-            return xp_in, _identity
-        if namespace_name(xp_in) == "numpy":
-            xp, gpu_device = gpu
-            return xp, lambda a: xp.asarray(a, device=gpu_device)
-        if on_gpu(X):  # already on a GPU: EM runs there
-            return xp_in, _identity
-        raise ValueError(
-            f"device={self.device!r} moves NumPy input to the GPU, but X is a "
-            f"{namespace_name(xp_in)} array on {device(X)}. Pass NumPy arrays or "
-            "arrays already on a GPU, or use device=None to fit where the data lie."
-        )
-
-    def _check_input_namespace(self, X, xp_in, method):
-        """Refuse input from another array library or device than ``fit``'s."""
-        seen = (namespace_name(xp_in), _device_name(X, xp_in))
-        if seen != self._fit_input:
-            cls = type(self).__name__
-            raise ValueError(
-                f"{cls}.{method}() got {seen[0]} arrays on {seen[1]}, but the model "
-                f"was fit on {self._fit_input[0]} arrays on {self._fit_input[1]}: "
-                "inputs must use the same namespace and device as the fit. "
-                f"Call {method} with arrays of the library and device of the fit "
-                "(under the same sklearn.config_context(array_api_dispatch=...)), "
-                "or refit on these."
-            )
-
-    def _output(self, array, xp):
-        """A result of the compute namespace ``xp`` in the input's namespace
-        and floating dtype: NumPy for a model that took NumPy and ran EM on
-        the GPU."""
-        if xp.isdtype(array.dtype, "real floating"):
-            array = xp.astype(array, getattr(xp, self._dtype_name), copy=False)
-        return to_numpy(array, xp) if self._host_output else array
-
     # -- initialisation ---------------------------------------------------------
 
     def _initial_resp(
@@ -702,7 +603,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         (True, 2)
         """
         n_leaves = self._check_params()
-        gpu = self._check_device()
+        gpu = check_device(self.device)
         xp_in = get_namespace(X)
         # Warm start continues the last fit's tree; a tree of another shape
         # cannot continue it and starts afresh.
@@ -713,7 +614,7 @@ class BaseMixtureOfExperts(BaseEstimator):
             == (self.n_experts, self.depth)
         )
         if continuing:
-            self._check_input_namespace(X, xp_in, "fit")
+            self._placement.check_input(X, xp_in, type(self).__name__, "fit")
         X, y = validate_data(
             self,
             X,
@@ -722,8 +623,7 @@ class BaseMixtureOfExperts(BaseEstimator):
             reset=not continuing,
             **self._target_validation_kwargs(),
         )
-        dtype_name = _dtype_name(X.dtype, xp_in)
-        y = _to_namespace(y, xp_in, device(X))  # y may come from another library
+        y = to_namespace(y, xp_in, device(X))  # y may come from another library
         sample_weight, weight_factor, total_weight = _check_sample_weight(
             sample_weight, X.shape[0], xp_in, device(X)
         )
@@ -731,13 +631,13 @@ class BaseMixtureOfExperts(BaseEstimator):
         y_fit = self._validate_target(
             y, sample_weight, xp_in, reset=not continuing, dtype=X.dtype
         )
-        fit_input = (namespace_name(xp_in), _device_name(X, xp_in))
         if continuing:
-            xp = array_namespace(self._scaling.x_mean)
-            move = _identity if xp is xp_in else self._to_compute
+            placement = self._placement.warm_started(X, xp_in)
         else:
-            xp, move = self._compute_namespace(X, xp_in, gpu)
-        X, y_fit, sample_weight = move(X), move(y_fit), move(sample_weight)
+            placement = fit_placement(X, xp_in, gpu, self.device)
+        xp, dtype_name = placement.xp, placement.dtype_name
+        X, y_fit = placement.to_compute(X), placement.to_compute(y_fit)
+        sample_weight = placement.to_compute(sample_weight)
 
         if continuing:
             scaling = self._scaling
@@ -846,15 +746,7 @@ class BaseMixtureOfExperts(BaseEstimator):
                 UserWarning,
                 stacklevel=2,
             )
-        self._set_fitted_state(
-            scaling,
-            gates,
-            experts,
-            xp,
-            fit_input,
-            host_output=xp is not xp_in,
-            dtype_name=dtype_name,
-        )
+        self._set_fitted_state(scaling, gates, experts, placement)
         self._marginal = self._target_marginal(y_fit, sample_weight, xp)
         self.routing_stats_ = self._training_routing_stats(Xd, y_fit, sample_weight, xp)
         if isinstance(experts, LearnerExperts):
@@ -967,34 +859,19 @@ class BaseMixtureOfExperts(BaseEstimator):
             **self._learner_task(),
         )
 
-    def _set_fitted_state(
-        self,
-        scaling,
-        gates,
-        experts,
-        xp,
-        fit_input=("numpy", "cpu"),
-        *,
-        host_output,
-        dtype_name="float64",
-    ):
-        """Store the fitted components and their readable form in data units.
-
-        ``fit_input``: the array library and device of the fit's input, which
-        prediction must match; ``host_output``: whether results go back to
-        NumPy (EM ran on the GPU for NumPy input); ``dtype_name``: the input's
-        floating dtype, that of every float attribute and output.
-        """
-        self._fit_input, self._host_output = fit_input, host_output
-        self._dtype_name = dtype_name
+    def _set_fitted_state(self, scaling, gates, experts, placement):
+        """Store the fitted components and their readable form in data units,
+        in the ``placement`` of the fit's input."""
+        self._placement = placement
         for name in _EXPERT_ATTRIBUTES:
             if hasattr(self, name):
                 delattr(self, name)
         self._scaling, self._gates, self._experts = scaling, gates, experts
         self.n_leaves_ = gates.n_leaves
+        xp = placement.xp
         readable = [scaling.to_original(coef, xp) for coef in gates.coef]
-        self.gate_coef_ = [self._output(slopes, xp) for slopes, _ in readable]
-        self.gate_intercept_ = [self._output(icpt, xp) for _, icpt in readable]
+        self.gate_coef_ = [placement.output(slopes, xp) for slopes, _ in readable]
+        self.gate_intercept_ = [placement.output(icpt, xp) for _, icpt in readable]
         if isinstance(experts, LearnerExperts):
             self.experts_ = list(experts.learners)
             self.expert_fallbacks_ = dict(experts.fallbacks)
@@ -1014,7 +891,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         load = to_numpy(xp.sum(wide(resp, xp), axis=1) / total, xp)
         log_prior = self._gates.log_prior(Xd, xp)
         importance = to_numpy(xp.exp(log_prior) @ sample_weight / total, xp)
-        dtype = np.dtype(self._dtype_name)
+        dtype = np.dtype(self._placement.dtype_name)
         return Bunch(
             load=load.astype(dtype),
             importance=importance.astype(dtype),
@@ -1028,20 +905,15 @@ class BaseMixtureOfExperts(BaseEstimator):
         and on the device of the fitted state, and that namespace."""
         check_is_fitted(self)
         xp_in = get_namespace(X)
-        self._check_input_namespace(X, xp_in, method)
+        placement, scaling = self._placement, self._scaling
+        placement.check_input(X, xp_in, type(self).__name__, method)
         X = validate_data(self, X, dtype=[xp_in.float64, xp_in.float32], reset=False)
-        xp = array_namespace(self._scaling.x_mean)
-        X = self._to_compute(X) if self._host_output else X
-        scaling = self._scaling
+        xp = placement.xp
+        X = placement.to_compute(X)
         _check_standardised(
-            X, scaling.x_mean, scaling.x_scale, xp, "X", self._dtype_name
+            X, scaling.x_mean, scaling.x_scale, xp, "X", placement.dtype_name
         )
         return scaling.design(wide(X, xp), xp), xp
-
-    def _to_compute(self, array):
-        """Move a host array to the namespace and device of the fitted state."""
-        x_mean = self._scaling.x_mean
-        return array_namespace(x_mean).asarray(array, device=device(x_mean))
 
     def _route(self, log_prior, xp):
         """Log pooling weights of the leaves, where experts are needed, and
@@ -1243,7 +1115,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         """
         Xd, xp = self._prepare(X, "predict_gates")
         prior = xp.matrix_transpose(xp.exp(self._gates.log_prior(Xd, xp)))
-        return self._output(prior, xp)
+        return self._placement.output(prior, xp)
 
     def apply(self, X):
         """Index of the most trusted leaf (largest prior) for every sample.
@@ -1270,7 +1142,9 @@ class BaseMixtureOfExperts(BaseEstimator):
         True
         """
         Xd, xp = self._prepare(X, "apply")
-        return self._output(xp.argmax(self._gates.log_prior(Xd, xp), axis=0), xp)
+        return self._placement.output(
+            xp.argmax(self._gates.log_prior(Xd, xp), axis=0), xp
+        )
 
     def _log_joint(self, X, y, method):
         """``log pi_j(x_i) + log p_j(y_i | x_i)`` in data units, shape
@@ -1308,7 +1182,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         (300,)
         """
         log_joint, xp = self._log_joint(X, y, "log_likelihood")
-        return self._output(logsumexp(log_joint, 0, xp), xp)
+        return self._placement.output(logsumexp(log_joint, 0, xp), xp)
 
     def predict_responsibilities(self, X, y):
         """Posterior probability of every leaf given ``x`` and ``y``.
@@ -1338,7 +1212,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         """
         log_joint, xp = self._log_joint(X, y, "predict_responsibilities")
         log_resp = log_joint - logsumexp(log_joint, 0, xp)[None, :]
-        return self._output(xp.matrix_transpose(xp.exp(log_resp)), xp)
+        return self._placement.output(xp.matrix_transpose(xp.exp(log_resp)), xp)
 
     def _n_parameters(self):
         if self.expert is not None:

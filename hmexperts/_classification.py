@@ -309,8 +309,8 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
 
     def _set_expert_attributes(self, scaling, experts, xp):
         slopes, intercept = scaling.to_original(experts.coef, xp)
-        self.expert_coef_ = self._output(slopes, xp)
-        self.expert_intercept_ = self._output(intercept, xp)
+        self.expert_coef_ = self._placement.output(slopes, xp)
+        self.expert_intercept_ = self._placement.output(intercept, xp)
 
     def predict_log_proba(self, X):
         """Log of the mixture's class probabilities.
@@ -335,7 +335,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         (2, 3)
         """
         log_proba, xp = self._log_proba(X, "predict_log_proba")
-        return self._output(log_proba, xp)
+        return self._placement.output(log_proba, xp)
 
     def _log_proba(self, X, method):
         """The mixture's class log-probabilities in float64, (n_samples,
@@ -378,7 +378,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         """
         log_proba, xp = self._log_proba(X, "predict_proba")
         proba = xp.exp(log_proba)
-        return self._output(proba / xp.sum(proba, axis=1, keepdims=True), xp)
+        return self._placement.output(proba / xp.sum(proba, axis=1, keepdims=True), xp)
 
     def predict(self, X):
         """Most probable class under the mixture.
@@ -404,7 +404,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         """
         log_proba, xp = self._log_proba(X, "predict")
         labels = self.classes_[to_numpy(xp.argmax(log_proba, axis=1), xp)]
-        host = self._host_output or namespace_name(xp) == "numpy"
+        host = self._placement.host_output or namespace_name(xp) == "numpy"
         if host or labels.dtype.kind not in "biuf":
             return labels
         # scikit-learn's convention: numeric labels in the input's namespace

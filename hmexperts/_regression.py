@@ -334,14 +334,14 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
 
     def _encode_target(self, y, Xd, xp):
         # NumPy input to a model on the GPU: validate on the host, then move.
-        dtype = "numeric" if self._host_output else Xd.dtype
+        dtype = "numeric" if self._placement.host_output else Xd.dtype
         y = check_array(y, ensure_2d=False, dtype=dtype, input_name="y")
         if y.ndim != 1 or y.shape[0] != Xd.shape[0]:
             raise ValueError(
                 f"y has shape {tuple(y.shape)}; expected ({Xd.shape[0]},), one "
                 "target per row of X."
             )
-        if self._host_output:
+        if self._placement.host_output:
             y = xp.asarray(y, dtype=Xd.dtype, device=device(Xd))
         return (y - self._scaling.y_mean) / self._scaling.y_scale
 
@@ -378,9 +378,10 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         slopes, intercept = scaling.to_original(
             experts.coef[:, :, None], xp, target=True
         )
-        self.expert_coef_ = self._output(slopes[:, :, 0], xp)
-        self.expert_intercept_ = self._output(intercept[:, 0], xp)
-        self.expert_variance_ = self._output(scaling.y_scale**2 * experts.variance, xp)
+        output = self._placement.output
+        self.expert_coef_ = output(slopes[:, :, 0], xp)
+        self.expert_intercept_ = output(intercept[:, 0], xp)
+        self.expert_variance_ = output(scaling.y_scale**2 * experts.variance, xp)
 
     def predict(self, X, return_std=False):
         """Mixture mean ``sum_j pi_j(x) mu_j(x)`` (and its standard deviation).
@@ -423,8 +424,9 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         if dropped is not None:  # the standardised target's marginal: N(0, 1)
             mean = xp.where(dropped, xp.zeros_like(mean), mean)
             second = xp.where(dropped, xp.ones_like(second), second)
-        y_mean = self._output(self._scaling.y_mean + self._scaling.y_scale * mean, xp)
+        scaling, output = self._scaling, self._placement.output
+        y_mean = output(scaling.y_mean + scaling.y_scale * mean, xp)
         if not return_std:
             return y_mean
         var = xp.maximum(second - mean**2, xp.zeros_like(mean))
-        return y_mean, self._output(self._scaling.y_scale * xp.sqrt(var), xp)
+        return y_mean, output(scaling.y_scale * xp.sqrt(var), xp)

@@ -1,7 +1,7 @@
 """The ``device`` parameter: NumPy in, NumPy out, EM elsewhere.
 
 ``device="cuda"`` moves NumPy input to the GPU once, runs EM there and hands
-NumPy back. Here, without a GPU, ``hmexperts._base.cuda_namespace`` (which
+NumPy back. Here, without a GPU, ``hmexperts._placement.cuda_namespace`` (which
 would return CuPy and the GPU) is replaced by a stand-in: array-api-strict on
 its second device, ``device1``, which refuses any operation that mixes
 devices. So these tests check the plumbing (every array of EM on the other
@@ -39,7 +39,7 @@ ESTIMATORS = [
 def stand_in_gpu(monkeypatch):
     """``device="cuda"`` runs on array-api-strict's ``device1``."""
     monkeypatch.setattr(
-        "hmexperts._base.cuda_namespace", lambda device: (xp_strict, STAND_IN)
+        "hmexperts._placement.cuda_namespace", lambda device: (xp_strict, STAND_IN)
     )
 
 
