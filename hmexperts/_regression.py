@@ -6,9 +6,10 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.utils import check_array
 
 from ._array_api import device, to_numpy
-from ._base import BaseMixtureOfExperts, _robust_center_scale, _round_to
+from ._base import BaseMixtureOfExperts
 from ._experts import LinearGaussianExperts
 from ._learners import _final_step
+from ._scaling import robust_center_scale, round_to
 from ._validation import check_real
 
 
@@ -326,10 +327,10 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         return to_numpy(y_fit, xp)[:, None]  # the standardised target
 
     def _target_scaling(self, y, sample_weight, dtype_name, xp):
-        center, scale = _robust_center_scale(y[:, None], sample_weight, xp)
+        center, scale = robust_center_scale(y[:, None], sample_weight, xp)
         return (
-            float(_round_to(center, dtype_name, xp)[0]),
-            float(_round_to(scale, dtype_name, xp)[0]),
+            float(round_to(center, dtype_name, xp)[0]),
+            float(round_to(scale, dtype_name, xp)[0]),
         )
 
     def _encode_target(self, y, Xd, xp):

@@ -21,12 +21,12 @@ import array_api_compat.numpy
 import numpy as np
 from sklearn.utils import Bunch, check_random_state
 
-from ._base import _Scaling
 from ._classification import MixtureOfExpertsClassifier
 from ._experts import LinearGaussianExperts, SoftmaxExperts
 from ._gates import GateTree
 from ._placement import Placement
 from ._regression import MixtureOfExpertsRegressor
+from ._scaling import Scaling
 from ._validation import check_int, check_real
 
 __all__ = ["make_expert_clusters", "make_moe", "make_vowels"]
@@ -140,7 +140,7 @@ def make_moe(
         model.classes_ = np.arange(n_classes)
     model.n_features_in_ = n_features
     model._set_fitted_state(
-        _Scaling(np.zeros(n_features), np.ones(n_features)), gates, experts, Placement()
+        Scaling(np.zeros(n_features), np.ones(n_features)), gates, experts, Placement()
     )
 
     X = rng.normal(size=(n_samples, n_features))

@@ -21,8 +21,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor, _solvers
 from hmexperts._array_api import log_softmax, logsumexp
-from hmexperts._base import _robust_center_scale
 from hmexperts._gates import GateTree
+from hmexperts._scaling import robust_center_scale
 from hmexperts._solvers import (
     fit_softmax,
     softmax_objective,
@@ -191,9 +191,9 @@ def test_depth_one_equals_reference_flat_moe(monkeypatch):
     # standardised as the estimator does, so that it keeps them as they are
     # and both penalise the same coefficients
     weight = np.ones(len(X))
-    center, scale = _robust_center_scale(X, weight, xp)
+    center, scale = robust_center_scale(X, weight, xp)
     X = (X - center) / scale
-    center, scale = _robust_center_scale(y[:, None], weight, xp)
+    center, scale = robust_center_scale(y[:, None], weight, xp)
     y = (y - center) / scale
     resp = rng.dirichlet(np.ones(3) * 0.5, size=300)
     params = dict(gate_alpha=0.1, expert_alpha=0.1, min_variance=1e-3)

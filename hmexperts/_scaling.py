@@ -1,0 +1,244 @@
+"""Robust standardisation of the inputs and the regression target.
+
+Every column is centred at its weighted median and divided by its weighted
+standard deviation, capped at 3 times its interquartile range / 1.349 (the
+standard deviation of Gaussian data), so that ordinary columns are scaled
+as by scikit-learn's ``StandardScaler`` and a few outliers cannot inflate
+the scale. The statistics are rounded to the data's dtype, which then
+standardises exactly; values so far out that the fit's sums of squares
+would overflow are refused with a clear error. Sample weights are
+validated here too, and rescaled by a power of two when their sums could
+overflow or underflow.
+"""
+
+import math
+from dataclasses import dataclass
+from numbers import Real
+
+import numpy as np
+from sklearn.utils import check_array
+
+from ._array_api import add_intercept, device, wide
+from ._placement import host
+from ._validation import check_real
+
+
+@dataclass
+class Scaling:
+    """Affine standardisation of the inputs and target: ``(v - mean) / scale``."""
+
+    x_mean: object
+    x_scale: object
+    y_mean: float = 0.0
+    y_scale: float = 1.0
+
+    def design(self, X, xp):
+        """Standardised inputs with the intercept column, in ``X``'s dtype
+        (the statistics are exact in it: see ``round_to``)."""
+        mean, scale = xp.astype(self.x_mean, X.dtype), xp.astype(self.x_scale, X.dtype)
+        return add_intercept((X - mean) / scale, xp)
+
+    def checked_design(self, X, xp, dtype_name):
+        """``design(X)``, refusing inputs whose standardised squares would
+        overflow in ``dtype_name`` (``_check_standardised``)."""
+        _check_standardised(X, self.x_mean, self.x_scale, xp, "X", dtype_name)
+        return self.design(X, xp)
+
+    def standardise_target(self, y, xp, dtype_name):
+        """The regression target standardised, refused as ``checked_design``
+        refuses inputs."""
+        _check_standardised(y[:, None], self.y_mean, self.y_scale, xp, "y", dtype_name)
+        return (y - self.y_mean) / self.y_scale
+
+    def to_original(self, coef, xp, *, target=False):
+        """Coefficients over standardised inputs to the data's units.
+
+        ``coef`` has shape (n_models, n_features + 1, n_outputs), the last row
+        the intercept; returns slopes (n_models, n_features, n_outputs) and
+        intercepts (n_models, n_outputs), undoing the target's scaling too
+        when ``target`` is True.
+        """
+        slopes = coef[:, :-1, :] / self.x_scale[:, None]
+        intercept = coef[:, -1, :] - xp.sum(slopes * self.x_mean[:, None], axis=1)
+        if target:
+            return self.y_scale * slopes, self.y_scale * intercept + self.y_mean
+        return slopes, intercept
+
+
+# The interquartile range of the standard normal: IQR / this estimates the
+# standard deviation of Gaussian data.
+_IQR_PER_SD = 1.3489795003921634
+# The scale of a column is its standard deviation, at most this many times
+# IQR / 1.349: 1 for Gaussian data, 0.8 for uniform, 1.5 for Student's t
+# with 3 degrees of freedom; a single outlier of 1e12 among 300 standard
+# normal values would make it 6e10.
+_MAX_SD_PER_IQR = 3.0
+# Weights whose mean is within 2 ** +-this are used as given; others are
+# rescaled by a power of two (exactly) so that sums of weights cannot
+# overflow or underflow.
+_WEIGHT_EXPONENT_RANGE = 16
+# A standardised value beyond this (float64; float32: its own entry) would
+# overflow the fit's sums of squares: a clear error instead.
+_MAX_STANDARDISED = {"float64": 1e100, "float32": 1e30}
+
+
+def make_scaling(X, sample_weight, target, dtype_name, xp):
+    """The standardisation of the inputs, from robust statistics
+    (``robust_center_scale``) rounded to the data's dtype, and of the
+    target by ``target = (mean, scale)``, which the estimator gives."""
+    center, scale = robust_center_scale(X, sample_weight, xp)
+    return Scaling(
+        round_to(center, dtype_name, xp), round_to(scale, dtype_name, xp), *target
+    )
+
+
+def _weighted_quantiles(v, weight, quantiles, xp):
+    """Weighted quantiles of the 1-D ``v``: for every ``q``, the smallest
+    value whose cumulative weight reaches ``q`` times the total (the inverse
+    of the weighted empirical distribution function), so that a weight of
+    ``k`` gives what ``k`` repeated rows give."""
+    order = xp.argsort(v, stable=True)
+    cumulative = xp.cumulative_sum(xp.take(weight, order))
+    total = float(cumulative[-1])
+    targets = xp.asarray(
+        [q * total for q in quantiles], dtype=cumulative.dtype, device=device(v)
+    )
+    index = xp.searchsorted(cumulative, targets, side="left")
+    index = xp.clip(index, 0, v.shape[0] - 1)
+    return xp.take(xp.take(v, order), index)
+
+
+def robust_center_scale(V, weight, xp):
+    """Weighted median and outlier-proof scale of every column of ``V``, float64.
+
+    The scale is the weighted standard deviation, capped at
+    ``_MAX_SD_PER_IQR`` times the interquartile range over 1.349 (the
+    standard deviation for Gaussian data): ordinary columns are scaled as
+    by scikit-learn's ``StandardScaler``, and a few outliers cannot inflate
+    the scale beyond what the bulk of the data gives. A column whose
+    quartiles coincide (mostly one value: binary or sparse data) keeps its
+    standard deviation. A column whose spread is below 10 machine epsilons
+    of its largest magnitude is constant up to round-off: scale 1.
+
+    Parameters
+    ----------
+    V : array of shape (n_samples, n_columns)
+    weight : array of shape (n_samples,), float64
+
+    Returns
+    -------
+    center, scale : arrays of shape (n_columns,), float64
+    """
+    eps = float(xp.finfo(V.dtype).eps)
+    total = xp.sum(weight)
+    centers, scales = [], []
+    for column in range(V.shape[1]):
+        v = wide(V[:, column], xp)
+        low, center, high = (
+            float(q) for q in _weighted_quantiles(v, weight, (0.25, 0.5, 0.75), xp)
+        )
+        # the standard deviation, from values divided by the largest
+        # deviation so that squares cannot overflow
+        largest = float(xp.max(xp.abs(v - center)))
+        scale = 0.0
+        if largest > 0:
+            u = (v - center) / largest
+            mean = xp.sum(weight * u) / total
+            scale = largest * math.sqrt(float(xp.sum(weight * (u - mean) ** 2) / total))
+        robust = (high - low) / _IQR_PER_SD
+        if robust > 10 * eps * max(abs(low), abs(high)):
+            scale = min(scale, _MAX_SD_PER_IQR * robust)
+        if not scale > 10 * eps * float(xp.max(xp.abs(v))):
+            scale = 1.0
+        centers.append(center)
+        scales.append(scale)
+    dev = device(V)
+    return (
+        xp.asarray(centers, dtype=xp.float64, device=dev),
+        xp.asarray(scales, dtype=xp.float64, device=dev),
+    )
+
+
+def _check_standardised(V, center, scale, xp, name, dtype_name):
+    """Refuse values so far from their column's centre, in its scales, that
+    sums of their squares would overflow."""
+    limit = _MAX_STANDARDISED[dtype_name]
+    largest = xp.max(xp.abs(wide(V, xp) - center) / scale, axis=0)
+    if bool(xp.all(largest <= limit)):
+        return
+    column = int(xp.argmax(largest))
+    where = f"{name} column {column}" if name == "X" else name
+    raise ValueError(
+        f"{where} has a value {float(largest[column]):.3g} scales (its standard "
+        "deviation, at most 3 times its interquartile range / 1.349) from its "
+        "median, beyond the "
+        f"{limit:.0e} the fit can square without overflow in {dtype_name}. "
+        "Rescale or transform it (e.g. a logarithm), clip it, or remove the "
+        "samples with such values."
+    )
+
+
+def round_to(value, dtype_name, xp):
+    """``value`` (float64) rounded to ``dtype_name``'s precision, kept float64:
+    standardisation statistics that float32 data are standardised with
+    exactly."""
+    dtype = getattr(xp, dtype_name)
+    return wide(xp.astype(value, dtype), xp)
+
+
+def check_sample_weight(sample_weight, n_samples, xp, dev):
+    """Validate ``sample_weight``: a scalar (every sample that weight) or
+    finite, non-negative, shape (n_samples,), with a positive sum.
+
+    Returns
+    -------
+    sample_weight : array of shape (n_samples,), float64
+        The weights; if their mean over the samples of positive weight is
+        beyond ``2 ** +-_WEIGHT_EXPONENT_RANGE``, rescaled by a power of two,
+        exactly, to a mean near 1.
+    factor : float
+        That power of two: the fit multiplies its penalties by it too, so
+        that the objective, and the fit, are the same as with the weights
+        given.
+    total : float
+        The sum of the weights as given.
+    """
+    if sample_weight is None:
+        return xp.ones((n_samples,), dtype=xp.float64, device=dev), 1.0, n_samples
+    if isinstance(sample_weight, Real):
+        value = check_real(
+            sample_weight, "sample_weight", min_val=0, include_boundaries="neither"
+        )
+        sample_weight = xp.full(
+            (n_samples,), float(value), dtype=xp.float64, device=dev
+        )
+    else:
+        # validated on the host, then moved to the data's namespace and device
+        sample_weight = check_array(
+            host(sample_weight),
+            ensure_2d=False,
+            dtype=np.float64,
+            input_name="sample_weight",
+        )
+        sample_weight = xp.asarray(sample_weight, device=dev)
+    if sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight.shape == {tuple(sample_weight.shape)}, expected "
+            f"({n_samples},): one weight per sample."
+        )
+    if bool(xp.any(sample_weight < 0)):
+        raise ValueError("sample_weight has negative values; weights must be >= 0.")
+    total = float(xp.sum(sample_weight))
+    if not total > 0:
+        raise ValueError("sample_weight sums to zero; at least one weight must be > 0.")
+    if not math.isfinite(total):
+        raise ValueError(
+            f"sample_weight sums to {total} in float64: the weights are too large "
+            "to add up. Divide them by a common factor."
+        )
+    n_positive = int(xp.sum(xp.astype(sample_weight > 0, xp.int64)))
+    exponent = round(math.log2(n_positive / total))
+    if abs(exponent) <= _WEIGHT_EXPONENT_RANGE:
+        return sample_weight, 1.0, total
+    factor = 2.0**exponent
+    return sample_weight * factor, factor, total
