@@ -4,8 +4,8 @@ The estimators are thin: they validate parameters and data, standardise the
 inputs (and the regression target), build the initial responsibilities, run
 ``n_init`` restarts of the EM loop and keep the best, and expose the fitted
 tree in the units of the data. The math lives in the gate tree, the expert
-banks and the EM loop; the standardisation in ``_scaling`` and the
-placement on devices in ``_placement``.
+banks and the EM loop; the standardisation in ``_scaling``, the initial
+responsibilities in ``_init`` and the placement on devices in ``_placement``.
 """
 
 import math
@@ -16,9 +16,8 @@ from numbers import Integral
 import numpy as np
 from array_api_compat import array_namespace
 from sklearn.base import BaseEstimator
-from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import Bunch, check_array, check_random_state, check_scalar
+from sklearn.utils import Bunch, check_random_state, check_scalar
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 
 from ._array_api import (
@@ -32,6 +31,7 @@ from ._array_api import (
 from ._config import thread_limit
 from ._em import TrainingRouting, drop_tolerance, e_step, run_em, top_k_mask
 from ._gates import GateTree, importance_cv2
+from ._init import initial_resp, start_name
 from ._learners import LearnerExperts, _final_step
 from ._placement import check_device, fit_placement, to_namespace
 from ._scaling import check_sample_weight, make_scaling
@@ -47,45 +47,6 @@ _EXPERT_ATTRIBUTES = (
     "expert_intercept_",
     "expert_variance_",
 )
-
-
-# Lloyd iterations of the k-means start: a fixed number (tol=0), because
-# KMeans' tol is relative to the unweighted variance, which differs between
-# weights and repeated rows. The start only needs to be rough.
-_KMEANS_MAX_ITER = 30
-
-
-def _lexicographic_order(rows):
-    """Order of ``rows`` sorted lexicographically, ties kept in place.
-
-    A stable sort on the first column gives that order when the column has
-    no ties (continuous data): 6x cheaper than a full ``np.lexsort``, which
-    runs only otherwise.
-    """
-    order = np.argsort(rows[:, 0], kind="stable")
-    if np.any(np.diff(rows[order, 0]) == 0):
-        order = np.lexsort(rows.T[::-1])
-    return order
-
-
-def _tree_order(centers, mass, n_experts):
-    """Order of clusters along the leaves of a tree with branching ``n_experts``.
-
-    Recursively sorts the clusters along the leading principal axis of their
-    (mass-weighted) centres and cuts them into ``n_experts`` equal groups.
-    """
-    ids = np.arange(len(centers))
-    if len(ids) <= 1:
-        return ids
-    w = mass + 1e-12
-    mean = w @ centers / w.sum()
-    centred = centers - mean
-    _, _, vt = np.linalg.svd(np.sqrt(w)[:, None] * centred, full_matrices=False)
-    ids = ids[np.argsort(centred @ vt[0], kind="stable")]
-    groups = np.split(ids, n_experts)
-    return np.concatenate(
-        [g[_tree_order(centers[g], mass[g], n_experts)] for g in groups]
-    )
 
 
 class BaseMixtureOfExperts(BaseEstimator):
@@ -290,87 +251,6 @@ class BaseMixtureOfExperts(BaseEstimator):
                 "Decrease n_experts or depth, or provide more data."
             )
 
-    # -- initialisation ---------------------------------------------------------
-
-    def _initial_resp(
-        self, Xs, y_init, sample_weight, n_leaves, random_state, xp, init
-    ):
-        """Initial responsibilities, shape (n_leaves, n_samples), on ``Xs``'s device."""
-        n = Xs.shape[0]
-        if not isinstance(self.init_params, str):
-            resp = check_array(
-                self.init_params, dtype=np.float64, input_name="init_params"
-            )
-            if resp.shape != (n, n_leaves):
-                raise ValueError(
-                    f"init_params has shape {resp.shape}; responsibilities must have "
-                    f"shape (n_samples, n_leaves) = ({n}, {n_leaves})."
-                )
-            if np.any(resp < 0) or np.any(resp.sum(axis=1) <= 0):
-                raise ValueError(
-                    "init_params responsibilities must be >= 0 with a positive sum "
-                    "in every row."
-                )
-        else:
-            resp = np.zeros((n, n_leaves))
-            joint = np.hstack([to_numpy(Xs, xp), y_init])
-            # k-means restarts all land on the same partition: restarts after
-            # the first start from random local partitions instead.
-            method = self.init_params if init == 0 else "random"
-            labels = self._initial_labels(
-                joint, to_numpy(sample_weight, xp), Xs.shape[1], random_state, method
-            )
-            resp[np.arange(n), labels] = 1.0
-        resp = np.ascontiguousarray((resp / resp.sum(axis=1, keepdims=True)).T)
-        return xp.asarray(resp, dtype=Xs.dtype, device=device(Xs))
-
-    def _initial_labels(self, joint, weight, n_features, random_state, method):
-        """Initial leaf of every row of ``joint`` = ``[x, y]`` (standardised).
-
-        ``"kmeans"``: weighted k-means into ``n_leaves`` clusters, fit in
-        lexicographic row order for a fixed number of Lloyd iterations, so
-        that the result depends neither on the order of the samples nor on
-        whether a weight of ``k`` is given as a weight or as ``k`` copies of
-        the sample. ``"random"``: ``n_leaves`` samples drawn by weight as
-        centres, every row going to the nearest; restarts then start from
-        different local partitions.
-
-        The clusters are then placed at the leaves so that siblings are
-        neighbours in input space: at every node they are sorted along the
-        leading principal axis of their centres in ``x`` and cut into
-        ``n_experts`` consecutive groups, a split the node's gate can draw.
-        """
-        n_leaves = self.n_experts**self.depth
-        if method == "kmeans":
-            order = _lexicographic_order(joint)
-            with warnings.catch_warnings():
-                # Fewer distinct points than leaves leaves some clusters empty;
-                # EM copes (those experts start from their prior).
-                warnings.filterwarnings("ignore", category=ConvergenceWarning)
-                kmeans = KMeans(
-                    n_clusters=n_leaves,
-                    n_init=1,
-                    tol=0,
-                    max_iter=_KMEANS_MAX_ITER,
-                    random_state=random_state,
-                )
-                kmeans.fit(joint[order], sample_weight=weight[order])
-            labels = np.empty_like(kmeans.labels_)
-            labels[order] = kmeans.labels_
-            centers = kmeans.cluster_centers_
-        else:
-            chosen = random_state.choice(
-                len(joint), size=n_leaves, replace=False, p=weight / weight.sum()
-            )
-            centers = joint[chosen]
-            sq_dist = (centers**2).sum(axis=1) - 2 * joint @ centers.T
-            labels = np.argmin(sq_dist, axis=1)
-        mass = np.bincount(labels, weights=weight, minlength=n_leaves)
-        leaf_of_cluster = np.empty(n_leaves, dtype=np.intp)
-        tree_order = _tree_order(centers[:, :n_features], mass, self.n_experts)
-        leaf_of_cluster[tree_order] = np.arange(n_leaves)
-        return leaf_of_cluster[labels]
-
     # -- fit --------------------------------------------------------------------
 
     def fit(self, X, y, sample_weight=None):
@@ -466,7 +346,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         best, start = None, time.perf_counter()
         for init in range(n_runs):
             if self.verbose:
-                how = "continuing" if continuing else self._start_name(init)
+                how = "continuing" if continuing else start_name(self.init_params, init)
                 print(f"Initialisation {init + 1}/{n_runs} ({how}) ...", flush=True)
             run_start = time.perf_counter()
             if continuing:
@@ -484,14 +364,16 @@ class BaseMixtureOfExperts(BaseEstimator):
                 gates.init_params(Xd.shape[1], Xd, xp)
                 experts.init_params(Xd.shape[1], Xd, xp)
                 with thread_limit():
-                    resp_init = self._initial_resp(
+                    resp_init = initial_resp(
                         Xd[:, :-1],
                         self._init_columns(y_fit, xp),
                         sample_weight,
-                        n_leaves,
-                        random_state,
                         xp,
-                        init,
+                        n_experts=self.n_experts,
+                        depth=self.depth,
+                        init_params=self.init_params,
+                        random_state=random_state,
+                        init=init,
                     )
             if isinstance(experts, LearnerExperts):  # learners run on the host
                 experts.hold_host_copies(namespace_name(xp) != "numpy")
@@ -554,14 +436,6 @@ class BaseMixtureOfExperts(BaseEstimator):
         self.lower_bounds_ = list(monitor.history)
         self.lower_bound_ = monitor.objective
         return self
-
-    def _start_name(self, init):
-        """How initialisation ``init`` starts (see ``init_params``)."""
-        if not isinstance(self.init_params, str):
-            return "given responsibilities"
-        if self.init_params == "kmeans" and init == 0:
-            return "k-means start"
-        return "random start"
 
     def _warn_convergence(self, monitor, dtype_name, experts):
         """The ConvergenceWarning of a fit whose kept run did not converge,
