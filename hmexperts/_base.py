@@ -5,7 +5,8 @@ inputs (and the regression target), build the initial responsibilities, run
 ``n_init`` restarts of the EM loop and keep the best, and expose the fitted
 tree in the units of the data. The math lives in the gate tree, the expert
 banks and the EM loop; the standardisation in ``_scaling``, the initial
-responsibilities in ``_init`` and the placement on devices in ``_placement``.
+responsibilities in ``_init``, the routing at prediction in ``_routing`` and
+the placement on devices in ``_placement``.
 """
 
 import math
@@ -13,27 +14,26 @@ import time
 import warnings
 from numbers import Integral
 
-import numpy as np
 from array_api_compat import array_namespace
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import Bunch, check_random_state, check_scalar
+from sklearn.utils import check_random_state, check_scalar
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 
-from ._array_api import (
-    device,
-    get_namespace,
-    logsumexp,
-    namespace_name,
-    to_numpy,
-    wide,
-)
+from ._array_api import device, get_namespace, logsumexp, namespace_name, wide
 from ._config import thread_limit
-from ._em import TrainingRouting, drop_tolerance, e_step, run_em, top_k_mask
-from ._gates import GateTree, importance_cv2
+from ._em import TrainingRouting, drop_tolerance, e_step, run_em
+from ._gates import GateTree
 from ._init import initial_resp, start_name
 from ._learners import LearnerExperts, _final_step
 from ._placement import check_device, fit_placement, to_namespace
+from ._routing import (
+    PredictionRouting,
+    leaves_per_sample,
+    prediction_stats,
+    route,
+    training_stats,
+)
 from ._scaling import check_sample_weight, make_scaling
 from ._validation import check_int, check_real
 
@@ -233,13 +233,11 @@ class BaseMixtureOfExperts(BaseEstimator):
 
     def _routed_k(self, n_leaves):
         """Leaves pooled per sample at prediction, or None for all."""
-        k = 1 if self.pooling == "max" else self.top_k
-        return None if k is None or k >= n_leaves else k
+        return leaves_per_sample(self.top_k, self.pooling == "max", n_leaves)
 
     def _training_k(self, n_leaves):
         """Leaves kept per sample by the E-step, or None for all."""
-        k = 1 if self.algorithm == "hard" else self.top_k
-        return None if k is None or k >= n_leaves else k
+        return leaves_per_sample(self.top_k, self.algorithm == "hard", n_leaves)
 
     def _check_n_samples(self, sample_weight, n_leaves, xp):
         n_positive = int(xp.sum(xp.astype(sample_weight > 0, xp.int64)))
@@ -547,16 +545,9 @@ class BaseMixtureOfExperts(BaseEstimator):
         resp, _ = e_step(
             Xd, y_fit, sample_weight, self._gates, self._experts, xp, routing
         )
-        total = xp.sum(sample_weight)
-        load = to_numpy(xp.sum(wide(resp, xp), axis=1) / total, xp)
         log_prior = self._gates.log_prior(Xd, xp)
-        importance = to_numpy(xp.exp(log_prior) @ sample_weight / total, xp)
-        dtype = np.dtype(self._placement.dtype_name)
-        return Bunch(
-            load=load.astype(dtype),
-            importance=importance.astype(dtype),
-            importance_cv2=importance_cv2(log_prior, sample_weight, xp),
-        )
+        dtype_name = self._placement.dtype_name
+        return training_stats(resp, log_prior, sample_weight, dtype_name, xp)
 
     # -- inference --------------------------------------------------------------
 
@@ -572,110 +563,34 @@ class BaseMixtureOfExperts(BaseEstimator):
         X = wide(placement.to_compute(X), xp)
         return self._scaling.checked_design(X, xp, placement.dtype_name), xp
 
-    def _route(self, log_prior, xp):
-        """Log pooling weights of the leaves, where experts are needed, and
-        which samples no expert could take.
-
-        Dense (no ``top_k``, ``pooling="mean"``): the priors, and masks None.
-        Otherwise the ``k`` largest priors of every sample (``k = 1`` for
-        ``pooling="max"``: the leaf of ``apply``), or with ``capacity_factor``
-        the leaves ``_assign`` gives it, renormalised, ``-inf`` elsewhere;
-        ``mask`` of shape (n_leaves, n_samples) marks them. ``dropped``
-        (n_samples,) marks samples without a leaf (or is None); their
-        weights point at leaf 0 as a placeholder, and the estimator predicts
-        them from the target's marginal.
-        """
+    def _prediction_routing(self, log_prior):
+        """The routing at prediction of priors ``log_prior``, validated (it may
+        change with ``set_params`` after ``fit``): ``k`` and the capacity."""
         n_leaves = log_prior.shape[0]
         self._check_routing(n_leaves)
-        k = self._routed_k(n_leaves)
-        if k is None:
-            return log_prior, None, None
-        if self.capacity_factor is None:
-            mask, dropped = top_k_mask(log_prior, k, xp), None
-        else:
-            mask, _, _ = self._assign(log_prior, k, xp)
-            dropped = ~xp.any(mask, axis=0)
-            if bool(xp.any(dropped)):
-                n_dropped = int(xp.sum(xp.astype(dropped, xp.int64)))
-                warnings.warn(
-                    f"{n_dropped} of {dropped.shape[0]} samples found no expert "
-                    f"with room (capacity_factor={self.capacity_factor}, k={k}); "
-                    "they are predicted from the target's marginal distribution. "
-                    "Increase capacity_factor to route them.",
-                    UserWarning,
-                    stacklevel=3,
-                )
-                first = xp.arange(n_leaves, device=device(log_prior))[:, None] == 0
-                zero = xp.zeros_like(log_prior[:, :1])
-                placeholder = xp.where(first, zero, xp.full_like(zero, -xp.inf))
-                log_prior = xp.where(dropped[None, :], placeholder, log_prior)
-                mask_for_weights = mask | (first & dropped[None, :])
-            else:
-                dropped, mask_for_weights = None, mask
-            kept = xp.where(
-                mask_for_weights, log_prior, xp.full_like(log_prior, -xp.inf)
+        return PredictionRouting(
+            self._routed_k(n_leaves),
+            self.capacity_factor,
+            self.priority,
+            self.random_state,
+        )
+
+    def _route(self, log_prior, xp):
+        """``route``'s log pooling weights, masks and dropped samples, with a
+        warning when samples were dropped."""
+        routing = self._prediction_routing(log_prior)
+        log_weight, mask, dropped = route(log_prior, routing, xp)
+        if dropped is not None:
+            n_dropped = int(xp.sum(xp.astype(dropped, xp.int64)))
+            warnings.warn(
+                f"{n_dropped} of {dropped.shape[0]} samples found no expert "
+                f"with room (capacity_factor={self.capacity_factor}, "
+                f"k={routing.k}); they are predicted from the target's "
+                "marginal distribution. Increase capacity_factor to route them.",
+                UserWarning,
+                stacklevel=3,
             )
-            return kept - logsumexp(kept, 0, xp)[None, :], mask, dropped
-        kept = xp.where(mask, log_prior, xp.full_like(log_prior, -xp.inf))
-        return kept - logsumexp(kept, 0, xp)[None, :], mask, dropped
-
-    def _priority_order(self, log_prior, xp):
-        """Samples in the order in which they claim room at the experts."""
-        n = log_prior.shape[1]
-        if self.priority == "gate":  # batch prioritised routing: surest first
-            score = xp.max(log_prior, axis=0)
-            return xp.argsort(score, descending=True, stable=True)
-        if self.priority == "random":
-            order = check_random_state(self.random_state).permutation(n)
-            return xp.asarray(order, device=device(log_prior))
-        return xp.arange(n, device=device(log_prior))
-
-    def _assign(self, log_prior, k, xp):
-        """Up to ``k`` leaves per sample, no leaf above its capacity.
-
-        ``capacity = ceil(capacity_factor * n_samples * k / n_leaves)``.
-        Round ``r`` offers every sample that still lacks leaves its ``r``-th
-        choice (by prior); each leaf takes the offers in priority order
-        while it has room, so overflow moves on to the sample's next choice
-        with room. Greedy, like GShard's and V-MoE's routers: with ``k > 1``
-        a sample may end with fewer than ``k`` leaves although a perfect
-        assignment exists.
-
-        Returns
-        -------
-        mask : array of shape (n_leaves, n_samples) of bool
-        capacity : int
-        rerouted : array of shape (n_samples,) of bool
-            Samples given a leaf outside their first ``k`` choices.
-        """
-        n_leaves, n = log_prior.shape
-        capacity = math.ceil(self.capacity_factor * n * k / n_leaves)
-        dev = device(log_prior)
-        preference = xp.argsort(log_prior, axis=0, descending=True, stable=True)
-        order = self._priority_order(log_prior, xp)
-        leaves = xp.arange(n_leaves, device=dev)[:, None]
-        mask = xp.zeros((n_leaves, n), dtype=xp.bool, device=dev)
-        rerouted = xp.zeros((n,), dtype=xp.bool, device=dev)
-        taken = xp.zeros((n,), dtype=xp.int64, device=dev)
-        room = xp.full((n_leaves,), capacity, dtype=xp.int64, device=dev)
-        for rank in range(n_leaves):
-            wanting = taken < k
-            if not bool(xp.any(wanting)):
-                break
-            # offers[j, t]: the t-th sample in priority order offers itself to j
-            choice = xp.take(preference[rank, :], order)
-            offers = (choice[None, :] == leaves) & xp.take(wanting, order)[None, :]
-            queue = xp.cumulative_sum(xp.astype(offers, xp.int64), axis=1)
-            accepted = offers & (queue <= room[:, None])
-            room = room - xp.sum(xp.astype(accepted, xp.int64), axis=1)
-            inverse = xp.argsort(order)
-            accepted = xp.take(accepted, inverse, axis=1)  # back to sample order
-            got = xp.any(accepted, axis=0)
-            mask = mask | accepted
-            taken = taken + xp.astype(got, xp.int64)
-            if rank >= k:
-                rerouted = rerouted | got
-        return mask, capacity, rerouted
+        return log_weight, mask, dropped
 
     def routing_stats(self, X):
         """How ``predict`` routes ``X``: expert load, drops and reroutes.
@@ -717,32 +632,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         """
         Xd, xp = self._prepare(X, "routing_stats")
         log_prior = self._gates.log_prior(Xd, xp)
-        n_leaves, n = log_prior.shape
-        self._check_routing(n_leaves)
-        k = self._routed_k(n_leaves)
-        ones = xp.ones((n,), dtype=log_prior.dtype, device=device(log_prior))
-        capacity, n_dropped, n_partial, n_rerouted = None, 0, 0, 0
-        if k is None:
-            load = np.full(n_leaves, n)
-        else:
-            if self.capacity_factor is None:
-                mask = top_k_mask(log_prior, k, xp)
-            else:
-                mask, capacity, rerouted = self._assign(log_prior, k, xp)
-                got = to_numpy(xp.sum(xp.astype(mask, xp.int64), axis=0), xp)
-                n_dropped = int(np.sum(got == 0))
-                n_partial = int(np.sum((got > 0) & (got < k)))
-                n_rerouted = int(xp.sum(xp.astype(rerouted, xp.int64)))
-            load = to_numpy(xp.sum(xp.astype(mask, xp.int64), axis=1), xp)
-        return Bunch(
-            load=load,
-            capacity=capacity,
-            n_dropped=n_dropped,
-            n_partial=n_partial,
-            n_rerouted=n_rerouted,
-            importance=to_numpy(xp.exp(log_prior) @ ones / n, xp),
-            importance_cv2=importance_cv2(log_prior, ones, xp),
-        )
+        return prediction_stats(log_prior, self._prediction_routing(log_prior), xp)
 
     def predict_gates(self, X):
         """Prior probability of every leaf: the product of gate probabilities.

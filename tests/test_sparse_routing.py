@@ -18,6 +18,7 @@ from test_em import assert_log_likelihood_increasing
 from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
 from hmexperts._array_api import get_namespace
 from hmexperts._gates import GateTree
+from hmexperts._routing import PredictionRouting, assign
 from hmexperts._solvers import fit_softmax, group_rows, outer_products
 from hmexperts.datasets import make_moe
 
@@ -217,6 +218,14 @@ def test_load_balance_penalty_is_in_the_objective():
 # -- prediction: capacity ---------------------------------------------------------
 
 
+def _assign(model, Xd, xp):
+    """The capacity assignment of ``predict``, one leaf per sample."""
+    routing = PredictionRouting(
+        1, model.capacity_factor, model.priority, model.random_state
+    )
+    return assign(model._gates.log_prior(Xd, xp), routing, xp)
+
+
 def _skewed_router(task="regression"):
     """A fitted tree and inputs that most of its gates send to one leaf."""
     X, y, _ = _data(task, n=800)
@@ -253,7 +262,7 @@ def test_capacity_predictions_use_the_assigned_experts():
     model, X = _skewed_router()
     model.set_params(capacity_factor=1.0)
     Xd, xp = model._prepare(X, "predict")
-    mask, _, _ = model._assign(model._gates.log_prior(Xd, xp), 1, xp)
+    mask, _, _ = _assign(model, Xd, xp)
     assigned = mask.argmax(axis=0)
     own = np.einsum("nf,nf->n", X, model.expert_coef_[assigned])
     np.testing.assert_allclose(
@@ -267,7 +276,7 @@ def test_gate_priority_keeps_the_most_confident_samples():
     prior = model.predict_gates(X)
     first = prior.argmax(axis=1)
     Xd, xp = model._prepare(X, "predict")
-    mask, _, rerouted = model._assign(model._gates.log_prior(Xd, xp), 1, xp)
+    mask, _, rerouted = _assign(model, Xd, xp)
     full = np.bincount(first, minlength=4).argmax()
     wanted = first == full
     kept = wanted & mask[full]
@@ -284,7 +293,7 @@ def test_other_priorities_respect_capacity_too(priority):
     assert stats.load.max() <= stats.capacity and stats.n_dropped == 0
     if priority == "order":  # the first rows keep their first choice
         Xd, xp = model._prepare(X, "predict")
-        mask, capacity, _ = model._assign(model._gates.log_prior(Xd, xp), 1, xp)
+        mask, capacity, _ = _assign(model, Xd, xp)
         first = model.apply(X[:capacity])
         assert np.all(mask[first, np.arange(capacity)])
 
