@@ -43,9 +43,8 @@ from _common import print_machine
 from sklearn.exceptions import ConvergenceWarning
 from sklearn_em import sklearn_em
 
-import hmexperts._solvers as solvers
 from hmexperts import MixtureOfExpertsRegressor
-from hmexperts._em import e_step, m_step
+from hmexperts._em import InMemoryData, run_em
 from hmexperts.datasets import make_moe
 
 # (n_experts, depth) of the tree with each number of leaves
@@ -94,57 +93,23 @@ def matmul_rate(dtype, device=None, size=2048, repeats=5):
     return 2 * size**3 / best / 1e9
 
 
-class FlopCounter:
-    """Counts the multiply-adds of the solvers' matrix products, by shape."""
-
-    def __init__(self):
-        self.flops = 0.0
-        self._direction = solvers._newton_direction
-        self._objective = solvers.softmax_objective
-        self._gram = solvers.weighted_gram
-
-    def __enter__(self):
-        def direction(X, targets, mass, coef, alpha, xp, outer=None, hess=None, *a):
-            g, p, k = coef.shape
-            rows = X.shape[-2]
-            pairs, width = k * (k + 1) // 2, p * (p + 1) // 2
-            # logits and gradient; the packed curvature unless reused
-            self.flops += 2 * rows * g * k * p * 2
-            if hess is None:
-                self.flops += 2 * rows * g * pairs * width
-            return self._direction(X, targets, mass, coef, alpha, xp, outer, hess, *a)
-
-        def objective(X, targets, coef, alpha, xp, mass=None):
-            g, p, k = coef.shape
-            self.flops += 2 * X.shape[-2] * g * k * p
-            return self._objective(X, targets, coef, alpha, xp, mass)
-
-        def gram(X, weights, xp, outer=None):
-            n, p = X.shape
-            self.flops += 2 * n * weights.shape[0] * p * (p + 1) // 2
-            return self._gram(X, weights, xp, outer)
-
-        solvers._newton_direction = direction
-        solvers.softmax_objective = objective
-        solvers.weighted_gram = gram
-        return self
-
-    def __exit__(self, *exc):
-        solvers._newton_direction = self._direction
-        solvers.softmax_objective = self._objective
-        solvers.weighted_gram = self._gram
-
-
-def _estep_flops(n, p, n_experts, depth):
-    """Gate logits of every level and the experts' means, per E-step."""
-    gate_outputs = sum(n_experts ** (d + 1) for d in range(depth))
-    n_leaves = n_experts**depth
-    # E-step, plus the experts' means again in their M-step (variances)
-    return 2 * n * p * (gate_outputs + 2 * n_leaves) + 2 * n * p * n_leaves
+def _pass_flops(n, p, n_experts, depth):
+    """Multiply-adds of one pass over the data (E-step and statistics) of a
+    tree of linear-Gaussian experts, from the shapes the solvers see: the
+    gate logits of every level (in the E-step and again in the gates'
+    sums), the gates' gradients and packed curvatures, the experts' means,
+    Gram matrices and ``X^T R y``."""
+    k, n_leaves, width = n_experts, n_experts**depth, p * (p + 1) // 2
+    pairs = k * (k + 1) // 2
+    gate_outputs = sum(k ** (d + 1) for d in range(depth))
+    gate_sums = sum(k**d * (2 * k * p + pairs * width) for d in range(depth))
+    experts = n_leaves * (p + width + p)
+    return 2 * n * (gate_outputs * p + gate_sums + experts)
 
 
 def time_iterations(n, n_leaves, n_features, iters, dtype, device):
-    """Seconds per EM iteration, peak memory, flops, from a fitted start."""
+    """Seconds per EM iteration, passes per iteration, peak memory and flops,
+    from a fitted start."""
     n_experts, depth = TREES[n_leaves]
     X, y, _ = make_moe(n, n_features, n_experts=n_experts, depth=depth, random_state=0)
     X, y = X.astype(dtype), y.astype(dtype)
@@ -161,31 +126,29 @@ def time_iterations(n, n_leaves, n_features, iters, dtype, device):
     y_fit = (y - model._scaling.y_mean) / model._scaling.y_scale
     y_fit = model._placement.to_compute(y_fit)
     w = xp.ones((n,), dtype=xp.float64, device=Xd.device)
-    outer = solvers.outer_products(Xd, xp)
+    data = InMemoryData(Xd, y_fit, w, xp, model._chunk_width(n_leaves))
     gates, experts = model._gates, model._experts
-    resp, _ = e_step(Xd, y_fit, w, gates, experts, xp)
 
-    def iteration():
-        nonlocal resp
-        m_step(Xd, y_fit, w, resp, gates, experts, xp, outer)
-        resp, _ = e_step(Xd, y_fit, w, gates, experts, xp)
+    def iterations(count):
+        return run_em(
+            data, gates, experts, resp_init=None, max_iter=count, tol=0, xp=xp
+        )
 
-    iteration()  # warm-up
+    iterations(1)  # warm-up
     if device is None:
         tracemalloc.start()
-    with FlopCounter() as counter:  # the timed iterations' own work
-        _sync(xp_name)
-        start = time.perf_counter()
-        for _ in range(iters):
-            iteration()
-        _sync(xp_name)
-        seconds = (time.perf_counter() - start) / iters
-    flops = counter.flops / iters + _estep_flops(n, n_features + 1, n_experts, depth)
+    _sync(xp_name)
+    start = time.perf_counter()
+    monitor = iterations(iters)
+    _sync(xp_name)
+    seconds = (time.perf_counter() - start) / iters
+    passes = (len(monitor.passes) - 1) / iters  # the first is the start's E-step
+    flops = passes * _pass_flops(n, n_features + 1, n_experts, depth)
     peak = 0
     if device is None:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    return seconds, peak, flops, X.nbytes
+    return seconds, passes, peak, flops, X.nbytes
 
 
 def scaling(args, rate):
@@ -206,16 +169,16 @@ def scaling(args, rate):
         f"matrix-multiply rate {rate:.1f} GFLOP/s"
     )
     print(
-        f"{'n':>9}{'leaves':>7}{'feat':>5}{'s/iter':>10}{'us/1k':>9}"
+        f"{'n':>9}{'leaves':>7}{'feat':>5}{'s/iter':>10}{'passes':>7}{'us/1k':>9}"
         f"{'peak MiB':>10}{'X MiB':>8}{'GFLOP':>8}{'bound s':>10}{'fraction':>10}"
     )
     for n, leaves, features in grid:
-        seconds, peak, flops, x_bytes = time_iterations(
+        seconds, passes, peak, flops, x_bytes = time_iterations(
             n, leaves, features, args.iters, args.dtype, args.device
         )
         bound = flops / (rate * 1e9)
         print(
-            f"{n:>9}{leaves:>7}{features:>5}{seconds:>10.4f}"
+            f"{n:>9}{leaves:>7}{features:>5}{seconds:>10.4f}{passes:>7.2f}"
             f"{seconds / n * 1e9:>9.1f}{peak / 2**20:>10.1f}{x_bytes / 2**20:>8.1f}"
             f"{flops / 1e9:>8.2f}{bound:>10.4f}{bound / seconds:>10.1%}",
             flush=True,

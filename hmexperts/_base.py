@@ -20,11 +20,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state, check_scalar
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 
-from ._array_api import device, get_namespace, logsumexp, namespace_name, wide
+from ._array_api import device, get_namespace, logsumexp, wide
 from ._config import thread_limit
-from ._em import TrainingRouting, drop_tolerance, e_step, run_em
+from ._em import InMemoryData, TrainingRouting, drop_tolerance, run_em, summary_pass
 from ._gates import GateTree
-from ._init import initial_resp, start_name
+from ._init import GivenStart, check_given, initial_start, start_name
 from ._learners import LearnerExperts, _final_step
 from ._placement import check_device, fit_placement, to_namespace
 from ._routing import (
@@ -34,7 +34,7 @@ from ._routing import (
     route,
     training_stats,
 )
-from ._scaling import check_sample_weight, make_scaling
+from ._scaling import check_sample_weight, make_scaling, sample_rows
 from ._validation import check_int, check_real
 
 _WEIGHTINGS = {"auto", "sample_weight", "threshold", "resample"}
@@ -56,8 +56,8 @@ class BaseMixtureOfExperts(BaseEstimator):
     ``_target_validation_kwargs``, ``_validate_target`` (the target for EM),
     ``_init_columns`` (the target's columns in the initial clustering),
     ``_target_scaling``,
-    ``_encode_target``, ``_builtin_experts``, ``_update_experts`` (new
-    penalties on a warm start), ``_set_expert_attributes``, ``_check_expert``
+    ``_encode_target``, ``_builtin_experts``, ``_min_variance`` (the
+    variance floor, regression only), ``_check_expert``
     (the learner fits the task) and ``_learner_task`` (the task's arguments
     of a bank of learners).
     """
@@ -318,29 +318,61 @@ class BaseMixtureOfExperts(BaseEstimator):
         X, y_fit = placement.to_compute(X), placement.to_compute(y_fit)
         sample_weight = placement.to_compute(sample_weight)
 
+        sample = sample_rows(X.shape[0])
         if continuing:
             scaling = self._scaling
         else:
-            target = self._target_scaling(y_fit, sample_weight, dtype_name, xp)
-            scaling = make_scaling(X, sample_weight, target, dtype_name, xp)
+            target = self._target_scaling(
+                y_fit[sample], sample_weight[sample], dtype_name, xp
+            )
+            scaling = make_scaling(
+                X[sample, :], sample_weight[sample], target, dtype_name, xp
+            )
         Xd = scaling.checked_design(X, xp, dtype_name)
         if self._is_regression:
             y_fit = scaling.standardise_target(y_fit, xp, dtype_name)
-        offset = -math.log(scaling.y_scale)
         self._warn_if_overparameterised(X.shape[1], total_weight, weight_factor)
+        init = None
+        if not continuing and not isinstance(self.init_params, str):
+            given = check_given(self.init_params, X.shape[0], n_leaves)
+            init = placement.to_compute(xp.asarray(given, device=device(X)))
+        data = InMemoryData(
+            Xd, y_fit, sample_weight, xp, self._chunk_width(n_leaves), init
+        )
+        start_sample = (Xd[sample, :], y_fit[sample], sample_weight[sample])
+        gates, experts, monitor = self._run_restarts(
+            data, scaling, start_sample, xp, continuing, weight_factor
+        )
+        self._set_fitted_state(scaling, gates, experts, placement)
+        self._marginal = self._target_marginal(y_fit, sample_weight, xp)
+        self.routing_stats_ = self._training_routing_stats(data, xp)
+        self.n_iter_ = monitor.n_iter
+        self.converged_ = monitor.converged
+        self.lower_bounds_ = list(monitor.history)
+        self.lower_bound_ = monitor.objective
+        return self
 
+    def _run_restarts(self, data, scaling, start_sample, xp, continuing, weight_factor):
+        """EM from ``n_init`` starts (one, continuing a warm start) on
+        ``data`` (any source of chunks), keeping the best: its gates, experts
+        and monitor. ``start_sample``: the sampled rows (design, target,
+        weights) that cluster starts are drawn from."""
+        n_leaves = self.n_experts**self.depth
+        offset = -math.log(scaling.y_scale)
         random_state = check_random_state(self.random_state)
+        random_draws = self.algorithm == "stochastic" or self.gate_noise > 0
         routing = TrainingRouting(
             algorithm=self.algorithm,
             top_k=self.top_k,
             gate_noise=self.gate_noise,
-            random_state=random_state,
+            seed=int(random_state.randint(2**31)) if random_draws else None,
         )
         # The weights were rescaled by weight_factor: so are the penalties,
         # which leaves the objective, and the fit, as with the given weights.
         gate_alpha = self.gate_alpha * weight_factor
         expert_alpha = self.expert_alpha * weight_factor
         n_runs = 1 if continuing else self.n_init
+        n_params = start_sample[0].shape[1]
         best, start = None, time.perf_counter()
         for init in range(n_runs):
             if self.verbose:
@@ -350,8 +382,7 @@ class BaseMixtureOfExperts(BaseEstimator):
             if continuing:
                 gates, experts, resp_init = self._gates, self._experts, None
                 gates.alpha, gates.balance = gate_alpha, self.load_balance
-                if not isinstance(experts, LearnerExperts):
-                    self._update_experts(experts, expert_alpha)
+                experts.update_penalties(expert_alpha, self._min_variance())
             else:
                 gates = GateTree(
                     self.n_experts, self.depth, gate_alpha, self.load_balance
@@ -359,27 +390,14 @@ class BaseMixtureOfExperts(BaseEstimator):
                 experts = self._make_experts(
                     n_leaves, scaling, random_state, expert_alpha
                 )
-                gates.init_params(Xd.shape[1], Xd, xp)
-                experts.init_params(Xd.shape[1], Xd, xp)
+                gates.init_params(n_params, start_sample[0], xp)
+                experts.init_params(n_params, start_sample[0], xp)
                 with thread_limit():
-                    resp_init = initial_resp(
-                        Xd[:, :-1],
-                        self._init_columns(y_fit, xp),
-                        sample_weight,
-                        xp,
-                        n_experts=self.n_experts,
-                        depth=self.depth,
-                        init_params=self.init_params,
-                        random_state=random_state,
-                        init=init,
-                    )
-            if isinstance(experts, LearnerExperts):  # learners run on the host
-                experts.hold_host_copies(namespace_name(xp) != "numpy")
+                    resp_init = self._start(start_sample, xp, random_state, init)
+            experts.bind(data, xp)
             with thread_limit():
                 monitor = run_em(
-                    Xd,
-                    y_fit,
-                    sample_weight,
+                    data,
                     gates,
                     experts,
                     resp_init=resp_init,
@@ -389,7 +407,7 @@ class BaseMixtureOfExperts(BaseEstimator):
                     verbose=self.verbose,
                     objective_offset=offset,
                     routing=routing,
-                    drop_rtol=drop_tolerance(dtype_name),
+                    drop_rtol=drop_tolerance(),
                 )
             if best is None or monitor.objective > best[2].objective:
                 best = (gates, experts, monitor, init)
@@ -410,44 +428,42 @@ class BaseMixtureOfExperts(BaseEstimator):
                 f"{monitor.objective:.6f}; {time.perf_counter() - start:.2f} s in all.",
                 flush=True,
             )
-        self._warn_convergence(monitor, dtype_name, experts)
-        # A leaf of one class is a constant classifier by design (an expert
-        # that specialised), not a failure: only learners that failed warn.
-        if isinstance(experts, LearnerExperts) and experts.failed:
-            listed = "; ".join(
-                f"leaf {leaf}: {experts.fallbacks[leaf]}"
-                for leaf in sorted(experts.failed)
-            )
-            warnings.warn(
-                f"{len(experts.failed)} of {n_leaves} learner experts failed on "
-                f"their samples and fell back (see expert_fallbacks_): {listed}.",
-                UserWarning,
-                stacklevel=2,
-            )
-        self._set_fitted_state(scaling, gates, experts, placement)
-        self._marginal = self._target_marginal(y_fit, sample_weight, xp)
-        self.routing_stats_ = self._training_routing_stats(Xd, y_fit, sample_weight, xp)
-        if isinstance(experts, LearnerExperts):
-            experts.hold_host_copies(False)
-        self.n_iter_ = monitor.n_iter
-        self.converged_ = monitor.converged
-        self.lower_bounds_ = list(monitor.history)
-        self.lower_bound_ = monitor.objective
-        return self
+        self._warn_convergence(monitor, experts)
+        experts.warn_fallbacks()
+        return gates, experts, monitor
 
-    def _warn_convergence(self, monitor, dtype_name, experts):
+    def _start(self, start_sample, xp, random_state, init):
+        """The start of initialisation ``init``: the given responsibilities,
+        or clusters of the sampled rows (``_init``)."""
+        if not isinstance(self.init_params, str):
+            return GivenStart()
+        method = self.init_params if init == 0 else "random"
+        return initial_start(
+            *start_sample,
+            xp,
+            n_experts=self.n_experts,
+            depth=self.depth,
+            n_classes=None if self._is_regression else len(self.classes_),
+            random_state=random_state,
+            method=method,
+        )
+
+    def _chunk_width(self, n_leaves):
+        """Elements per row of the E-step's widest per-chunk temporary."""
+        return n_leaves * (len(getattr(self, "classes_", ())) or 1) + 2
+
+    def _warn_convergence(self, monitor, experts):
         """The ConvergenceWarning of a fit whose kept run did not converge,
         saying why and what helps."""
         if monitor.decreased is not None:
             iteration, amount = monitor.decreased
             warnings.warn(
                 f"EM's objective decreased by {amount:.3g} at iteration "
-                f"{iteration}, more than the round-off of {dtype_name} "
-                f"({drop_tolerance(dtype_name):.0e} of its size) allows; EM "
-                "stopped and returned its best iterate. A decrease is a sign of "
-                "numerical trouble in a nearly singular expert or gate: increase "
-                "expert_alpha, gate_alpha or min_variance (regression), or fit "
-                "float64 data.",
+                f"{iteration}, more than round-off ({drop_tolerance():.0e} of its "
+                "size) allows; EM stopped and returned its best iterate. A "
+                "decrease is a sign of numerical trouble in a nearly singular "
+                "expert or gate: increase expert_alpha, gate_alpha or "
+                "min_variance (regression).",
                 ConvergenceWarning,
                 stacklevel=3,
             )
@@ -530,24 +546,21 @@ class BaseMixtureOfExperts(BaseEstimator):
         readable = [scaling.to_original(coef, xp) for coef in gates.coef]
         self.gate_coef_ = [placement.output(slopes, xp) for slopes, _ in readable]
         self.gate_intercept_ = [placement.output(icpt, xp) for _, icpt in readable]
-        if isinstance(experts, LearnerExperts):
-            self.experts_ = list(experts.learners)
-            self.expert_fallbacks_ = dict(experts.fallbacks)
-        else:
-            self._set_expert_attributes(scaling, experts, xp)
+        for name, value in experts.attributes(scaling, xp).items():
+            array = hasattr(value, "dtype")
+            setattr(self, name, placement.output(value, xp) if array else value)
 
-    def _training_routing_stats(self, Xd, y_fit, sample_weight, xp):
-        """Load and importance of the leaves on the training data."""
+    def _training_routing_stats(self, data, xp):
+        """Load and importance of the leaves on the training data, in one
+        pass over ``data``."""
         routing = TrainingRouting(
             algorithm="hard" if self.algorithm == "hard" else "em",
             top_k=self.top_k,
         )
-        resp, _ = e_step(
-            Xd, y_fit, sample_weight, self._gates, self._experts, xp, routing
-        )
-        log_prior = self._gates.log_prior(Xd, xp)
-        dtype_name = self._placement.dtype_name
-        return training_stats(resp, log_prior, sample_weight, dtype_name, xp)
+        experts = self._experts
+        load, importance = summary_pass(data, self._gates, experts, xp, routing)
+        experts.bind(None, xp)  # EM's bank lets go of the data
+        return training_stats(load, importance, self._placement.dtype_name, xp)
 
     # -- inference --------------------------------------------------------------
 

@@ -304,13 +304,8 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     def _builtin_experts(self, n_leaves, alpha):
         return SoftmaxExperts(n_leaves, len(self.classes_), alpha)
 
-    def _update_experts(self, experts, alpha):
-        experts.alpha = alpha
-
-    def _set_expert_attributes(self, scaling, experts, xp):
-        slopes, intercept = scaling.to_original(experts.coef, xp)
-        self.expert_coef_ = self._placement.output(slopes, xp)
-        self.expert_intercept_ = self._placement.output(intercept, xp)
+    def _min_variance(self):
+        return None
 
     def predict_log_proba(self, X):
         """Log of the mixture's class probabilities.

@@ -1,33 +1,43 @@
-"""The EM loop over a gate tree and a bank of experts.
+"""The EM loop over a gate tree and a bank of experts, in passes over chunks.
 
-One function owns EM for every model of the library: an optional M-step from
-given responsibilities (initialisation), then E-step, M-step, bookkeeping and
-the convergence test, until the change of the penalised mean log-likelihood
-is below ``tol`` or ``max_iter`` iterations have run. It knows nothing of
-scikit-learn's validation nor of which experts it drives: the gates and the
-experts only need ``fit``, ``log_likelihood``/``log_prior``, ``penalty`` and
-``get_state``/``set_state``.
+One function owns EM for every model of the library. Every step is a *pass*
+over the data in chunks of rows (``InMemoryData`` here; a Dask array's
+blocks elsewhere): for every chunk the E-step gives the responsibilities,
+the components add up their sufficient statistics (``_components``), and
+the chunk's statistics are summed with the others'. No per-sample array
+outlives its chunk. The M-step then reads only the summed statistics.
 
-The E-step runs over chunks of rows: its per-sample temporaries (log priors,
-log-densities) are float64 and live for one chunk, the objective is summed
-in float64, and only the responsibilities are stored, in the data's dtype.
+One EM iteration is one pass when all goes well: the pass at the new
+parameters is also the E-step of the next iteration, and it gives the
+objective that decides whether the iteration is accepted. The gates' and
+softmax experts' M-step is one Newton step from the current coefficients;
+if the objective went down, the step is halved (``shrink``) and the pass
+repeated. With the built-in experts the objective cannot go down in exact
+arithmetic; a decrease beyond ``drop_tolerance()`` after all halvings is
+numerical trouble: EM stops, returns the iterate before it, and the monitor
+reports it. Learner experts, stochastic EM and gate noise may lower the
+objective: EM keeps their best iterate.
 
-EM returns its best iterate. Where the objective cannot decrease in exact
-arithmetic (built-in experts, deterministic E-step), a decrease beyond
-``drop_tolerance`` is numerical trouble: EM stops there, and the monitor
-reports it.
+The first M-step, from given responsibilities (the k-means start, or the
+user's), runs Newton's method on those fixed targets, one pass per step
+(``NewtonComponent.refine``).
 
 The E-step comes in the variants of ``TrainingRouting``: soft EM (every
 leaf's posterior), truncated EM (the ``k`` largest posteriors of every
 sample, renormalised; ``k = 1`` is hard or classification EM) and stochastic
-EM (one leaf per sample drawn from its posterior).
+EM (one leaf per sample drawn from its posterior). Per-sample temporaries
+are float64 and the objective is summed in float64.
 """
 
 import math
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ._array_api import device, logsumexp, wide
+from ._components import Chunk, add_stats, scale_stats
+from ._routing import leaves_per_sample, top_k_mask
 from ._solvers import outer_products, row_chunks
 
 # Stochastic EM: stop when the best objective has not improved by ``tol``
@@ -36,20 +46,19 @@ _STOCHASTIC_PATIENCE = 10
 # verbose=1: a progress line at least this often (seconds) while EM runs.
 _PROGRESS_SECONDS = 5.0
 # A decrease of the objective (a mean log-likelihood per sample) larger than
-# this, relative to max(1, |objective|), is not round-off. The objective is
-# summed in float64 either way; float32 data store the responsibilities in
-# float32, whose rounding perturbs the M-step's targets, hence the larger
-# allowance. Measured over 100 random problems, 100 iterations each (float32
-# ones with a collinear column and log-normal weights, sigma 3 to 5): the
-# largest decrease was 1.3e-15 in float32 and 1.0e-15 in float64
-# (benchmarks/study_monotonicity.py).
-_DROP_RTOL = {"float32": 1e-7, "float64": 1e-9}
+# this, relative to max(1, |objective|), is not round-off: responsibilities,
+# sums and the objective are float64 whatever the data's dtype, and the
+# largest decrease measured over 100 random problems of 100 iterations
+# (float32 ones with a collinear column and log-normal weights, sigma 3 to 5)
+# is of the order of 1e-15 (benchmarks/study_monotonicity.py).
+_DROP_RTOL = 1e-9
+# Halvings of the Newton steps of one EM iteration before a decrease counts.
+_MAX_SHRINKS = 30
 
 
-def drop_tolerance(dtype_name):
-    """Relative decrease of the objective that EM takes for round-off, by the
-    name of the data's dtype."""
-    return _DROP_RTOL.get(dtype_name, _DROP_RTOL["float32"])
+def drop_tolerance():
+    """Relative decrease of the objective that EM takes for round-off."""
+    return _DROP_RTOL
 
 
 @dataclass
@@ -68,46 +77,33 @@ class TrainingRouting:
     gate_noise : float
         Standard deviation of Gaussian noise added to the leaves' log priors
         before the top-``k`` choice (noisy top-k gating).
-    random_state : numpy.random.RandomState or None
-        Source of the draws of stochastic EM and of the gate noise.
+    seed : int or None
+        Seed of the draws of stochastic EM and of the gate noise: a chunk's
+        draws in a pass come from ``(seed, pass, first row)``, so that they
+        do not depend on where, or in which order, the chunks are read.
     """
 
     algorithm: str = "em"
     top_k: int | None = None
     gate_noise: float = 0.0
-    random_state: object = None
+    seed: int | None = None
 
     @property
     def k(self):
         """Leaves kept per sample, or None for all."""
-        return 1 if self.algorithm == "hard" else self.top_k
+        return leaves_per_sample(self.top_k, self.algorithm == "hard")
 
     @property
     def monotone(self):
         """Whether the E-step is deterministic, so that EM cannot go down."""
         return self.algorithm != "stochastic" and not self.gate_noise > 0
 
-    def normal(self, shape, like, xp):
-        noise = self.random_state.standard_normal(size=shape)
-        return xp.asarray(noise, dtype=xp.float64, device=device(like))
-
-    def uniform(self, n, like, xp):
-        draws = self.random_state.uniform(size=n)
-        return xp.asarray(draws, dtype=xp.float64, device=device(like))
+    def generator(self, pass_index, chunk):
+        """The random generator of ``chunk``'s draws in pass ``pass_index``."""
+        return np.random.default_rng([self.seed or 0, pass_index, chunk.rows.start])
 
 
 _SOFT_EM = TrainingRouting()
-
-
-def top_k_mask(scores, k, xp):
-    """The ``k`` largest entries of every column of ``scores`` (ties: lowest
-    index first), as a boolean array of the shape of ``scores``."""
-    if k == 1:  # argmax returns the first of tied maxima, as the sort does
-        leaves = xp.arange(scores.shape[0], device=device(scores))[:, None]
-        return leaves == xp.argmax(scores, axis=0)[None, :]
-    order = xp.argsort(scores, axis=0, descending=True, stable=True)
-    rank = xp.argsort(order, axis=0, stable=True)
-    return rank < k
 
 
 def _sample_leaves(log_resp, uniform, xp):
@@ -145,6 +141,10 @@ class ConvergenceMonitor:
         ``(iteration, amount)`` when the objective of an EM that cannot
         decrease in exact arithmetic fell by more than round-off; EM
         stopped there.
+    passes : list
+        One entry per pass over the data (``len(passes)`` counts them).
+    initial_passes : int
+        The passes of the first M-step, from given responsibilities.
     """
 
     tol: float
@@ -152,6 +152,8 @@ class ConvergenceMonitor:
     restored: float | None = None
     patience: int | None = None
     decreased: tuple | None = None
+    passes: list = field(default_factory=list)
+    initial_passes: int = 0
 
     def report(self, objective):
         self.history.append(objective)
@@ -184,8 +186,66 @@ class ConvergenceMonitor:
         return self.history[-1] if self.restored is None else self.restored
 
 
-def e_step(X, y, sample_weight, gates, experts, xp, routing=_SOFT_EM):
-    """Responsibilities for the M-step and the penalised objective.
+class InMemoryData:
+    """Arrays in memory, read in chunks of rows for EM's passes.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_params)
+        Standardised inputs with the intercept column.
+    y : array of shape (n_samples,)
+    sample_weight : array of shape (n_samples,)
+    xp : namespace
+    width : int
+        Elements per row of the widest per-chunk temporary (sets the
+        chunk's number of rows, ``row_chunks``).
+    init : array of shape (n_samples, n_leaves) or None
+        Initial responsibilities given by the user, read with the chunks.
+    """
+
+    def __init__(self, X, y, sample_weight, xp, width, init=None):
+        self.X, self.y, self.sample_weight = X, y, wide(sample_weight, xp)
+        self.init = init
+        self.n_samples = X.shape[0]
+        # X is the same in every pass: its rows' outer products, which every
+        # Gram matrix and Newton step needs, are made once if they fit
+        self.outer = outer_products(X, xp)
+        self.slices = row_chunks(self.n_samples, width)
+
+    def chunks(self):
+        """The chunks of one pass, in order."""
+        if len(self.slices) == 1:  # the arrays themselves, which banks may know
+            yield Chunk(
+                self.X,
+                self.y,
+                self.sample_weight,
+                self.slices[0],
+                self.outer,
+                self.init,
+            )
+            return
+        for rows in self.slices:
+            outer = None if self.outer is None else self.outer[rows, :]
+            init = None if self.init is None else self.init[rows, :]
+            yield Chunk(
+                self.X[rows, :],
+                self.y[rows],
+                self.sample_weight[rows],
+                rows,
+                outer,
+                init,
+            )
+
+    def map_reduce(self, function):
+        """``function(chunk)`` summed over the chunks (``add_stats``)."""
+        total = None
+        for chunk in self.chunks():
+            total = add_stats(total, function(chunk))
+        return total
+
+
+def e_step(chunk, gates, experts, xp, routing=_SOFT_EM, pass_index=0):
+    """Responsibilities of one chunk and its share of the objective.
 
     ``log r_ij = log pi_j(x_i) + log p_j(y_i | x_i) - log p(y_i | x_i)`` for
     soft EM. Truncated EM (``routing.k`` leaves per sample) keeps the ``k``
@@ -195,84 +255,94 @@ def e_step(X, y, sample_weight, gates, experts, xp, routing=_SOFT_EM):
     step can decrease. Stochastic EM draws one leaf per sample; its
     objective is the log-likelihood.
 
-    Runs over chunks of rows (see the module's docstring); the random draws
-    of gate noise and stochastic EM are made for all samples at once, so
-    that they do not depend on the chunking.
-
     Returns
     -------
-    resp : array of shape (n_leaves, n_samples)
-        ``w_i r_ij``, in ``X``'s dtype; 0 where a leaf gets no
-        responsibility.
-    objective : float
-        ``(sum_i w_i log-likelihood_i - penalties) / sum_i w_i``.
+    resp : array of shape (n_leaves, n_rows)
+        ``w_i r_ij``, float64; 0 where a leaf gets no responsibility.
+    log_norm : array of shape (n_rows,)
+        ``log p(y_i | x_i)`` (truncated: over the kept leaves).
+    log_prior : array of shape (n_leaves, n_rows)
     """
-    n, n_leaves = X.shape[0], gates.n_leaves
+    log_prior = gates.log_prior(chunk.X, xp)
+    log_joint = log_prior + experts.log_likelihood(chunk.X, chunk.y, xp)
+    n_leaves, n_rows = log_joint.shape
     k = routing.k
     stochastic = routing.algorithm == "stochastic"
-    truncated = k is not None and k < n_leaves and not stochastic
-    noise = uniform = None
-    if truncated and routing.gate_noise > 0:
-        noise = routing.gate_noise * routing.normal((n_leaves, n), X, xp)
-    if stochastic:
-        uniform = routing.uniform(n, X, xp)
-    balance = gates.balance > 0
-    chunks = row_chunks(n, n_leaves * (getattr(experts, "n_classes", None) or 1) + 2)
-    resp_chunks, total = [], 0.0
-    importance = 0.0
-    for rows in chunks:
-        # one chunk: the arrays themselves, which banks may recognise
-        whole = len(chunks) == 1
-        X_rows, y_rows = (X, y) if whole else (X[rows, :], y[rows])
-        weight = sample_weight if whole else sample_weight[rows]
-        log_prior = gates.log_prior(X_rows, xp)
-        log_joint = log_prior + experts.log_likelihood(X_rows, y_rows, xp)
-        if truncated:
-            minus_inf = xp.full_like(log_joint, -xp.inf)
-            kept = xp.where(top_k_mask(log_joint, k, xp), log_joint, minus_inf)
-            log_norm = logsumexp(kept, 0, xp)
-            if noise is not None:
-                noisy = log_joint + (noise if whole else noise[:, rows])
-                kept = xp.where(top_k_mask(noisy, k, xp), log_joint, minus_inf)
-                log_resp = kept - logsumexp(kept, 0, xp)[None, :]
-            else:
-                log_resp = kept - log_norm[None, :]
+    if k is not None and k < n_leaves and not stochastic:
+        minus_inf = xp.full_like(log_joint, -xp.inf)
+        kept = xp.where(top_k_mask(log_joint, k, xp), log_joint, minus_inf)
+        log_norm = logsumexp(kept, 0, xp)
+        if routing.gate_noise > 0:
+            noise = routing.generator(pass_index, chunk).standard_normal(
+                (n_leaves, n_rows)
+            )
+            noise = xp.asarray(routing.gate_noise * noise, device=device(log_joint))
+            kept = xp.where(top_k_mask(log_joint + noise, k, xp), log_joint, minus_inf)
+            log_resp = kept - logsumexp(kept, 0, xp)[None, :]
         else:
-            log_norm = logsumexp(log_joint, 0, xp)
-            log_resp = log_joint - log_norm[None, :]
-            if stochastic:
-                draws = uniform if whole else uniform[rows]
-                log_resp = _sample_leaves(log_resp, draws, xp)
-        weight = wide(weight, xp)
-        total += float(xp.sum(weight * log_norm))
-        if balance:
-            importance = importance + xp.exp(log_prior) @ weight
-        resp_chunks.append(xp.astype(xp.exp(log_resp) * weight[None, :], X.dtype))
-    resp = resp_chunks[0] if len(resp_chunks) == 1 else xp.concat(resp_chunks, axis=1)
-    total_weight = float(xp.sum(wide(sample_weight, xp)))
-    penalty = (
-        gates.penalty(xp)
-        + gates.importance_penalty(importance, total_weight, xp)
-        + experts.penalty(xp)
-    )
-    objective = (total - penalty) / total_weight
-    if not math.isfinite(objective):
+            log_resp = kept - log_norm[None, :]
+    else:
+        log_norm = logsumexp(log_joint, 0, xp)
+        log_resp = log_joint - log_norm[None, :]
+        if stochastic:
+            uniform = routing.generator(pass_index, chunk).uniform(size=n_rows)
+            uniform = xp.asarray(uniform, device=device(log_joint))
+            log_resp = _sample_leaves(log_resp, uniform, xp)
+    return xp.exp(log_resp) * chunk.weight[None, :], log_norm, log_prior
+
+
+def _chunk_stats(
+    chunk,
+    gates,
+    experts,
+    xp,
+    routing,
+    pass_index,
+    resp_init,
+    parts=("gates", "experts"),
+):
+    """One chunk's share of a pass: the log-likelihood, the weight, the
+    importance of the leaves (for load balance) and the statistics of the
+    components named in ``parts``. With ``resp_init`` (a function of the
+    chunk) the responsibilities are given, and there is no E-step."""
+    if resp_init is not None:
+        resp = resp_init(chunk, xp) * chunk.weight[None, :]
+        stats = {}
+    else:
+        resp, log_norm, log_prior = e_step(
+            chunk, gates, experts, xp, routing, pass_index
+        )
+        stats = {
+            "log_likelihood": xp.sum(chunk.weight * log_norm),
+            "weight": xp.sum(chunk.weight),
+        }
+        if gates.balance > 0:
+            stats["importance"] = xp.exp(log_prior) @ chunk.weight
+    for name, component in (("gates", gates), ("experts", experts)):
+        if name in parts:
+            stats[name] = component.accumulate(None, chunk, resp, xp)
+    return stats
+
+
+def objective(stats, gates, experts, xp):
+    """``(sum_i w_i log-likelihood_i - penalties) / sum_i w_i`` from a pass's
+    statistics and the components' penalties; ``-inf`` if not finite (a
+    Newton step too long may overflow: EM then halves it)."""
+    total = float(stats["weight"])
+    penalty = gates.penalty(xp) + experts.penalty(xp)
+    if gates.balance > 0:
+        penalty += gates.importance_penalty(stats["importance"], total, xp)
+    value = (float(stats["log_likelihood"]) - penalty) / total
+    return value if math.isfinite(value) else -math.inf
+
+
+def _check_finite(value):
+    if not math.isfinite(value):
         raise FloatingPointError(
             "EM produced a non-finite log-likelihood. Try increasing "
             "min_variance, gate_alpha or expert_alpha, or removing extreme "
             "values from the data."
         )
-    return resp, objective
-
-
-def m_step(X, y, sample_weight, resp, gates, experts, xp, outer=None):
-    """Fit every gate and every expert to the weighted posteriors ``resp``.
-
-    ``outer``: the outer products of ``X``'s rows, kept for the whole fit
-    when they fit in memory (``outer_products``), else None.
-    """
-    gates.fit(X, resp, xp, outer, sample_weight=sample_weight)
-    experts.fit(X, y, resp, xp, outer)
 
 
 def _snapshot(gates, experts):
@@ -284,10 +354,35 @@ def _restore(state, gates, experts):
     experts.set_state(state[1])
 
 
+def _initial_m_step(data, gates, experts, xp, resp_init, passes):
+    """The first M-step, from the responsibilities ``resp_init``: the exact
+    components at once, the Newton ones by Newton's method on these fixed
+    targets, one pass per step (over their statistics only)."""
+    components = {"gates": gates, "experts": experts}
+
+    def make_pass(parts):
+        passes.append(1)
+        return data.map_reduce(
+            lambda chunk: _chunk_stats(
+                chunk, gates, experts, xp, _SOFT_EM, 0, resp_init, parts
+            )
+        )
+
+    stats = make_pass(tuple(components))
+    refining = []
+    for name, component in components.items():
+        if hasattr(component, "refine"):
+            refining.append(name)
+        else:
+            component.m_step(stats[name], xp)
+    active = [name for name in refining if components[name].refine(stats[name], xp)]
+    while active:
+        stats = make_pass(tuple(active))
+        active = [name for name in active if components[name].refine(stats[name], xp)]
+
+
 def run_em(
-    X,
-    y,
-    sample_weight,
+    data,
     gates,
     experts,
     *,
@@ -298,36 +393,35 @@ def run_em(
     verbose=0,
     objective_offset=0.0,
     routing=_SOFT_EM,
-    drop_rtol=None,
+    drop_rtol=_DROP_RTOL,
 ):
     """Run EM in place on ``gates`` and ``experts``; they end at the best iterate.
 
     Parameters
     ----------
-    X : array of shape (n_samples, n_params)
-        Inputs with the intercept column.
-    y : array of shape (n_samples,)
-    sample_weight : array of shape (n_samples,)
+    data : InMemoryData or another source of chunks with ``map_reduce``
     gates, experts : components
         Their current parameters are the starting point, unless
         ``resp_init`` is given.
-    resp_init : array of shape (n_leaves, n_samples) or None
-        Responsibilities that the first M-step turns into gates and experts.
+    resp_init : callable or None
+        ``resp_init(chunk, xp)``: the chunk's starting responsibilities,
+        shape (n_leaves, n_rows), float64, that the first M-step turns into
+        gates and experts (``_init.GivenStart``, ``_init.ClusterStart``).
     max_iter : int
         Largest number of EM iterations; 0 only initialises.
     tol : float
         Convergence threshold on the change of the objective.
     verbose : int
         0 silent; 1 a line every ``_PROGRESS_SECONDS`` at most; 2 a line
-        per iteration (objective, change, seconds per iteration).
+        per iteration (objective, change, passes, seconds).
     objective_offset : float
         Added to the objective in what is printed and returned (the change
         of units of a standardised target).
     routing : TrainingRouting
         The variant of the E-step; soft EM by default.
-    drop_rtol : float or None
-        Relative decrease of the objective taken for round-off; by default
-        that of ``X``'s dtype (``drop_tolerance``).
+    drop_rtol : float
+        Relative decrease of the objective taken for round-off
+        (``drop_tolerance``).
 
     Returns
     -------
@@ -337,40 +431,57 @@ def run_em(
     monitor = ConvergenceMonitor(
         tol=tol, patience=_STOCHASTIC_PATIENCE if stochastic else None
     )
-    if drop_rtol is None:
-        drop_rtol = drop_tolerance(str(X.dtype).rpartition(".")[-1])
+    passes = monitor.passes
+
+    def make_pass():
+        passes.append(1)
+        index = len(passes)
+        stats = data.map_reduce(
+            lambda chunk: _chunk_stats(chunk, gates, experts, xp, routing, index, None)
+        )
+        return stats, objective(stats, gates, experts, xp) + objective_offset
+
     # Whether the objective can decrease in exact arithmetic: a refit of a
     # learner or a random E-step may lower it.
     monotone = experts.monotone and routing.monotone
-    outer = outer_products(X, xp)
     if resp_init is not None:
-        resp = resp_init * xp.astype(sample_weight, resp_init.dtype)[None, :]
-        m_step(X, y, sample_weight, resp, gates, experts, xp, outer)
-    resp, objective = e_step(X, y, sample_weight, gates, experts, xp, routing)
-    monitor.report(objective + objective_offset)
+        _initial_m_step(data, gates, experts, xp, resp_init, passes)
+    monitor.initial_passes = len(passes)
+    stats, current = make_pass()
+    _check_finite(current)
+    monitor.report(current)
     # Non-monotone EM: the best objective and a snapshot of its parameters.
-    best = (monitor.history[-1], _snapshot(gates, experts))
-    highest = monitor.history[-1]
+    best = (current, _snapshot(gates, experts))
+    highest = current
     last_print = time.perf_counter()
     for n_iter in range(1, max_iter + 1):
-        start = time.perf_counter()
-        if monotone:  # the parameters to go back to if this step decreases
-            previous_state = _snapshot(gates, experts)
-        m_step(X, y, sample_weight, resp, gates, experts, xp, outer)
-        resp, objective = e_step(X, y, sample_weight, gates, experts, xp, routing)
-        monitor.report(objective + objective_offset)
-        current, previous = monitor.history[-1], monitor.history[-2]
+        start, before = time.perf_counter(), len(passes)
+        previous_state = _snapshot(gates, experts) if monotone else None
+        previous = monitor.history[-1]
+        gates.m_step(stats["gates"], xp)
+        experts.m_step(stats["experts"], xp)
+        stats, current = make_pass()
+        if monotone:
+            allowed = drop_rtol * max(1.0, abs(highest))
+            for _ in range(_MAX_SHRINKS):
+                if highest - current <= allowed:
+                    break
+                # a Newton step too long: halve it (exact M-steps keep theirs)
+                if not any([gates.shrink(), experts.shrink()]):
+                    break
+                stats, current = make_pass()
+        _check_finite(current)
+        monitor.report(current)
         now = time.perf_counter()
         if verbose >= 2 or (verbose and now - last_print > _PROGRESS_SECONDS):
             print(
                 f"  iteration {n_iter:4d}  objective {current:.6f}  "
-                f"change {current - previous:+.3e}  {now - start:.3f} s/iteration",
+                f"change {current - previous:+.3e}  {len(passes) - before} "
+                f"pass(es)  {now - start:.3f} s/iteration",
                 flush=True,
             )
             last_print = now
         if monotone:
-            # a change within round-off keeps the latest iterate; a larger
-            # decrease (below the highest objective so far) stops EM
             if highest - current > drop_rtol * max(1.0, abs(highest)):
                 monitor.decreased = (n_iter, highest - current)
                 monitor.restored = previous
@@ -385,3 +496,85 @@ def run_em(
         monitor.restored = best[0]
         _restore(best[1], gates, experts)
     return monitor
+
+
+def summary_pass(data, gates, experts, xp, routing):
+    """Every leaf's share of the responsibilities (``load``) and of the
+    prior mass (``importance``) under ``routing``, in one pass."""
+
+    def shares(chunk):
+        resp, _, log_prior = e_step(chunk, gates, experts, xp, routing)
+        return {
+            "load": xp.sum(resp, axis=1),
+            "importance": xp.exp(log_prior) @ chunk.weight,
+            "weight": xp.sum(chunk.weight),
+        }
+
+    total = data.map_reduce(shares)
+    return total["load"] / total["weight"], total["importance"] / total["weight"]
+
+
+# Stepwise EM's step for batch t (t = 1, 2, ...): (t + 1) ** -_STEP_EXPONENT,
+# in Cappe & Moulines' (2009) range (1/2, 1], where the running statistics
+# converge; the first batch has step 1.
+_STEP_EXPONENT = 0.6
+
+
+@dataclass
+class Stream:
+    """The running statistics of stepwise EM on a stream (``partial_fit``).
+
+    Attributes
+    ----------
+    gates, experts : statistics or None
+        The components' running statistics, per unit of weight.
+    total_weight : float
+        The weight of all batches seen.
+    n_batches : int
+        The batches seen.
+    """
+
+    gates: object = None
+    experts: object = None
+    total_weight: float = 0.0
+    n_batches: int = 0
+
+    def step(self):
+        """The step of the next batch."""
+        return 1.0 if self.n_batches == 0 else (self.n_batches + 1.0) ** -_STEP_EXPONENT
+
+
+def stepwise_em(data, gates, experts, xp, stream, routing=_SOFT_EM):
+    """One step of stepwise EM (Cappe & Moulines, 2009) on a mini-batch.
+
+    The E-step on the batch at the current parameters gives its statistics;
+    divided by its weight, they are blended into the stream's running
+    statistics with the step ``gamma``; the M-step reads those as if they
+    summed all the weight the stream has seen, so that the penalties weigh
+    against the data as in a batch fit on it.
+
+    Returns
+    -------
+    objective : float
+        The batch's penalised mean log-likelihood before the step.
+    """
+    stats = data.map_reduce(
+        lambda chunk: _chunk_stats(
+            chunk, gates, experts, xp, routing, stream.n_batches, None
+        )
+    )
+    value = objective(stats, gates, experts, xp)
+    _check_finite(value)
+    weight = float(stats["weight"])
+    gamma = stream.step()
+    stream.gates = gates.online_update(
+        stream.gates, scale_stats(stats["gates"], 1.0 / weight), gamma, xp
+    )
+    stream.experts = experts.online_update(
+        stream.experts, scale_stats(stats["experts"], 1.0 / weight), gamma, xp
+    )
+    stream.total_weight += weight
+    stream.n_batches += 1
+    gates.online_m_step(stream.gates, stream.total_weight, gamma, xp)
+    experts.online_m_step(stream.experts, stream.total_weight, gamma, xp)
+    return value

@@ -1,17 +1,16 @@
 """Banks of built-in experts, each batched over all leaves.
 
-Every bank offers the same operations over all ``n_leaves`` experts at
-once, which is all the EM loop needs:
+Both are components (``_components``): EM hands them chunks of rows with
+their responsibilities, they add up sufficient statistics, and their M-step
+reads only those sums.
 
-- ``fit(X, y, resp, xp, outer)``: the M-step, with ``resp`` of shape
-  (n_leaves, n_samples) and ``outer`` the kept outer products of ``X``'s rows
-  (or None);
-- ``log_likelihood(X, y)``: ``log p_j(y_i | x_i)`` of shape (n_leaves,
-  n_samples), for any chunk of rows;
-- ``penalty()``: the log-prior of the coefficients, subtracted from the
-  log-likelihood in the objective that EM increases;
-- ``get_state()`` / ``set_state(state)``: a snapshot of the parameters, for
-  EM to return its best iterate.
+- Linear-Gaussian experts: the weighted Gram matrices ``X^T R X``, the
+  sums ``X^T R y`` and ``sum r y^2`` and the masses; the M-step is exact (a
+  ridge solve, then the variance from the residual sum of squares, which
+  the same sums give).
+- Softmax experts: the sums of a weighted multinomial logistic regression
+  with targets ``r_ij * onehot(y_i)``, shared with the gates; the M-step is
+  a Newton step (``NewtonComponent``).
 
 ``X`` always carries the intercept column; targets are standardised for
 regression and integer-coded for classification. Parameters are float64
@@ -21,16 +20,19 @@ whatever the data's dtype.
 import math
 
 from ._array_api import device, log_softmax, wide
+from ._components import ExpertBank, NewtonComponent, add_stats
 from ._solvers import (
-    fit_softmax,
+    gram_sums,
     group_rows,
+    ridge_solve,
     softmax_logits,
-    solve_weighted_ridge,
-    weighted_residual_ss,
+    softmax_sums,
+    symmetric,
+    weighted_sums,
 )
 
 
-class LinearGaussianExperts:
+class LinearGaussianExperts(ExpertBank):
     """Linear-Gaussian experts: ``y | x, leaf j ~ N(x^T beta_j, sigma_j^2)``.
 
     The penalty is ``alpha ||beta_j||^2 / (2 sigma_j^2)``, the log of a
@@ -48,8 +50,6 @@ class LinearGaussianExperts:
         Floor on every ``sigma_j^2`` (in the units of the standardised target).
     """
 
-    monotone = True
-
     def __init__(self, n_leaves, alpha, min_variance):
         self.n_leaves = n_leaves
         self.alpha = alpha
@@ -57,24 +57,42 @@ class LinearGaussianExperts:
         self.coef = None
         self.variance = None
 
-    def init_params(self, n_params, X, xp):
-        """Zero coefficients (the target's mean) and unit variance."""
+    def init_params(self, n_params, like, xp):
+        """Zero coefficients (the target's centre) and unit variance."""
         shape = (self.n_leaves, n_params)
-        self.coef = xp.zeros(shape, dtype=xp.float64, device=device(X))
-        self.variance = xp.ones((self.n_leaves,), dtype=xp.float64, device=device(X))
+        self.coef = xp.zeros(shape, dtype=xp.float64, device=device(like))
+        self.variance = xp.ones((self.n_leaves,), dtype=xp.float64, device=device(like))
 
-    def fit(self, X, y, resp, xp, outer=None):
+    def accumulate(self, stats, chunk, resp, xp):
+        """Add the chunk's ``X^T R X`` (packed), ``X^T R y``, ``sum r y^2``
+        and ``sum r`` of every expert."""
+        y = wide(chunk.y, xp)
+        new = {
+            "gram": gram_sums(chunk.X, resp, xp, chunk.outer),
+            "xy": weighted_sums(chunk.X, y, resp, xp),
+            "yy": wide(resp, xp) @ y**2,
+            "mass": xp.sum(wide(resp, xp), axis=1),
+        }
+        return add_stats(stats, new)
+
+    def m_step(self, stats, xp):
         """Conditional M-step: coefficients given the current variances, then
         the variances given the new coefficients (each an exact maximiser,
         so the penalised objective cannot decrease)."""
         # (X^T R X + alpha I) beta = X^T R y: the s2 of the likelihood and of
         # the prior cancel. Below the ridge floor, a proximal step from the
         # current coefficients, which cannot decrease the objective either.
+        p = self.coef.shape[1]
+        gram = symmetric(stats["gram"], p, xp)
         ridge = xp.full_like(self.variance, self.alpha)
-        self.coef = solve_weighted_ridge(X, y, resp, ridge, xp, outer, self.coef)
-        # s2 = (RSS + alpha ||beta||^2) / mass maximises the objective in s2
-        rss, mass = weighted_residual_ss(X, y, self.coef, resp, xp)
+        self.coef = ridge_solve(gram, stats["xy"], ridge, xp, self.coef)
+        # s2 = (RSS + alpha ||beta||^2) / mass maximises the objective in s2,
+        # RSS = sum r y^2 - 2 beta^T X^T R y + beta^T X^T R X beta
+        fitted = xp.sum((gram @ self.coef[:, :, None])[:, :, 0] * self.coef, axis=1)
+        rss = stats["yy"] - 2 * xp.sum(self.coef * stats["xy"], axis=1) + fitted
+        rss = xp.maximum(rss, xp.zeros_like(rss))  # round-off below an exact fit
         shrinkage = self.alpha * xp.sum(self.coef**2, axis=1)
+        mass = stats["mass"]
         tiny = 10 * xp.finfo(xp.float64).eps
         variance = (rss + shrinkage) / xp.maximum(mass, xp.full_like(mass, tiny))
         self.variance = xp.maximum(variance, xp.full_like(variance, self.min_variance))
@@ -98,11 +116,8 @@ class LinearGaussianExperts:
 
     def penalty(self, xp):
         """``alpha / 2 * sum_j ||beta_j||^2 / sigma_j^2``."""
-        return (
-            0.5
-            * self.alpha
-            * float(xp.sum(xp.sum(self.coef**2, axis=1) / self.variance))
-        )
+        squares = xp.sum(self.coef**2, axis=1)
+        return 0.5 * self.alpha * float(xp.sum(squares / self.variance))
 
     def n_free_params(self, n_params):
         return self.n_leaves * (n_params + 1)
@@ -113,8 +128,16 @@ class LinearGaussianExperts:
     def set_state(self, state):
         self.coef, self.variance = state
 
+    def attributes(self, scaling, xp):
+        slopes, intercept = scaling.to_original(self.coef[:, :, None], xp, target=True)
+        return {
+            "expert_coef_": slopes[:, :, 0],
+            "expert_intercept_": intercept[:, 0],
+            "expert_variance_": scaling.y_scale**2 * self.variance,
+        }
 
-class SoftmaxExperts:
+
+class SoftmaxExperts(NewtonComponent, ExpertBank):
     """Multinomial-logistic experts: ``p_j(c | x) = softmax(x^T W_j)_c``.
 
     They share the gates' batched Newton solver: expert ``j`` is a softmax
@@ -128,18 +151,27 @@ class SoftmaxExperts:
         L2 penalty on every coefficient.
     """
 
-    monotone = True
+    penalty_name = "expert_alpha"
 
     def __init__(self, n_leaves, n_classes, alpha):
         self.n_leaves = n_leaves
         self.n_classes = n_classes
         self.alpha = alpha
-        self.coef = None
+        self.coefs = None
 
-    def init_params(self, n_params, X, xp):
+    @property
+    def coef(self):
+        """The coefficients, (n_leaves, n_params, n_classes)."""
+        return self.coefs[0]
+
+    @coef.setter
+    def coef(self, coef):
+        self.coefs = [coef]
+
+    def init_params(self, n_params, like, xp):
         """Zero coefficients: uniform class probabilities."""
         shape = (self.n_leaves, n_params, self.n_classes)
-        self.coef = xp.zeros(shape, dtype=xp.float64, device=device(X))
+        self.coef = xp.zeros(shape, dtype=xp.float64, device=device(like))
 
     def _one_hot(self, y, X, xp, dtype=None):
         """Indicator of the class of every sample, shape (n_classes, n_samples),
@@ -147,22 +179,19 @@ class SoftmaxExperts:
         classes = xp.arange(self.n_classes, device=device(X))
         return xp.astype(classes[:, None] == y[None, :], dtype or X.dtype)
 
-    def fit(self, X, y, resp, xp, outer=None):
-        targets = self._one_hot(y, X, xp)[:, None, :] * resp[None, :, :]
-        # Under hard or truncated EM an expert sees only its own samples.
+    def accumulate(self, stats, chunk, resp, xp):
+        """Add the chunk's ``softmax_sums`` of every expert at its current
+        coefficients (every expert on its own rows, when few are: hard or
+        truncated EM)."""
+        X, outer = chunk.X, chunk.outer
+        targets = (
+            self._one_hot(chunk.y, X, xp, resp.dtype)[:, None, :] * resp[None, :, :]
+        )
         grouped = group_rows(X, resp, xp, outer)
         if grouped is not None:
             take, X, outer = grouped
             targets = take(targets)
-        self.coef = fit_softmax(
-            X,
-            targets,
-            self.coef,
-            self.alpha,
-            xp,
-            outer=outer,
-            penalty_name="expert_alpha",
-        )
+        return add_stats(stats, [softmax_sums(X, targets, self.coef, xp, outer)])
 
     def predict_log_proba(self, X, xp, mask=None):
         """Each expert's class log-probabilities, (n_classes, n_leaves, n_samples).
@@ -186,3 +215,7 @@ class SoftmaxExperts:
 
     def set_state(self, state):
         self.coef = state
+
+    def attributes(self, scaling, xp):
+        slopes, intercept = scaling.to_original(self.coef, xp)
+        return {"expert_coef_": slopes, "expert_intercept_": intercept}

@@ -1,13 +1,19 @@
 """Initial responsibilities: where EM starts.
 
-Given responsibilities are checked and normalised. Otherwise every sample
-goes wholly to one leaf: by weighted k-means on the standardised joint
-``[x, y]`` for the first initialisation, or to the nearest of ``n_leaves``
-samples drawn by weight (``init_params="random"``, and every restart after
-the first, since k-means restarts mostly land on the same partition). The
-clusters are then placed at the leaves so that siblings are neighbours in
-input space. The k-means start depends neither on the order of the samples
-nor on whether a weight of ``k`` is given as ``k`` copies of a sample.
+A start is a small object that gives any chunk of rows its initial
+responsibilities (n_leaves, n_rows), so that it works where the chunk lies
+(in memory, on a GPU, on a Dask worker). Given responsibilities
+(``GivenStart``) travel with the chunks and are normalised. Otherwise
+(``ClusterStart``) every sample goes wholly to the leaf of its nearest
+centre: centres found by weighted k-means on the standardised joint
+``[x, y]`` for the first initialisation, or ``n_leaves`` samples drawn by
+weight (``init_params="random"``, and every restart after the first, since
+k-means restarts mostly land on the same partition). The centres come from
+a sample of the rows (all of them up to ``_scaling.SAMPLE_ROWS``, else an
+evenly strided subset), so that the data never has to be gathered. The
+clusters are placed at the leaves so that siblings are neighbours in input
+space. The k-means start depends neither on the order of the samples nor
+on whether a weight of ``k`` is given as ``k`` copies of a sample.
 """
 
 import warnings
@@ -17,7 +23,7 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 
-from ._array_api import device, to_numpy
+from ._array_api import device, to_numpy, wide
 
 # Lloyd iterations of the k-means start: a fixed number (tol=0), because
 # KMeans' tol is relative to the unweighted variance, which differs between
@@ -34,39 +40,122 @@ def start_name(init_params, init):
     return "random start"
 
 
-def initial_resp(
-    Xs, y_init, sample_weight, xp, *, n_experts, depth, init_params, random_state, init
-):
-    """Initial responsibilities, shape (n_leaves, n_samples), on ``Xs``'s device.
+class GivenStart:
+    """Initial responsibilities given by the user (``init_params``): every
+    chunk carries its rows of them (``Chunk.init``), normalised here."""
 
-    ``Xs``: the standardised inputs; ``y_init``: the target's columns in the
-    clustering (NumPy); ``init``: the index of the initialisation, whose
-    clustering ``start_name`` names.
+    def __call__(self, chunk, xp):
+        resp = wide(xp.asarray(chunk.init, device=device(chunk.X)), xp)
+        resp = resp / xp.sum(resp, axis=1, keepdims=True)
+        return xp.matrix_transpose(resp)
+
+
+class ClusterStart:
+    """Initial responsibilities from clusters of the standardised joint
+    ``[x, y]``: every row wholly to the leaf of its nearest centre.
+
+    Only the centres are kept (a few numbers, sent to wherever a chunk
+    lies); every chunk finds its rows' nearest centres itself.
+
+    Parameters
+    ----------
+    centers : ndarray of shape (n_leaves, n_features + n_target_columns)
+    leaf_of_cluster : ndarray of shape (n_leaves,)
+        The leaf each cluster is placed at.
+    n_classes : int or None
+        Classification: the target enters the joint one-hot; regression
+        (None): as its standardised value.
     """
-    n, n_leaves = Xs.shape[0], n_experts**depth
-    if not isinstance(init_params, str):
-        resp = _given_resp(init_params, n, n_leaves)
-    else:
-        resp = np.zeros((n, n_leaves))
-        joint = np.hstack([to_numpy(Xs, xp), y_init])
-        method = init_params if init == 0 else "random"
-        weight = to_numpy(sample_weight, xp)
-        labels = initial_labels(
-            joint, weight, Xs.shape[1], n_experts, depth, random_state, method
+
+    def __init__(self, centers, leaf_of_cluster, n_classes=None):
+        self.centers = centers
+        self.leaf_of_cluster = leaf_of_cluster
+        self.n_classes = n_classes
+
+    def __call__(self, chunk, xp):
+        dev = device(chunk.X)
+        joint = xp.concat(
+            [wide(chunk.X[:, :-1], xp), target_columns(chunk.y, self.n_classes, xp)],
+            axis=1,
         )
-        resp[np.arange(n), labels] = 1.0
-    resp = np.ascontiguousarray((resp / resp.sum(axis=1, keepdims=True)).T)
-    return xp.asarray(resp, dtype=Xs.dtype, device=device(Xs))
+        centers = xp.asarray(self.centers, device=dev)
+        sq_dist = xp.sum(centers**2, axis=1)[None, :] - 2 * joint @ centers.T
+        cluster = xp.argmin(sq_dist, axis=1)
+        leaf = xp.take(xp.asarray(self.leaf_of_cluster, device=dev), cluster)
+        leaves = xp.arange(self.centers.shape[0], device=dev)
+        return xp.astype(leaves[:, None] == leaf[None, :], xp.float64)
+
+
+def target_columns(y, n_classes, xp):
+    """The target's columns in the joint ``[x, y]`` that the start clusters:
+    the standardised value (regression, ``n_classes`` None), or the one-hot
+    class."""
+    if n_classes is None:
+        return wide(y, xp)[:, None]
+    classes = xp.arange(n_classes, device=device(y))
+    return xp.astype(y[:, None] == classes[None, :], xp.float64)
+
+
+def initial_start(
+    X_sample,
+    y_sample,
+    weight_sample,
+    xp,
+    *,
+    n_experts,
+    depth,
+    n_classes,
+    random_state,
+    method,
+):
+    """The start of one initialisation from a sample of the rows (all of
+    them up to ``_scaling.SAMPLE_ROWS``): clusters of their standardised
+    joint ``[x, y]``, by ``method`` ("kmeans" or "random"), placed at the
+    leaves (``initial_labels``).
+
+    Parameters
+    ----------
+    X_sample : array of shape (n_sample, n_params)
+        The sampled rows of the design matrix (with the intercept column).
+    y_sample, weight_sample : arrays of shape (n_sample,)
+
+    Returns
+    -------
+    start : ClusterStart
+    """
+    joint = np.hstack(
+        [
+            to_numpy(wide(X_sample[:, :-1], xp), xp),
+            to_numpy(target_columns(y_sample, n_classes, xp), xp),
+        ]
+    )
+    weight = to_numpy(weight_sample, xp)
+    n_leaves = n_experts**depth
+    if method == "kmeans":
+        labels, centers = _kmeans(joint, weight, n_leaves, random_state)
+    else:
+        labels, centers = _nearest_drawn(joint, weight, n_leaves, random_state)
+    leaf_of_cluster = _leaf_of_cluster(
+        centers, labels, weight, X_sample.shape[1] - 1, n_experts, n_leaves
+    )
+    return ClusterStart(centers, leaf_of_cluster, n_classes)
+
+
+def check_given(init_params, n, n_leaves):
+    """``init_params`` as responsibilities (n_samples, n_leaves), validated
+    (a Dask array's values are checked as the passes read them)."""
+    if hasattr(init_params, "dask"):
+        if init_params.shape != (n, n_leaves):
+            raise ValueError(_SHAPE.format(init_params.shape, n, n_leaves))
+        return init_params
+    return _given_resp(init_params, n, n_leaves)
 
 
 def _given_resp(init_params, n, n_leaves):
     """``init_params`` as responsibilities (n_samples, n_leaves), validated."""
     resp = check_array(init_params, dtype=np.float64, input_name="init_params")
     if resp.shape != (n, n_leaves):
-        raise ValueError(
-            f"init_params has shape {resp.shape}; responsibilities must have "
-            f"shape (n_samples, n_leaves) = ({n}, {n_leaves})."
-        )
+        raise ValueError(_SHAPE.format(resp.shape, n, n_leaves))
     if np.any(resp < 0) or np.any(resp.sum(axis=1) <= 0):
         raise ValueError(
             "init_params responsibilities must be >= 0 with a positive sum "
@@ -75,32 +164,22 @@ def _given_resp(init_params, n, n_leaves):
     return resp
 
 
-def initial_labels(joint, weight, n_features, n_experts, depth, random_state, method):
-    """Initial leaf of every row of ``joint`` = ``[x, y]`` (standardised).
+_SHAPE = (
+    "init_params has shape {}; responsibilities must have shape (n_samples, "
+    "n_leaves) = ({}, {})."
+)
 
-    ``"kmeans"``: weighted k-means into ``n_leaves`` clusters, fit in
-    lexicographic row order for a fixed number of Lloyd iterations, so
-    that the result depends neither on the order of the samples nor on
-    whether a weight of ``k`` is given as a weight or as ``k`` copies of
-    the sample. ``"random"``: ``n_leaves`` samples drawn by weight as
-    centres, every row going to the nearest; restarts then start from
-    different local partitions.
 
-    The clusters are then placed at the leaves so that siblings are
-    neighbours in input space: at every node they are sorted along the
-    leading principal axis of their centres in ``x`` and cut into
-    ``n_experts`` consecutive groups, a split the node's gate can draw.
-    """
-    n_leaves = n_experts**depth
-    if method == "kmeans":
-        labels, centers = _kmeans(joint, weight, n_leaves, random_state)
-    else:
-        labels, centers = _nearest_drawn(joint, weight, n_leaves, random_state)
+def _leaf_of_cluster(centers, labels, weight, n_features, n_experts, n_leaves):
+    """The leaf of every cluster: placed so that siblings are neighbours in
+    input space. At every node the clusters are sorted along the leading
+    principal axis of their centres in ``x`` and cut into ``n_experts``
+    consecutive groups, a split the node's gate can draw."""
     mass = np.bincount(labels, weights=weight, minlength=n_leaves)
     leaf_of_cluster = np.empty(n_leaves, dtype=np.intp)
     tree_order = _tree_order(centers[:, :n_features], mass, n_experts)
     leaf_of_cluster[tree_order] = np.arange(n_leaves)
-    return leaf_of_cluster[labels]
+    return leaf_of_cluster
 
 
 def _kmeans(joint, weight, n_clusters, random_state):

@@ -1,11 +1,11 @@
 """Any scikit-learn learner as an expert: one fitted clone per leaf.
 
-The bank offers the interface of the built-in banks (``fit``,
-``log_likelihood``, ``predict_mean_variance`` or ``predict_log_proba``,
-``penalty``, ``get_state`` / ``set_state``), so the EM loop drives it
-unchanged. Learners run on the host: the inputs,
-targets and responsibilities cross once per M-step and once per E-step,
-never once per expert.
+The bank is a component (``_components``), so the EM loop drives it as it
+drives the built-in banks: its statistics are the responsibilities
+themselves, gathered chunk by chunk (``Gathered``), and its M-step fits the
+learners on the data bound to it (``bind``) with those responsibilities.
+Learners run on the host: the inputs and targets cross once per fit, the
+responsibilities once per pass, never once per expert.
 
 How a learner sees its responsibilities ``r_ij`` (weighting ``"auto"``):
 
@@ -48,7 +48,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import has_fit_parameter
 
-from ._array_api import device, to_numpy
+from ._array_api import device, namespace_name, to_numpy
+from ._components import ExpertBank
 
 # Smallest class probability an expert may give (then renormalised): a
 # learner that is certain and wrong must not make the likelihood zero.
@@ -83,7 +84,23 @@ def weighting_rule(learner, weighting):
     return "threshold"
 
 
-class LearnerExperts:
+class Gathered:
+    """Responsibilities gathered from chunks, ``(first row, array)`` pairs;
+    adding two gatherings keeps both (``add_stats`` sums them)."""
+
+    def __init__(self, parts):
+        self.parts = parts
+
+    def __add__(self, other):
+        return Gathered(self.parts + other.parts)
+
+    def concatenate(self):
+        """The responsibilities of all rows, (n_leaves, n_samples), in order."""
+        parts = sorted(self.parts, key=lambda part: part[0])
+        return np.concatenate([part[1] for part in parts], axis=1)
+
+
+class LearnerExperts(ExpertBank):
     """A clone of a scikit-learn learner at every leaf.
 
     Parameters
@@ -218,7 +235,9 @@ class LearnerExperts:
             if len(rows) < _MIN_ROWS:
                 rows = np.sort(np.argsort(-resp, kind="stable")[:_MIN_ROWS])
         elif self.rule == "gp_noise":
-            rows = np.flatnonzero(resp >= _GP_MIN_RESPONSIBILITY * resp.max())
+            rows = np.flatnonzero(
+                (resp >= _GP_MIN_RESPONSIBILITY * resp.max()) & (resp > 0)
+            )
         else:
             rows = np.flatnonzero(resp > 0)
         if self.max_samples is not None and len(rows) > self.max_samples:
@@ -370,9 +389,52 @@ class LearnerExperts:
         present = np.flatnonzero(frequency > 0)
         return _ConstantClassifier(present, frequency[present] / frequency.sum())
 
-    def fit(self, X, y, resp, xp, outer=None):
-        """Fit every leaf's learner to its responsibilities (``outer``, the
-        built-in banks' cached products, is not needed).
+    def bind(self, data, xp):
+        """Keep the arrays of an in-memory fit (standardised design and
+        target), which every M-step fits the learners on, and on a device
+        their host copies; None lets go of them."""
+        if data is None:
+            self._data = None
+            self.hold_host_copies(False)
+            return
+        self._data = (data.X, data.y, xp)
+        self.hold_host_copies(namespace_name(xp) != "numpy")
+
+    def attributes(self, scaling, xp):
+        return {
+            "experts_": list(self.learners),
+            "expert_fallbacks_": dict(self.fallbacks),
+        }
+
+    def warn_fallbacks(self):
+        """One warning listing the leaves whose learner failed and fell back.
+        A leaf of one class is a constant classifier by design (an expert
+        that specialised), not a failure: it does not warn."""
+        if not self.failed:
+            return
+        listed = "; ".join(
+            f"leaf {leaf}: {self.fallbacks[leaf]}" for leaf in sorted(self.failed)
+        )
+        warnings.warn(
+            f"{len(self.failed)} of {self.n_leaves} learner experts failed on "
+            f"their samples and fell back (see expert_fallbacks_): {listed}.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+    def accumulate(self, stats, chunk, resp, xp):
+        """Gather the chunk's responsibilities (on the host)."""
+        part = Gathered([(chunk.rows.start, to_numpy(resp, xp).astype(np.float64))])
+        return part if stats is None else stats + part
+
+    def m_step(self, stats, xp):
+        """Fit every leaf's learner to the gathered responsibilities."""
+        X, y, data_xp = self._data
+        self.fit(X, y, stats.concatenate(), data_xp)
+
+    def fit(self, X, y, resp, xp):
+        """Fit every leaf's learner to its responsibilities ``resp``
+        (n_leaves, n_samples) on the data ``X``, ``y``.
 
         Every leaf fits a fresh clone; a failure takes a fallback
         (``_fit_leaf``), recorded in ``fallbacks``. If every leaf fails on the
@@ -380,7 +442,7 @@ class LearnerExperts:
         raised.
         """
         X_data, y_data = self._inputs(X, xp), self._targets(y, xp)
-        resp = to_numpy(resp, xp).astype(np.float64)
+        resp = np.asarray(to_numpy(resp, xp), dtype=np.float64)
         if (
             getattr(self, "_uniforms", None) is None
             or self._uniforms.shape != resp.shape

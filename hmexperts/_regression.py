@@ -372,17 +372,8 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         # square is min_variance itself.
         return LinearGaussianExperts(n_leaves, alpha, self.min_variance)
 
-    def _update_experts(self, experts, alpha):
-        experts.alpha, experts.min_variance = alpha, self.min_variance
-
-    def _set_expert_attributes(self, scaling, experts, xp):
-        slopes, intercept = scaling.to_original(
-            experts.coef[:, :, None], xp, target=True
-        )
-        output = self._placement.output
-        self.expert_coef_ = output(slopes[:, :, 0], xp)
-        self.expert_intercept_ = output(intercept[:, 0], xp)
-        self.expert_variance_ = output(scaling.y_scale**2 * experts.variance, xp)
+    def _min_variance(self):
+        return self.min_variance
 
     def predict(self, X, return_std=False):
         """Mixture mean ``sum_j pi_j(x) mu_j(x)`` (and its standard deviation).

@@ -15,9 +15,19 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.utils import Bunch, check_random_state
 
-from ._array_api import device, logsumexp, to_numpy, wide
-from ._em import top_k_mask
-from ._gates import importance_cv2
+from ._array_api import device, logsumexp, to_numpy
+from ._gates import importance_cv2, share_cv2
+
+
+def top_k_mask(scores, k, xp):
+    """The ``k`` largest entries of every column of ``scores`` (ties: lowest
+    index first), as a boolean array of the shape of ``scores``."""
+    if k == 1:  # argmax returns the first of tied maxima, as the sort does
+        leaves = xp.arange(scores.shape[0], device=device(scores))[:, None]
+        return leaves == xp.argmax(scores, axis=0)[None, :]
+    order = xp.argsort(scores, axis=0, descending=True, stable=True)
+    rank = xp.argsort(order, axis=0, stable=True)
+    return rank < k
 
 
 def leaves_per_sample(top_k, hard, n_leaves=None):
@@ -180,16 +190,13 @@ def prediction_stats(log_prior, routing, xp):
     )
 
 
-def training_stats(resp, log_prior, sample_weight, dtype_name, xp):
-    """Load and importance of the leaves on the training data, from the
-    E-step's responsibilities and the priors, as NumPy of ``dtype_name``:
-    the fields of ``routing_stats_``."""
-    total = xp.sum(sample_weight)
-    load = to_numpy(xp.sum(wide(resp, xp), axis=1) / total, xp)
-    importance = to_numpy(xp.exp(log_prior) @ sample_weight / total, xp)
+def training_stats(load, importance, dtype_name, xp):
+    """The fields of ``routing_stats_`` from every leaf's share of the
+    training responsibilities (``load``) and of the prior mass
+    (``importance``), as NumPy of ``dtype_name``."""
     dtype = np.dtype(dtype_name)
     return Bunch(
-        load=load.astype(dtype),
-        importance=importance.astype(dtype),
-        importance_cv2=importance_cv2(log_prior, sample_weight, xp),
+        load=to_numpy(load, xp).astype(dtype),
+        importance=to_numpy(importance, xp).astype(dtype),
+        importance_cv2=share_cv2(importance, xp),
     )

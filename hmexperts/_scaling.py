@@ -4,9 +4,11 @@ Every column is centred at its weighted median and divided by its weighted
 standard deviation, capped at 3 times its interquartile range / 1.349 (the
 standard deviation of Gaussian data), so that ordinary columns are scaled
 as by scikit-learn's ``StandardScaler`` and a few outliers cannot inflate
-the scale. The statistics are rounded to the data's dtype, which then
-standardises exactly; values so far out that the fit's sums of squares
-would overflow are refused with a clear error. Sample weights are
+the scale. The statistics come from a sample of the rows (all of them up
+to ``SAMPLE_ROWS``, else an evenly strided subset: ``sample_rows``), so that
+a fit on data larger than memory never gathers it. They are rounded to the
+data's dtype, which then standardises exactly; values so far out that the
+fit's sums of squares would overflow are refused with a clear error. Sample weights are
 validated here too, and rescaled by a power of two when their sums could
 overflow or underflow.
 """
@@ -21,6 +23,16 @@ from sklearn.utils import check_array
 from ._array_api import add_intercept, device, wide
 from ._placement import host
 from ._validation import check_real
+
+# Rows that standardisation and the k-means start read at most: beyond them,
+# every k-th row (the same rows in memory and from Dask).
+SAMPLE_ROWS = 2**16
+
+
+def sample_rows(n_samples):
+    """The rows that standardisation and the start read: all of them up to
+    ``SAMPLE_ROWS``, else every ``ceil(n / SAMPLE_ROWS)``-th row."""
+    return slice(0, n_samples, max(1, math.ceil(n_samples / SAMPLE_ROWS)))
 
 
 @dataclass

@@ -1,18 +1,23 @@
 """Batched weighted solvers shared by the gates and the built-in experts.
 
-Two problems, each solved for a whole batch of independent models at once:
+Two problems, each for a whole batch of independent models at once, and
+each split into the sums over samples that one chunk of rows contributes
+and the solve that reads only those sums (so that chunks can be summed in
+memory, on a GPU or on a cluster's workers alike):
 
-- weighted ridge least squares (linear-Gaussian experts): one batched solve of
-  ``(X^T diag(r_l) X + lambda_l I) beta_l = X^T diag(r_l) y`` for every leaf ``l``;
+- weighted ridge least squares (linear-Gaussian experts): ``gram_sums`` and
+  ``weighted_sums`` of a chunk, then one batched solve of
+  ``(X^T diag(r_l) X + lambda_l I) beta_l = X^T diag(r_l) y`` for every leaf
+  ``l`` (``ridge_solve``);
 - weighted multinomial logistic regression with soft targets (every gate of
-  a tree level, and the softmax experts): Newton's method with step halving,
-  so that the penalised objective never decreases.
+  a tree level, and the softmax experts): ``softmax_sums`` of a chunk (the
+  objective, its gradient and its curvature at the current coefficients),
+  then a Newton direction (``newton_direction``).
 
-Both need only sums over samples (weighted Gram matrices, gradients), which
-are accumulated chunk by chunk so that no temporary grows with
-``n_samples * n_models * n_params**2``. Every chunk is widened to float64
-before it meets the parameters, so that sums, Hessians and objectives are
-float64 whatever the data's dtype (see ``_array_api``).
+No temporary grows with ``n_samples * n_models * n_params**2``: within a
+chunk, sums run over sub-chunks that stay in the CPU's cache. Every chunk is
+widened to float64 before it meets the parameters, so that sums, Hessians
+and objectives are float64 whatever the data's dtype (see ``_array_api``).
 
 Neither solve can fail: a ridge below ``_RIDGE_FLOOR`` times the scale of
 the system is raised to it (for the experts' least squares by a proximal
@@ -40,7 +45,7 @@ import warnings
 import numpy as np
 from scipy.linalg import LinAlgWarning
 
-from ._array_api import device, eye_like, logsumexp, softmax, wide
+from ._array_api import device, eye_like, logsumexp, wide
 
 # Elements of the widest per-sample temporary of a chunk of rows: 1 MiB in
 # float64, so that a chunk's temporaries stay in the CPU's cache (measured:
@@ -53,13 +58,6 @@ from ._array_api import device, eye_like, logsumexp, softmax, wide
 _CHUNK_ELEMENTS = 2**17
 _MIN_CHUNK_ROWS = 2048
 _MAX_CHUNK_ELEMENTS = 2**24
-# Newton steps per M-step; each already guarantees an increase, so a few
-# suffice inside EM (a generalised EM step), and the loop stops earlier once
-# the improvement is negligible.
-_MAX_NEWTON_STEPS = 8
-_NEWTON_RTOL = 1e-5
-_NEWTON_RELATIVE = 1e-3
-_MAX_HALVINGS = 40
 # Largest row-wise outer-product matrix (n_samples x n_params**2) kept for a
 # whole fit (float64: 128 MiB); above it, outer products are made per chunk.
 _CACHE_ELEMENTS = 2**24
@@ -181,28 +179,37 @@ def group_rows(X, node_mass, xp, outer=None, max_fraction=0.5):
     return take, X_grouped, outer_grouped
 
 
-def weighted_gram(X, weights, xp, outer=None):
-    """Weighted Gram matrices ``sum_i weights[m, i] x_i x_i^T``.
+def gram_sums(X, weights, xp, outer=None):
+    """Weighted Gram matrices ``sum_i weights[m, i] x_i x_i^T`` of one chunk,
+    their upper triangles packed: shape (n_models, n_params * (n_params + 1)
+    / 2), float64 (``symmetric`` unpacks them).
 
-    Parameters
-    ----------
-    X : array of shape (n_samples, n_params)
-    weights : array of shape (n_models, n_samples)
-    outer : array of shape (n_samples, n_params * (n_params + 1) / 2) or None
-        The outer products of ``X``'s rows, if kept (``outer_products``).
-
-    Returns
-    -------
-    gram : array of shape (n_models, n_params, n_params)
+    ``outer``: the chunk's rows' outer products, if kept (``outer_products``).
     """
     n, p = X.shape
     if outer is not None:
-        return _symmetric(wide(weights, xp) @ outer, p, xp)
+        return wide(weights, xp) @ outer
     width = p * (p + 1) // 2
     gram = xp.zeros((weights.shape[0], width), dtype=xp.float64, device=device(X))
     for rows in row_chunks(n, width):
         gram = gram + wide(weights[:, rows], xp) @ _outer_rows(X[rows, :], xp)
-    return _symmetric(gram, p, xp)
+    return gram
+
+
+def symmetric(packed, p, xp):
+    """Symmetric (n_models, p, p) matrices from packed upper triangles."""
+    return _symmetric(packed, p, xp)
+
+
+def weighted_sums(X, y, weights, xp):
+    """``X^T diag(w_m) y`` of one chunk for every row of ``weights``,
+    (n_models, n_params), float64."""
+    n, p = X.shape
+    total = xp.zeros((weights.shape[0], p), dtype=xp.float64, device=device(X))
+    for rows in row_chunks(n, p + weights.shape[0]):
+        Xy = wide(X[rows, :], xp) * wide(y[rows], xp)[:, None]
+        total = total + wide(weights[:, rows], xp) @ Xy
+    return total
 
 
 def _solve(lhs, rhs, xp, penalty_name):
@@ -233,61 +240,23 @@ def _ridge_floor(matrix, xp):
     return _RIDGE_FLOOR * scale
 
 
-def weighted_sums(X, y, weights, xp):
-    """``X^T diag(w_m) y`` for every row of ``weights``, (n_models, n_params),
-    in float64."""
-    n, p = X.shape
-    total = xp.zeros((weights.shape[0], p), dtype=xp.float64, device=device(X))
-    for rows in row_chunks(n, p + weights.shape[0]):
-        Xy = wide(X[rows, :], xp) * wide(y[rows], xp)[:, None]
-        total = total + wide(weights[:, rows], xp) @ Xy
-    return total
+def ridge_solve(gram, rhs, ridge, xp, start=None, penalty_name="expert_alpha"):
+    """Weighted ridge regression for a batch of models from their sums.
 
-
-def weighted_residual_ss(X, y, coef, weights, xp):
-    """Weighted residual sums of squares of a batch of linear models.
-
-    Returns
-    -------
-    rss : array of shape (n_models,)
-        ``sum_i w_mi (y_i - x_i^T beta_m)^2``, in float64.
-    mass : array of shape (n_models,)
-        ``sum_i w_mi``.
-    """
-    n_models, n = weights.shape
-    rss = xp.zeros((n_models,), dtype=xp.float64, device=device(X))
-    mass = xp.zeros((n_models,), dtype=xp.float64, device=device(X))
-    for rows in row_chunks(n, 2 * n_models):
-        w = wide(weights[:, rows], xp)
-        resid = wide(y[rows], xp)[None, :] - coef @ xp.matrix_transpose(
-            wide(X[rows, :], xp)
-        )
-        rss = rss + xp.sum(w * resid**2, axis=1)
-        mass = mass + xp.sum(w, axis=1)
-    return rss, mass
-
-
-def solve_weighted_ridge(
-    X, y, weights, ridge, xp, outer=None, start=None, penalty_name="expert_alpha"
-):
-    """Weighted ridge regression for every row of ``weights`` at once.
-
-    Minimises ``f_m(beta) = sum_i w_mi (y_i - x_i^T beta)^2 + ridge_m
-    ||beta||^2``: solves ``(X^T diag(w_m) X + ridge_m I) beta_m = X^T
-    diag(w_m) y``. Where ``ridge_m`` is below the floor ``lambda_m``
-    (``_RIDGE_FLOOR`` times the Gram matrix's scale), a proximal step from
-    ``start`` instead: ``argmin f_m(beta) + (lambda_m - ridge_m) ||beta -
-    start_m||^2``, which never increases ``f_m`` above ``f_m(start_m)``
-    and converges to its minimiser when repeated.
+    Minimises ``f_m(beta) = beta^T G_m beta - 2 beta^T b_m + ridge_m
+    ||beta||^2`` (the weighted least squares ``sum_i w_mi (y_i - x_i^T
+    beta)^2``, up to a constant): solves ``(G_m + ridge_m I) beta_m = b_m``.
+    Where ``ridge_m`` is below the floor ``lambda_m`` (``_RIDGE_FLOOR``
+    times the Gram matrix's scale), a proximal step from ``start`` instead:
+    ``argmin f_m(beta) + (lambda_m - ridge_m) ||beta - start_m||^2``, which
+    never increases ``f_m`` above ``f_m(start_m)`` and converges to its
+    minimiser when repeated.
 
     Parameters
     ----------
-    X : array of shape (n_samples, n_params)
-    y : array of shape (n_samples,)
-    weights : array of shape (n_models, n_samples)
+    gram : array of shape (n_models, n_params, n_params)
+    rhs : array of shape (n_models, n_params)
     ridge : array of shape (n_models,)
-    outer : array or None
-        The outer products of ``X``'s rows, if kept.
     start : array of shape (n_models, n_params) or None
         Centre of the proximal step (zeros if None).
     penalty_name : str
@@ -297,12 +266,9 @@ def solve_weighted_ridge(
     -------
     coef : array of shape (n_models, n_params), float64
     """
-    p = X.shape[1]
-    gram = weighted_gram(X, weights, xp, outer)
-    ridge = wide(ridge, xp)
+    p = gram.shape[-1]
     extra = xp.maximum(_ridge_floor(gram, xp) - ridge, xp.zeros_like(ridge))
     lhs = gram + (ridge + extra)[:, None, None] * eye_like(p, gram, xp)
-    rhs = weighted_sums(X, y, weights, xp)  # (n_models, n_params)
     if start is not None:
         rhs = rhs + extra[:, None] * wide(start, xp)
     return _solve(lhs, rhs[:, :, None], xp, penalty_name)[:, :, 0]
@@ -329,93 +295,68 @@ def softmax_logits(X, coef, xp):
     return xp.reshape(flat @ xp.matrix_transpose(X), (k, g, X.shape[0]))
 
 
-def target_mass(targets, xp):
-    """The targets' sum over classes, (n_models, n_samples), in float64."""
-    n_classes, n_models, n = targets.shape
-    sums = [
-        xp.sum(wide(targets[:, :, rows], xp), axis=0)
-        for rows in row_chunks(n, n_classes * n_models)
-    ]
-    return sums[0] if len(sums) == 1 else xp.concat(sums, axis=-1)
+def softmax_sums(X, targets, coef, xp, outer=None):
+    """One chunk's sums for a batch of softmax models with soft targets.
 
+    At the coefficients ``coef``, with ``g_i = softmax(coef_g^T x_i)`` and
+    ``s_i = sum_c T_ci`` the targets' mass:
 
-def softmax_objective(X, targets, coef, alpha, xp, mass=None):
-    """Penalised soft-target log-likelihood of each model in the batch.
+    - ``objective``: ``sum_i sum_c T_ci log g_ci``, shape (n_models,);
+    - ``gradient``: ``sum_i x_i (T_i - s_i g_i)^T``, (n_models, n_params,
+      n_classes);
+    - ``mass``: ``sum_i s_i``, shape (n_models,);
+    - ``curvature``: the negative Hessian ``sum_i s_i (diag(g_i) - g_i
+      g_i^T) kron x_i x_i^T``, only the upper triangles of its class pairs
+      and of every block packed: (n_models, n_pairs, n_params * (n_params +
+      1) / 2).
 
-    ``Q_g = sum_i sum_c targets[c, g, i] log softmax(coef_g^T x_i)_c
-    - alpha / 2 ||coef_g||^2``.
+    All float64. The sums run over sub-chunks of rows small enough for the
+    CPU's cache: every per-sample temporary lives for one sub-chunk.
 
-    ``mass``, the targets' sum over classes, may be passed if known.
-
-    Returns
-    -------
-    objective : array of shape (n_models,)
-    """
-    # sum_c T_c (z_c - lse(z)) = sum_c T_c z_c - mass * lse(z), summed over
-    # chunks of rows that stay in the CPU's cache
-    if mass is None:
-        mass = target_mass(targets, xp)
-    n_classes, n_models = targets.shape[:2]
-    fit = 0.0
-    for rows in row_chunks(X.shape[-2], n_classes * n_models):
-        logits = softmax_logits(X[..., rows, :], coef, xp)
-        per_sample = xp.sum(wide(targets[:, :, rows], xp) * logits, axis=0)
-        per_sample = per_sample - mass[:, rows] * logsumexp(logits, 0, xp)
-        fit = fit + xp.sum(per_sample, axis=1)
-    return fit - 0.5 * alpha * xp.sum(xp.reshape(coef**2, (coef.shape[0], -1)), axis=1)
-
-
-def _newton_direction(
-    X, targets, mass, coef, alpha, xp, outer=None, hess=None, penalty_name="alpha"
-):
-    """Newton ascent direction for every model of the batch.
-
-    Gradient ``X^T (T - s * g) - alpha W``; negative Hessian
-    ``sum_i s_i (diag(g_i) - g_i g_i^T) kron x_i x_i^T + alpha I``,
-    positive definite for ``alpha > 0``. The solve uses the Hessian's
-    penalty raised to the floor ``_RIDGE_FLOOR`` times its scale where
-    ``alpha`` is below it: a damped direction, still an ascent.
-
-    Both sums run over chunks of rows small enough for the CPU's cache: every
-    per-sample temporary (probabilities, residuals, curvatures) lives for one
-    chunk only. The curvature is symmetric in the classes ``(a, b)`` and
-    every block is symmetric in the parameters: only the upper triangles are
-    summed, then spread into the full matrix.
-
-    ``hess``, the negative Hessian of an earlier step, is reused if given
-    (then only the gradient is summed): near the optimum it changes little,
-    and the step halving keeps any such step an ascent.
+    Parameters
+    ----------
+    X : array of shape (n_rows, n_params) or (n_models, n_rows, n_params)
+        Shared rows, or every model's own rows (``group_rows``).
+    targets : array of shape (n_classes, n_models, n_rows)
+    coef : array of shape (n_models, n_params, n_classes)
+    outer : array or None
+        The rows' outer products, if kept (grouped like ``X``).
 
     Returns
     -------
-    direction : array of shape (n_models, n_params, n_classes)
-    hess : array of shape (n_models, n_classes * n_params, n_classes * n_params)
+    sums : dict
     """
-    reuse = hess is not None
     grouped = X.ndim == 3
     n, p = X.shape[-2:]
     n_models, _, k = coef.shape
-    kp = k * p
     ka, kb, _ = _triangle(k)
     n_pairs, width = len(ka), p * (p + 1) // 2
     first, second = _on(ka, X, xp), _on(kb, X, xp)
     diagonal = xp.asarray((ka == kb)[:, None, None], dtype=xp.float64, device=device(X))
-    grad = 0.0
-    hess = hess if reuse else 0.0
+    grad = xp.zeros((n_models, k, p), dtype=xp.float64, device=device(X))
+    hess = xp.zeros((n_models, n_pairs, width), dtype=xp.float64, device=device(X))
+    objective = xp.zeros((n_models,), dtype=xp.float64, device=device(X))
+    mass = xp.zeros((n_models,), dtype=xp.float64, device=device(X))
     # widest per-row temporaries: the curvatures and (shared, or one set
     # per model when grouped) the outer products
-    chunk_width = n_models * (max(width, n_pairs) if grouped else n_pairs) + width
-    for rows in row_chunks(n, chunk_width):
+    sub_width = n_models * (max(width, n_pairs) if grouped else n_pairs) + width
+    for rows in row_chunks(n, sub_width):
         X_rows = wide(X[..., rows, :], xp)
-        prob = softmax(softmax_logits(X_rows, coef, xp), 0, xp)  # (K, G, rows)
-        s = mass[:, rows]
-        resid = wide(targets[:, :, rows], xp) - s[None, :, :] * prob  # (K, G, rows)
+        T = wide(targets[:, :, rows], xp)
+        s = xp.sum(T, axis=0)  # (G, rows)
+        mass = mass + xp.sum(s, axis=1)
+        logits = softmax_logits(X_rows, coef, xp)  # (K, G, rows)
+        log_norm = logsumexp(logits, 0, xp)
+        objective = objective + xp.sum(
+            xp.sum(T * logits, axis=0) - s * log_norm, axis=1
+        )
+        prob = xp.exp(logits - log_norm[None, :, :])
+        resid = T - s[None, :, :] * prob  # (K, G, rows)
         if grouped:  # (G, K, rows) @ (G, rows, P)
             grad = grad + xp.permute_dims(resid, (1, 0, 2)) @ X_rows
         else:  # (K * G, rows) @ (rows, P)
-            grad = grad + xp.reshape(resid, (k * n_models, resid.shape[-1])) @ X_rows
-        if reuse:
-            continue
+            flat = xp.reshape(resid, (k * n_models, resid.shape[-1])) @ X_rows
+            grad = grad + xp.permute_dims(xp.reshape(flat, (k, n_models, p)), (1, 0, 2))
         pa = xp.take(prob, first, axis=0)
         # curv[q, g, i] = s_gi (delta_ab p_a - p_a p_b) for pair q = (a, b)
         curv = pa * (diagonal - xp.take(prob, second, axis=0)) * s[None, :, :]
@@ -423,123 +364,63 @@ def _newton_direction(
         if grouped:  # (G, pairs, rows) @ (G, rows, T)
             hess = hess + xp.permute_dims(curv, (1, 0, 2)) @ outer_rows
         else:  # (pairs * G, rows) @ (rows, T)
-            curv = xp.reshape(curv, (n_pairs * n_models, curv.shape[-1]))
-            hess = hess + curv @ outer_rows
-    if not grouped:
-        grad = xp.permute_dims(xp.reshape(grad, (k, n_models, p)), (1, 0, 2))
-    grad = grad - alpha * xp.permute_dims(coef, (0, 2, 1))
-    if not reuse:
-        hess = _full_hessian(hess, k, p, grouped, alpha, X, xp)
-    step = _solve(hess, xp.reshape(grad, (n_models, kp, 1)), xp, penalty_name)
-    return xp.permute_dims(xp.reshape(step, (n_models, k, p)), (0, 2, 1)), hess
+            flat = xp.reshape(curv, (n_pairs * n_models, curv.shape[-1])) @ outer_rows
+            hess = hess + xp.permute_dims(
+                xp.reshape(flat, (n_pairs, n_models, width)), (1, 0, 2)
+            )
+    return {
+        "objective": objective,
+        "gradient": xp.permute_dims(grad, (0, 2, 1)),
+        "curvature": hess,
+        "mass": mass,
+    }
 
 
-def _full_hessian(packed, k, p, grouped, alpha, X, xp):
+def softmax_penalised(sums, coef, alpha, xp):
+    """The penalised objective ``sum T log g - alpha / 2 ||coef||^2`` of every
+    model, from its ``softmax_sums`` at ``coef``."""
+    squares = xp.sum(xp.reshape(coef**2, (coef.shape[0], -1)), axis=1)
+    return sums["objective"] - 0.5 * alpha * squares
+
+
+def newton_direction(sums, coef, alpha, xp, penalty_name="alpha", extra_gradient=None):
+    """Newton ascent direction of every model of a batch from its sums at ``coef``.
+
+    Gradient ``sum_i x_i (T_i - s_i g_i)^T - alpha coef`` (plus
+    ``extra_gradient``, another term's gradient, if given); negative Hessian
+    the summed curvature plus ``alpha I``, positive definite for
+    ``alpha > 0``. The solve raises ``alpha`` to the floor ``_RIDGE_FLOOR``
+    times the Hessian's scale where it is below: a damped direction, still
+    an ascent.
+
+    Returns
+    -------
+    direction : array of shape (n_models, n_params, n_classes)
+    """
+    n_models, p, k = coef.shape
+    grad = sums["gradient"] - alpha * coef
+    if extra_gradient is not None:
+        grad = grad + extra_gradient
+    hess = _full_hessian(sums["curvature"], k, p, alpha, xp)
+    grad = xp.reshape(xp.permute_dims(grad, (0, 2, 1)), (n_models, k * p, 1))
+    step = _solve(hess, grad, xp, penalty_name)
+    return xp.permute_dims(xp.reshape(step, (n_models, k, p)), (0, 2, 1))
+
+
+def _full_hessian(packed, k, p, alpha, xp):
     """The full penalised negative Hessian, (G, K * P, K * P), from the sums
-    over the upper triangles: (G, pairs, T) if ``grouped``, else (pairs * G, T)."""
+    over the upper triangles, (G, pairs, T)."""
     _, _, k_position = _triangle(k)
     _, _, p_position = _triangle(p)
     n_pairs, width = k * (k + 1) // 2, p * (p + 1) // 2
-    if not grouped:
-        packed = xp.reshape(packed, (n_pairs, -1, width))
-        packed = xp.permute_dims(packed, (1, 0, 2))
     n_models = packed.shape[0]
     # entry (a * P + i, b * P + j) of the full matrix
     index = k_position[:, None, :, None] * width + p_position[None, :, None, :]
     hess = xp.take(
         xp.reshape(packed, (n_models, n_pairs * width)),
-        _on(index.reshape(-1), X, xp),
+        _on(index.reshape(-1), packed, xp),
         axis=1,
     )
     hess = xp.reshape(hess, (n_models, k * p, k * p))
     ridge = xp.maximum(_ridge_floor(hess, xp), xp.full_like(hess[:, 0, 0], alpha))
     return hess + ridge[:, None, None] * eye_like(k * p, hess, xp)
-
-
-def fit_softmax(
-    X,
-    targets,
-    coef,
-    alpha,
-    xp,
-    max_steps=_MAX_NEWTON_STEPS,
-    outer=None,
-    penalty_name="alpha",
-):
-    """Maximise the penalised soft-target objective of a batch of softmax models.
-
-    Newton's method with step halving per model: a step is taken only if it
-    does not decrease that model's objective, so the result is never worse
-    than ``coef``, which makes every EM iteration monotone.
-
-    Parameters
-    ----------
-    X : array of shape (n_samples, n_params) or (n_models, n_rows, n_params)
-        Inputs with the intercept column, shared by all models or grouped
-        (every model's own rows, ``group_rows``).
-    targets : array of shape (n_classes, n_models, n_samples or n_rows)
-        Soft counts (posterior of each child, or responsibility times the
-        one-hot class); their sum over classes must be non-negative.
-    coef : array of shape (n_models, n_params, n_classes)
-        Starting point.
-    alpha : float
-        L2 penalty, > 0.
-    max_steps : int
-        Largest number of Newton steps.
-    outer : array or None
-        The outer products of ``X``'s rows, if kept (grouped like ``X``).
-    penalty_name : str
-        The parameter to name if a Newton system is singular.
-
-    Returns
-    -------
-    coef : array of shape (n_models, n_params, n_classes), float64
-    """
-    coef = wide(coef, xp)
-    mass = target_mass(targets, xp)
-    objective = softmax_objective(X, targets, coef, alpha, xp, mass)
-    scale = xp.sum(mass, axis=1) + 1.0
-    hess = None
-    for step in range(max_steps):
-        # every other step reuses the last Hessian (only the gradient is new)
-        direction, hess = _newton_direction(
-            X,
-            targets,
-            mass,
-            coef,
-            alpha,
-            xp,
-            outer,
-            hess if step % 2 else None,
-            penalty_name,
-        )
-        new_coef, new_objective = _halving_step(
-            X, targets, mass, coef, objective, direction, alpha, xp
-        )
-        gain = float(xp.max((new_objective - objective) / scale))
-        coef, objective = new_coef, new_objective
-        if step == 0:
-            first_gain = gain
-        # negligible in itself, or next to what this M-step has already gained
-        if gain <= max(_NEWTON_RTOL, _NEWTON_RELATIVE * first_gain):
-            break
-    return coef
-
-
-def _halving_step(X, targets, mass, coef, objective, direction, alpha, xp):
-    """Per-model step ``coef + t * direction`` with ``t`` halved until no loss."""
-    n_models = coef.shape[0]
-    step = xp.ones((n_models,), dtype=coef.dtype, device=device(coef))
-    accepted = xp.zeros((n_models,), dtype=xp.bool, device=device(coef))
-    best_coef, best_objective = coef, objective
-    for _ in range(_MAX_HALVINGS):
-        candidate = coef + step[:, None, None] * direction
-        cand_objective = softmax_objective(X, targets, candidate, alpha, xp, mass)
-        better = (cand_objective >= objective) & ~accepted
-        best_coef = xp.where(better[:, None, None], candidate, best_coef)
-        best_objective = xp.where(better, cand_objective, best_objective)
-        accepted = accepted | better
-        if bool(xp.all(accepted)):
-            break
-        step = xp.where(accepted, step, 0.5 * step)
-    return best_coef, best_objective

@@ -21,7 +21,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
 from hmexperts._array_api import add_intercept
-from hmexperts._em import run_em
+from hmexperts._em import InMemoryData, run_em
 from hmexperts._experts import LinearGaussianExperts, SoftmaxExperts
 from hmexperts._gates import GateTree
 from hmexperts.datasets import make_moe
@@ -79,8 +79,15 @@ def _run_core(xp, dtype_name, task):
         experts = SoftmaxExperts(4, 3, alpha=0.1)
     gates.init_params(3, X, xp)
     experts.init_params(3, X, xp)
+    data = InMemoryData(X, y, weight, xp, width=4 * 3 + 2)
     monitor = run_em(
-        X, y, weight, gates, experts, resp_init=resp, max_iter=15, tol=0, xp=xp
+        data,
+        gates,
+        experts,
+        resp_init=lambda chunk, xp: resp[:, chunk.rows],
+        max_iter=15,
+        tol=0,
+        xp=xp,
     )
     params = [*gates.coef, experts.coef] + (
         [experts.variance] if task == "regression" else []

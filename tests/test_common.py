@@ -53,8 +53,9 @@ def test_sklearn_compatible_estimator(estimator, check):
         # The checks fit 10 to 50 samples, fewer than a tree's parameters; the
         # warning that says so has its own tests.
         warnings.filterwarnings("ignore", ".*free parameters", UserWarning)
-        if estimator.expert is not None:
-            # EM with a learner that does not maximise a weighted likelihood
-            # (a tree) need not converge; ConvergenceWarning has its own tests.
-            warnings.simplefilter("ignore", ConvergenceWarning)
+        # The checks fit random labels and tiny data sets, where EM may need
+        # more than max_iter iterations, and learners that do not maximise a
+        # weighted likelihood (a tree) need not converge at all;
+        # ConvergenceWarning has its own tests.
+        warnings.simplefilter("ignore", ConvergenceWarning)
         check(estimator)

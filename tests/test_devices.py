@@ -84,7 +84,7 @@ def test_cuda_device_learner_experts_cross_once_per_iteration(
     stand_in_gpu, monkeypatch
 ):
     """Learner experts run on the host. The design matrix and target cross
-    once per fit; the responsibilities once per M-step; never per expert."""
+    once per fit; the responsibilities once per pass; never per expert."""
     X, y = _data("regression")
     copies = []
     to_numpy = _learners.to_numpy
@@ -101,9 +101,11 @@ def test_cuda_device_learner_experts_cross_once_per_iteration(
     with pytest.warns(ConvergenceWarning):
         model = MixtureOfExpertsRegressor(device="cuda", **params).fit(X, y)
     n_leaves, n = 4, X.shape[0]
-    m_steps = model.n_iter_ + 1
+    # one per pass over the data: the first M-step's, then the E-step of
+    # every iteration and the last one (learners take no halving passes)
+    passes = model.n_iter_ + 2
     responsibilities = [s for s in copies if s == (n_leaves, n)]
-    assert len(responsibilities) == m_steps
+    assert len(responsibilities) == passes
     # the rest: the design matrix and the target once, plus the scaling
     assert len(copies) - len(responsibilities) <= 4, str(copies)
     with pytest.warns(ConvergenceWarning):

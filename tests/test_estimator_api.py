@@ -267,7 +267,7 @@ def test_verbose_two_prints_every_iteration_with_its_time(capsys):
         make_model("regression", verbose=2, max_iter=4, tol=0).fit(X, y)
     lines = re.findall(
         r"iteration +(\d+) +objective -?[\d.]+ +change [+-][\d.e+-]+ +"
-        r"[\d.]+ s/iteration",
+        r"\d+ pass\(es\) +[\d.]+ s/iteration",
         capsys.readouterr().out,
     )
     assert lines == ["1", "2", "3", "4"]

@@ -409,8 +409,8 @@ def test_max_samples_per_expert_caps_gp_training_sets():
     ).fit(X, y)
     sizes = [expert.X_train_.shape[0] for expert in model.experts_]
     assert max(sizes) <= 50
-    # The cap binds: 200 samples for 2 leaves, each owns far more than 50.
-    assert sizes == [50, 50]
+    # The cap binds: 200 samples for 2 leaves, one owns far more than 50.
+    assert max(sizes) == 50
 
 
 def test_capped_subsample_ignores_subnormal_responsibilities():

@@ -14,12 +14,13 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from test_em import assert_log_likelihood_increasing
+from test_numerics import _SoftTargets
 
 from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
 from hmexperts._array_api import get_namespace
 from hmexperts._gates import GateTree
 from hmexperts._routing import PredictionRouting, assign
-from hmexperts._solvers import fit_softmax, group_rows, outer_products
+from hmexperts._solvers import group_rows, outer_products
 from hmexperts.datasets import make_moe
 
 
@@ -105,16 +106,16 @@ def test_grouped_gate_fit_equals_the_dense_fit():
     tree.init_params(4, X, xp)
     targets = tree._targets(resp, 1, xp)  # level 1: 3 gates, 3 children
     node_mass = tree.node_posteriors(resp, 1, xp)
-    dense = fit_softmax(X, targets, tree.coef[1], 0.1, xp)
+    dense = _SoftTargets(X, targets, tree.coef[1], 0.1).fit()
     outer = outer_products(X, xp)
     take, X_grouped, outer_grouped = group_rows(X, node_mass, xp, outer)
     assert X_grouped.shape[:2] == (3, int((node_mass > 0).sum(axis=1).max()))
-    grouped = fit_softmax(
-        X_grouped, take(targets), tree.coef[1], 0.1, xp, outer=outer_grouped
-    )
+    grouped = _SoftTargets(
+        X_grouped, take(targets), tree.coef[1], 0.1, outer_grouped
+    ).fit()
     np.testing.assert_allclose(grouped, dense, rtol=1e-9, atol=1e-12)
     # without the kept outer products too
-    grouped = fit_softmax(X_grouped, take(targets), tree.coef[1], 0.1, xp)
+    grouped = _SoftTargets(X_grouped, take(targets), tree.coef[1], 0.1).fit()
     np.testing.assert_allclose(grouped, dense, rtol=1e-9, atol=1e-12)
 
 
