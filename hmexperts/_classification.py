@@ -6,6 +6,7 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from ._array_api import device, logsumexp, namespace_name, to_numpy
 from ._base import BaseMixtureOfExperts
+from ._dask import encode_labels, is_dask_array
 from ._experts import SoftmaxExperts
 
 # Floor on a class frequency in the prediction of a dropped sample.
@@ -251,6 +252,25 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
             )
         return xp.asarray(y_enc, device=device(sample_weight))
 
+    def _stream_classes(self, classes):
+        """The first ``partial_fit`` call: ``classes_`` from ``classes``."""
+        if classes is None:
+            raise ValueError(
+                "The first call to partial_fit needs classes=, every class the "
+                "stream holds (a mini-batch may miss some)."
+            )
+        classes = np.unique(np.asarray(classes))
+        check_classification_targets(classes)
+        if len(classes) < 2:
+            raise ValueError(f"classes={classes}: a classifier needs at least 2.")
+        self.classes_ = classes
+
+    def _stream_target(self, y, xp, dtype):
+        """A mini-batch's labels coded by ``classes_``, refusing unseen ones."""
+        y = to_numpy(y, xp)
+        check_classification_targets(y)
+        return xp.asarray(encode_labels(y, self.classes_), device=device(y))
+
     def _init_columns(self, y_fit, xp):
         y_enc = to_numpy(y_fit, xp)
         return (y_enc[:, None] == np.arange(len(self.classes_))).astype(float)
@@ -329,6 +349,8 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         >>> model.predict_log_proba(X[:2]).shape
         (2, 3)
         """
+        if is_dask_array(X):
+            return self._lazy(self.predict_log_proba, X, n_columns=len(self.classes_))
         log_proba, xp = self._log_proba(X, "predict_log_proba")
         return self._placement.output(log_proba, xp)
 
@@ -371,6 +393,8 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         >>> model.predict_proba(X[:2]).sum(axis=1).round(6).tolist()
         [1.0, 1.0]
         """
+        if is_dask_array(X):
+            return self._lazy(self.predict_proba, X, n_columns=len(self.classes_))
         log_proba, xp = self._log_proba(X, "predict_proba")
         proba = xp.exp(log_proba)
         return self._placement.output(proba / xp.sum(proba, axis=1, keepdims=True), xp)
@@ -397,6 +421,8 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         >>> set(model.predict(X).tolist()) <= set(model.classes_.tolist())
         True
         """
+        if is_dask_array(X):
+            return self._lazy(self.predict, X, dtype=self.classes_.dtype)
         log_proba, xp = self._log_proba(X, "predict")
         labels = self.classes_[to_numpy(xp.argmax(log_proba, axis=1), xp)]
         host = self._placement.host_output or namespace_name(xp) == "numpy"

@@ -282,6 +282,13 @@ class NewtonComponent(Component):
         targets that gave ``stats`` (the sums at the current coefficients:
         the start, then the candidate of the last call).
 
+        A model stops once the gain its next Newton step predicts, ``g^T H^-1
+        g / 2`` per unit of mass, is negligible: below ``_NEWTON_RTOL``, or
+        ``_NEWTON_RELATIVE`` of the first step's. Deciding on the predicted
+        gain, not on the measured one, keeps steps whose gain is round-off
+        (where summing in another order may flip an acceptance) from being
+        taken at all.
+
         Returns
         -------
         more : bool
@@ -294,25 +301,31 @@ class NewtonComponent(Component):
             for s, c in zip(sums, self.coefs, strict=True)
         ]
         directions = self._directions(stats, xp, others=False)
+        predicted = [
+            0.5
+            * xp.sum(
+                xp.reshape((s["gradient"] - self.alpha * c) * d, (c.shape[0], -1)),
+                axis=1,
+            )
+            / (s["mass"] + 1.0)
+            for s, c, d in zip(sums, self.coefs, directions, strict=True)
+        ]
         state = getattr(self, "_refined", None)
         if state is None:  # the sums at the start
+            first = max(float(xp.max(p)) for p in predicted)
             state = self._refined = {
                 "coefs": list(self.coefs),
                 "objective": objective,
                 "direction": directions,
                 "fraction": [xp.ones_like(o) for o in objective],
                 "steps": 0,
-                "first_gain": None,
+                "negligible": max(_NEWTON_RTOL, _NEWTON_RELATIVE * first),
             }
+            state["done"] = [p <= state["negligible"] for p in predicted]
         else:
-            gain, accepted = 0.0, False
+            accepted = False
             for b, obj in enumerate(objective):
-                better = obj >= state["objective"][b]
-                scale = sums[b]["mass"] + 1.0
-                gains = xp.where(
-                    better, (obj - state["objective"][b]) / scale, 0.0 * obj
-                )
-                gain = max(gain, float(xp.max(gains)))
+                better = (obj >= state["objective"][b]) & ~state["done"][b]
                 accepted = accepted or bool(xp.any(better))
                 keep = better[:, None, None]
                 state["coefs"][b] = xp.where(keep, self.coefs[b], state["coefs"][b])
@@ -320,23 +333,27 @@ class NewtonComponent(Component):
                 state["direction"][b] = xp.where(
                     keep, directions[b], state["direction"][b]
                 )
-                state["fraction"][b] = xp.where(
+                fraction = xp.where(
                     better, xp.ones_like(obj), 0.5 * state["fraction"][b]
                 )
-            if accepted:
-                state["steps"] += 1
-                if state["first_gain"] is None:
-                    state["first_gain"] = gain
-                negligible = max(_NEWTON_RTOL, _NEWTON_RELATIVE * state["first_gain"])
-                if gain <= negligible or state["steps"] >= _MAX_NEWTON_STEPS:
-                    return self._end_refine()
-            largest = max(float(xp.max(f)) for f in state["fraction"])
-            if largest < 2.0**-_MAX_HALVINGS:
-                return self._end_refine()
+                state["fraction"][b] = fraction
+                state["done"][b] = (
+                    state["done"][b]
+                    | (better & (predicted[b] <= state["negligible"]))
+                    | (fraction < 2.0**-_MAX_HALVINGS)
+                )
+            state["steps"] += accepted
+        finished = all(bool(xp.all(done)) for done in state["done"])
+        if finished or state["steps"] >= _MAX_NEWTON_STEPS:
+            return self._end_refine()
         self.coefs = [
-            c + f[:, None, None] * d
-            for c, f, d in zip(
-                state["coefs"], state["fraction"], state["direction"], strict=True
+            c + xp.where(done, 0.0 * f, f)[:, None, None] * d
+            for c, f, d, done in zip(
+                state["coefs"],
+                state["fraction"],
+                state["direction"],
+                state["done"],
+                strict=True,
             )
         ]
         return True

@@ -16,10 +16,14 @@ module imports it only when it is asked for.
 """
 
 import math
+from numbers import Real
 
+import array_api_compat.numpy as xp_numpy
 import numpy as np
 
-from ._components import add_stats
+from ._components import Chunk, add_stats
+from ._scaling import NEGATIVE_WEIGHTS
+from ._validation import check_real
 
 
 def is_dask_array(array):
@@ -70,21 +74,33 @@ class DaskData:
         Targets (coded as EM needs them), rechunked as ``X``'s rows.
     sample_weight : dask array or ndarray of shape (n_samples,)
     prepare : callable
-        ``prepare(X_block, y_block, weight_block, rows)`` -> ``Chunk``: the
-        block standardised, with the intercept column, as EM reads it.
+        ``prepare(X_block, y_block, weight_block, init_block, rows)`` ->
+        ``Chunk``: the block standardised, with the intercept column, as EM
+        reads it (``ChunkPreparer``).
+    init : dask array or ndarray of shape (n_samples, n_leaves) or None
+        Initial responsibilities given by the user, read with the blocks.
     """
 
-    def __init__(self, X, y, sample_weight, prepare):
+    def __init__(self, X, y, sample_weight, prepare, init=None):
         dask = _dask()
         check_row_chunks(X)
         row_chunks = X.chunks[0]
         self.n_samples = int(sum(row_chunks))
         self.prepare = prepare
+        n_blocks = len(row_chunks)
         blocks = X.to_delayed().ravel()
         y_blocks = _aligned_blocks(y, row_chunks, dask)
         w_blocks = _aligned_blocks(sample_weight, row_chunks, dask)
+        init_blocks = _aligned_blocks(init, row_chunks, dask)
         self.blocks = list(
-            zip(blocks, y_blocks, w_blocks, _row_slices(row_chunks), strict=True)
+            zip(
+                blocks,
+                y_blocks,
+                w_blocks,
+                init_blocks or [None] * n_blocks,
+                _row_slices(row_chunks),
+                strict=True,
+            )
         )
 
     def map_reduce(self, function):
@@ -92,8 +108,8 @@ class DaskData:
         tree of Dask tasks."""
         dask = _dask()
         parts = [
-            dask.delayed(_block_stats)(function, self.prepare, X, y, w, rows, index)
-            for index, (X, y, w, rows) in enumerate(self.blocks)
+            dask.delayed(_block_stats)(function, self.prepare, *block, index)
+            for index, block in enumerate(self.blocks)
         ]
         while len(parts) > 1:
             pairs = [
@@ -105,14 +121,17 @@ class DaskData:
 
 
 def _aligned_blocks(array, row_chunks, dask):
-    """The blocks of ``array`` (Dask or NumPy) aligned with ``row_chunks``."""
+    """The blocks of ``array`` (Dask or NumPy, 1-D or 2-D) aligned with
+    ``row_chunks``; the scalar or None ``array`` for every block."""
+    if array is None or isinstance(array, Real):
+        return [array] * len(row_chunks)
     if is_dask_array(array):
-        return list(array.rechunk((row_chunks,)).to_delayed().ravel())
-    slices = _row_slices(row_chunks)
-    return [array[rows] for rows in slices]
+        chunks = (row_chunks,) + tuple((size,) for size in array.shape[1:])
+        return list(array.rechunk(chunks).to_delayed().ravel())
+    return [array[rows] for rows in _row_slices(row_chunks)]
 
 
-def _block_stats(function, prepare, X, y, weight, rows, index):
+def _block_stats(function, prepare, X, y, weight, init, rows, index):
     """One block's statistics, on the worker that holds it; a clear error for
     values that are not finite, naming the block."""
     for name, values in (("X", X), ("y", y), ("sample_weight", weight)):
@@ -122,4 +141,172 @@ def _block_stats(function, prepare, X, y, weight, rows, index):
                 f"{name} has NaN or infinite values in block {index} (rows "
                 f"{rows.start} to {rows.stop - 1}); remove or impute them."
             )
-    return function(prepare(X, y, weight, rows))
+    return function(prepare(X, y, weight, init, rows))
+
+
+class ChunkPreparer:
+    """A block of rows as EM reads it: standardised inputs with the
+    intercept column, the target standardised (regression) or coded
+    (classification), float64 weights (rescaled as the fit rescales them).
+
+    Parameters
+    ----------
+    scaling : _scaling.Scaling
+    dtype_name : {"float64", "float32"}
+    weight_factor : float
+    classes : ndarray or None
+        The classifier's ``classes_``; None for regression.
+    """
+
+    def __init__(self, scaling, dtype_name, weight_factor, classes=None):
+        self.scaling = scaling
+        self.dtype_name = dtype_name
+        self.weight_factor = weight_factor
+        self.classes = classes
+
+    def __call__(self, X, y, weight, init, rows):
+        xp = xp_numpy
+        X = np.asarray(X, dtype=self.dtype_name)
+        X = self.scaling.checked_design(X, xp, self.dtype_name)
+        if self.classes is None:
+            y = np.asarray(y, dtype=self.dtype_name)
+            y = self.scaling.standardise_target(y, xp, self.dtype_name)
+        else:
+            y = encode_labels(np.asarray(y), self.classes)
+        n = X.shape[0]
+        if weight is None:
+            weight = np.ones(n)
+        elif isinstance(weight, Real):
+            weight = np.full(n, float(weight))
+        weight = np.asarray(weight, dtype=np.float64)
+        if np.any(weight < 0):
+            raise ValueError(NEGATIVE_WEIGHTS)
+        weight = weight * self.weight_factor
+        init = None if init is None else np.asarray(init, dtype=np.float64)
+        return Chunk(X, y, weight, rows, None, init)
+
+
+def encode_labels(y, classes):
+    """Class labels as indices into ``classes``; a clear error for labels
+    not among them."""
+    codes = np.searchsorted(classes, y)
+    unknown = (codes >= len(classes)) | (
+        classes[np.minimum(codes, len(classes) - 1)] != y
+    )
+    if np.any(unknown):
+        raise ValueError(
+            f"y has labels {np.unique(y[unknown])} not in classes_={classes}."
+        )
+    return codes
+
+
+class DaskInputs:
+    """``fit``'s Dask input, validated as far as it can be without reading
+    all of it: shapes and chunks now, values as the passes read them.
+
+    Parameters
+    ----------
+    X : dask array of shape (n_samples, n_features)
+    y : dask array or array-like of shape (n_samples,)
+    sample_weight : dask array, array-like, float or None
+    """
+
+    def __init__(self, X, y, sample_weight):
+        dask = _dask()
+        X = dask.array.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(
+                f"Expected a 2D Dask array X, got {X.ndim}D; reshape it to "
+                "(n_samples, n_features)."
+            )
+        check_row_chunks(X)
+        if X.dtype.kind not in "fiub":
+            raise ValueError(f"X has dtype {X.dtype}; expected numbers.")
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+        n = X.shape[0]
+        y = y if is_dask_array(y) else np.asarray(y)
+        if y.ndim != 1 or y.shape[0] != n:
+            raise ValueError(
+                f"y has shape {tuple(y.shape)}; expected ({n},), one target per "
+                "row of X."
+            )
+        if sample_weight is not None and not isinstance(sample_weight, Real):
+            if not is_dask_array(sample_weight):
+                sample_weight = np.asarray(sample_weight, dtype=np.float64)
+            if sample_weight.shape != (n,):
+                raise ValueError(
+                    f"sample_weight.shape == {tuple(sample_weight.shape)}, "
+                    f"expected ({n},): one weight per sample."
+                )
+        elif isinstance(sample_weight, Real):
+            check_real(
+                sample_weight, "sample_weight", min_val=0, include_boundaries="neither"
+            )
+        self.X, self.y, self.weight = X, y, sample_weight
+
+    def weight_totals(self):
+        """The sum of the weights and the number of positive ones (a pass
+        over the weights alone)."""
+        w, n = self.weight, self.X.shape[0]
+        if w is None:
+            return float(n), n
+        if isinstance(w, Real):
+            return float(w) * n, n
+        dask = _dask()
+        w = dask.array.asarray(w)
+        total, positive, smallest = dask.compute(w.sum(), (w > 0).sum(), w.min())
+        if smallest < 0:
+            raise ValueError(NEGATIVE_WEIGHTS)
+        return float(total), int(positive)
+
+    def sample(self, rows):
+        """The rows ``rows`` (a slice) of ``X``, ``y`` and the weights, as
+        NumPy."""
+        dask = _dask()
+        X, y = self.X[rows], self.y[rows]
+        w = self.weight
+        n = len(range(*rows.indices(self.X.shape[0])))
+        if w is None or isinstance(w, Real):
+            w = np.full(n, 1.0 if w is None else float(w))
+        else:
+            w = w[rows]
+        X, y, w = (np.asarray(a) for a in dask.compute(X, y, w))
+        starts = np.cumsum((0,) + self.X.chunks[0])
+        for name, values in (("X", X), ("y", y), ("sample_weight", w)):
+            if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+                bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)))
+                row = rows.start + rows.step * int(bad[0] // max(values[0].size, 1))
+                block = int(np.searchsorted(starts, row, side="right") - 1)
+                raise ValueError(
+                    f"{name} has NaN or infinite values in block {block} (rows "
+                    f"{starts[block]} to {starts[block + 1] - 1}); remove or "
+                    "impute them."
+                )
+        return X, y, w.astype(np.float64)
+
+    def classes(self):
+        """The sorted distinct labels of ``y``."""
+        dask = _dask()
+        labels = dask.array.unique(dask.array.asarray(self.y))
+        return np.asarray(dask.compute(labels)[0])
+
+
+def map_rows(function, X, y=None, n_columns=None, dtype=np.float64):
+    """``function(X_block[, y_block])`` block by block, lazily: a Dask array
+    of one row per row of ``X``, with ``n_columns`` columns (None: 1-D)."""
+    dask = _dask()
+    check_row_chunks(X)
+    if y is not None:
+        y = dask.array.asarray(y).rechunk((X.chunks[0],))[:, None]
+
+        def apply(X_block, y_block):
+            return function(X_block, y_block[:, 0])
+
+        arrays = (X, y)
+    else:
+        apply, arrays = function, (X,)
+    if n_columns is None:
+        return dask.array.map_blocks(apply, *arrays, drop_axis=1, dtype=dtype)
+    chunks = (X.chunks[0], (n_columns,))
+    return dask.array.map_blocks(apply, *arrays, chunks=chunks, dtype=dtype)

@@ -354,11 +354,13 @@ def _restore(state, gates, experts):
     experts.set_state(state[1])
 
 
-def _initial_m_step(data, gates, experts, xp, resp_init, passes):
+def initial_m_step(data, gates, experts, xp, resp_init, passes=None):
     """The first M-step, from the responsibilities ``resp_init``: the exact
     components at once, the Newton ones by Newton's method on these fixed
-    targets, one pass per step (over their statistics only)."""
+    targets, one pass per step (over their statistics only). ``passes``, if
+    given, counts them."""
     components = {"gates": gates, "experts": experts}
+    passes = [] if passes is None else passes
 
     def make_pass(parts):
         passes.append(1)
@@ -445,7 +447,7 @@ def run_em(
     # learner or a random E-step may lower it.
     monotone = experts.monotone and routing.monotone
     if resp_init is not None:
-        _initial_m_step(data, gates, experts, xp, resp_init, passes)
+        initial_m_step(data, gates, experts, xp, resp_init, passes)
     monitor.initial_passes = len(passes)
     stats, current = make_pass()
     _check_finite(current)

@@ -84,6 +84,25 @@ def weighting_rule(learner, weighting):
     return "threshold"
 
 
+class Subsample:
+    """Every leaf's capped subsample of rows gathered from chunks:
+    ``(keys, X, y, r)`` per leaf, at most ``size`` rows of the largest keys;
+    adding two keeps the ``size`` largest keys of both."""
+
+    def __init__(self, leaves, size):
+        self.leaves, self.size = leaves, size
+
+    def __add__(self, other):
+        merged = []
+        for mine, theirs in zip(self.leaves, other.leaves, strict=True):
+            keys, X, y, r = (
+                np.concatenate([a, b]) for a, b in zip(mine, theirs, strict=True)
+            )
+            top = np.argsort(-keys, kind="stable")[: self.size]
+            merged.append((keys[top], X[top], y[top], r[top]))
+        return Subsample(merged, self.size)
+
+
 class Gathered:
     """Responsibilities gathered from chunks, ``(first row, array)`` pairs;
     adding two gatherings keeps both (``add_stats`` sums them)."""
@@ -152,6 +171,7 @@ class LearnerExperts(ExpertBank):
         self.learners = None
         self.variance = None
         self._uniforms = None
+        self._data = None
 
     # Refitting a learner need not increase EM's objective (an SVM minimises a
     # hinge loss, a tree is greedy, a capped or resampled fit sees part of the
@@ -169,6 +189,8 @@ class LearnerExperts(ExpertBank):
         self.learners = list(self._templates)
         self._fitted = [False] * self.n_leaves
         self.fallbacks, self.failed = {}, set()
+        # the keys of the capped subsample of data read by blocks (Dask)
+        self._seed = int(self.random_state.randint(np.iinfo(np.int32).max))
         if self.is_regression:
             self.variance = np.ones(self.n_leaves)
 
@@ -393,7 +415,7 @@ class LearnerExperts(ExpertBank):
         """Keep the arrays of an in-memory fit (standardised design and
         target), which every M-step fits the learners on, and on a device
         their host copies; None lets go of them."""
-        if data is None:
+        if data is None or getattr(data, "X", None) is None:  # Dask: subsamples
             self._data = None
             self.hold_host_copies(False)
             return
@@ -423,14 +445,92 @@ class LearnerExperts(ExpertBank):
         )
 
     def accumulate(self, stats, chunk, resp, xp):
-        """Gather the chunk's responsibilities (on the host)."""
-        part = Gathered([(chunk.rows.start, to_numpy(resp, xp).astype(np.float64))])
+        """Gather the chunk's responsibilities (on the host); without data
+        bound in memory (Dask), gather every leaf's capped subsample of rows
+        themselves (``Subsample``)."""
+        resp = to_numpy(resp, xp).astype(np.float64)
+        if self._data is None:
+            part = self._subsample(chunk, resp, xp)
+        else:
+            part = Gathered([(chunk.rows.start, resp)])
         return part if stats is None else stats + part
 
     def m_step(self, stats, xp):
-        """Fit every leaf's learner to the gathered responsibilities."""
+        """Fit every leaf's learner to the gathered responsibilities, or to
+        its gathered subsample."""
+        if self._data is None:
+            self._fit_subsamples(stats)
+            return
         X, y, data_xp = self._data
         self.fit(X, y, stats.concatenate(), data_xp)
+
+    def _subsample(self, chunk, resp, xp):
+        """Every leaf's candidates among the chunk's rows: those its rule
+        trains on (positive responsibility, or at least the threshold), at
+        most ``max_samples`` of them by the keys ``u ** (1 / r)`` of
+        weighted sampling without replacement (Efraimidis & Spirakis, 2006),
+        the uniforms drawn from the fit's seed and the chunk's first row."""
+        X, y = self._inputs(chunk.X, xp), self._targets(chunk.y, xp)
+        uniforms = np.random.default_rng([self._seed, chunk.rows.start]).uniform(
+            size=resp.shape
+        )
+        floor = self.responsibility_threshold if self.rule == "threshold" else 0.0
+        leaves = []
+        for leaf, r in enumerate(resp):
+            rows = np.flatnonzero((r > 0) & (r >= floor))
+            with np.errstate(over="ignore", divide="ignore"):
+                keys = np.log(uniforms[leaf, rows]) / r[rows]
+            top = np.argsort(-keys, kind="stable")[: self.max_samples]
+            rows = rows[top]
+            leaves.append((keys[top], X[rows], y[rows], r[rows]))
+        return Subsample(leaves, self.max_samples)
+
+    def _fit_subsamples(self, stats):
+        """The M-step on the gathered subsamples: every leaf's learner fit on
+        its rows (weighted by their responsibilities, as the rule says), and
+        for regression the variance from the weighted residuals there."""
+        fitted, fallbacks, failed, variance = [], {}, set(), []
+        for leaf, (_, X, y, r) in enumerate(stats.leaves):
+            rows = np.arange(len(y))
+            labels = np.unique(y)
+            if not len(rows):
+                learner = self.learners[leaf] if self._fitted[leaf] else None
+                if learner is None:
+                    learner = self._empty_constant()
+                fallbacks[leaf] = "no rows gathered: kept its previous fit"
+            elif not self.is_regression and len(labels) < 2:
+                learner = self._constant(y, rows, r)
+                fallbacks[leaf] = (
+                    f"one class {self._label_list(labels)}: a constant classifier"
+                )
+            else:
+                learner, fallback, failure = self._fit_leaf(leaf, X, y, rows, r)
+                if failure is not None:
+                    failed.add(leaf)
+                    fallbacks[leaf] = (
+                        f"{type(self.learner).__name__} failed on its {len(rows)} "
+                        f"samples ({_first_line(failure)}); {fallback}"
+                    )
+            fitted.append(learner)
+            if self.is_regression and self.rule != "gp_noise" and len(rows):
+                resid2 = (learner.predict(X) - y) ** 2
+                variance.append(np.sum(r * resid2) / max(np.sum(r), 1e-300))
+            else:
+                variance.append(np.inf)
+        self.learners, self.fallbacks, self.failed = fitted, fallbacks, failed
+        self._fitted = [True] * self.n_leaves
+        if self.is_regression and self.rule != "gp_noise":
+            variance = np.asarray(variance) / self.scaling.y_scale**2
+            variance = np.where(np.isfinite(variance), variance, self.variance)
+            self.variance = np.maximum(variance, self.min_variance)
+
+    def _empty_constant(self):
+        """The model of a leaf that has never had a row: the target's centre
+        (regression), or every class alike."""
+        if self.is_regression:
+            return _ConstantRegressor(self.scaling.y_mean, self.scaling.y_scale)
+        classes = np.arange(self.n_classes)
+        return _ConstantClassifier(classes, np.full(self.n_classes, 1 / self.n_classes))
 
     def fit(self, X, y, resp, xp):
         """Fit every leaf's learner to its responsibilities ``resp``

@@ -7,6 +7,7 @@ from sklearn.utils import check_array
 
 from ._array_api import device, to_numpy
 from ._base import BaseMixtureOfExperts
+from ._dask import is_dask_array
 from ._experts import LinearGaussianExperts
 from ._learners import _final_step
 from ._scaling import robust_center_scale, round_to
@@ -323,6 +324,12 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     def _validate_target(self, y, sample_weight, xp, reset, dtype):
         return xp.astype(y, dtype)
 
+    def _stream_classes(self, classes):
+        pass
+
+    def _stream_target(self, y, xp, dtype):
+        return xp.astype(y, dtype)
+
     def _init_columns(self, y_fit, xp):
         return to_numpy(y_fit, xp)[:, None]  # the standardised target
 
@@ -407,6 +414,11 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         >>> mean.shape, bool((std > 0).all())
         ((3,), True)
         """
+        if is_dask_array(X):
+            mean = self._lazy(self.predict, X)
+            if not return_std:
+                return mean
+            return mean, self._lazy(lambda block: self.predict(block, True)[1], X)
         Xd, xp = self._prepare(X, "predict")
         log_weight, mask, dropped = self._route(self._gates.log_prior(Xd, xp), xp)
         weight = xp.exp(log_weight)

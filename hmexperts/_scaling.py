@@ -239,8 +239,21 @@ def check_sample_weight(sample_weight, n_samples, xp, dev):
             f"({n_samples},): one weight per sample."
         )
     if bool(xp.any(sample_weight < 0)):
-        raise ValueError("sample_weight has negative values; weights must be >= 0.")
+        raise ValueError(NEGATIVE_WEIGHTS)
     total = float(xp.sum(sample_weight))
+    n_positive = int(xp.sum(xp.astype(sample_weight > 0, xp.int64)))
+    factor = weight_factor(total, n_positive)
+    return (sample_weight if factor == 1.0 else sample_weight * factor), factor, total
+
+
+NEGATIVE_WEIGHTS = "sample_weight has negative values; weights must be >= 0."
+
+
+def weight_factor(total, n_positive):
+    """The power of two that rescales weights summing to ``total`` over
+    ``n_positive`` samples to a mean near 1, if their mean is beyond
+    ``2 ** +-_WEIGHT_EXPONENT_RANGE`` (else 1); errors for weights that sum
+    to zero or do not add up."""
     if not total > 0:
         raise ValueError("sample_weight sums to zero; at least one weight must be > 0.")
     if not math.isfinite(total):
@@ -248,9 +261,7 @@ def check_sample_weight(sample_weight, n_samples, xp, dev):
             f"sample_weight sums to {total} in float64: the weights are too large "
             "to add up. Divide them by a common factor."
         )
-    n_positive = int(xp.sum(xp.astype(sample_weight > 0, xp.int64)))
     exponent = round(math.log2(n_positive / total))
     if abs(exponent) <= _WEIGHT_EXPONENT_RANGE:
-        return sample_weight, 1.0, total
-    factor = 2.0**exponent
-    return sample_weight * factor, factor, total
+        return 1.0
+    return 2.0**exponent
