@@ -24,7 +24,7 @@ from sklearn.utils import check_random_state, check_scalar
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 
-from ._array_api import device, get_namespace, logsumexp, wide
+from ._array_api import device, get_namespace, logsumexp, to_numpy, wide
 from ._config import thread_limit
 from ._dask import (
     ChunkPreparer,
@@ -54,7 +54,13 @@ from ._routing import (
     route,
     training_stats,
 )
-from ._scaling import check_sample_weight, make_scaling, sample_rows, weight_factor
+from ._scaling import (
+    Scaling,
+    check_sample_weight,
+    make_scaling,
+    sample_rows,
+    weight_factor,
+)
 from ._validation import check_int, check_real
 
 _WEIGHTINGS = {"auto", "sample_weight", "threshold", "resample"}
@@ -981,6 +987,137 @@ class BaseMixtureOfExperts(BaseEstimator):
         Xd, xp = self._prepare(X, "predict_gates")
         prior = xp.matrix_transpose(xp.exp(self._gates.log_prior(Xd, xp)))
         return self._placement.output(prior, xp)
+
+    def sample(self, X, random_state=None, return_leaves=False):
+        """Draw a target for every row of ``X`` from the fitted mixture.
+
+        A leaf from the gates' priors (the dense mixture, as
+        ``log_likelihood`` scores it, whatever ``top_k`` and ``pooling``
+        say), then ``y`` from that leaf's expert.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+        random_state : int, RandomState instance or None, default=None
+            Source of the draws.
+        return_leaves : bool, default=False
+            Also return the leaf each draw came from.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+            The draws: floats (regression) or labels from ``classes_``.
+        leaves : ndarray of shape (n_samples,)
+            The leaves; only if ``return_leaves`` is True.
+
+        Examples
+        --------
+        >>> from hmexperts import MixtureOfExpertsRegressor
+        >>> from hmexperts.datasets import make_moe
+        >>> X, y, _ = make_moe(300, random_state=0)
+        >>> model = MixtureOfExpertsRegressor(n_experts=2, random_state=0).fit(X, y)
+        >>> draws = model.sample(X, random_state=0)
+        >>> draws.shape
+        (300,)
+        """
+        Xd, xp = self._prepare(X, "sample")
+        random_state = check_random_state(random_state)
+        prior = to_numpy(xp.exp(self._gates.log_prior(Xd, xp)), xp).T
+        u = random_state.uniform(size=(prior.shape[0], 1))
+        leaves = np.minimum(
+            (u > np.cumsum(prior, axis=1)).sum(axis=1), prior.shape[1] - 1
+        )
+        y = self._draw(Xd, leaves, random_state, xp)
+        return (y, leaves) if return_leaves else y
+
+    @classmethod
+    def from_parameters(
+        cls, gate_coef, gate_intercept, expert_coef, expert_intercept, **kwargs
+    ):
+        """A mixture with the given parameters, as if it had been fit.
+
+        To draw from (``sample``), or to score data under a known model. The
+        parameters are in the units of the data, shaped as the fitted
+        attributes of the same names. Anything else fit would set that the
+        parameters do not say (``routing_stats_``, ``lower_bound_``) is not
+        set.
+
+        Parameters
+        ----------
+        gate_coef : list of array-like
+            ``gate_coef[d]`` of shape (n_experts ** d, n_features,
+            n_experts).
+        gate_intercept : list of array-like
+            ``gate_intercept[d]`` of shape (n_experts ** d, n_experts).
+        expert_coef : array-like
+            (n_leaves, n_features) for regression, (n_leaves, n_features,
+            n_classes) for classification.
+        expert_intercept : array-like
+            (n_leaves,) or (n_leaves, n_classes).
+        **kwargs : dict
+            ``expert_variance`` (n_leaves,) for regression; ``classes``
+            (n_classes,) for classification (default: ``0, 1, ...``); and any
+            constructor parameter.
+
+        Returns
+        -------
+        model : estimator
+            The mixture, ready to predict.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from hmexperts import MixtureOfExpertsRegressor
+        >>> model = MixtureOfExpertsRegressor.from_parameters(
+        ...     gate_coef=[np.array([[[-5.0, 5.0]]])],
+        ...     gate_intercept=[np.zeros((1, 2))],
+        ...     expert_coef=np.array([[-1.0], [1.0]]),
+        ...     expert_intercept=np.zeros(2),
+        ...     expert_variance=np.full(2, 0.01),
+        ... )
+        >>> model.predict(np.array([[-2.0], [2.0]])).round(2).tolist()
+        [2.0, 2.0]
+        """
+        gate_coef = [np.asarray(c, dtype=np.float64) for c in gate_coef]
+        gate_intercept = [np.asarray(c, dtype=np.float64) for c in gate_intercept]
+        depth = len(gate_coef)
+        if depth == 0 or len(gate_intercept) != depth:
+            raise ValueError(
+                "gate_coef and gate_intercept need one array per level of the "
+                f"tree; got {len(gate_coef)} and {len(gate_intercept)}."
+            )
+        n_experts, n_features = gate_coef[0].shape[-1], gate_coef[0].shape[1]
+        for d, (coef, intercept) in enumerate(
+            zip(gate_coef, gate_intercept, strict=True)
+        ):
+            shape = (n_experts**d, n_features, n_experts)
+            if coef.shape != shape or intercept.shape != (shape[0], n_experts):
+                raise ValueError(
+                    f"gate_coef[{d}] has shape {coef.shape} and gate_intercept[{d}] "
+                    f"{intercept.shape}; level {d} of a tree with n_experts="
+                    f"{n_experts} and {n_features} features needs {shape} and "
+                    f"{(shape[0], n_experts)}."
+                )
+        params = {k: v for k, v in kwargs.items() if k in cls._get_param_names()}
+        model = cls(n_experts, depth=depth, **params)
+        gates = GateTree(n_experts, depth, model.gate_alpha)
+        gates.coefs = [
+            np.concatenate([c, i[:, None, :]], axis=1)
+            for c, i in zip(gate_coef, gate_intercept, strict=True)
+        ]
+        extra = {k: v for k, v in kwargs.items() if k not in params}
+        experts = model._experts_from(
+            np.asarray(expert_coef, dtype=np.float64),
+            np.asarray(expert_intercept, dtype=np.float64),
+            n_experts**depth,
+            n_features,
+            **extra,
+        )
+        model.n_features_in_ = n_features
+        scaling = Scaling(np.zeros(n_features), np.ones(n_features))
+        model._set_fitted_state(scaling, gates, experts, Placement())
+        return model
 
     def apply(self, X):
         """Index of the most trusted leaf (largest prior) for every sample.

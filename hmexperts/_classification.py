@@ -313,6 +313,37 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     def _learner_task(self):
         return {"n_classes": len(self.classes_), "labels": self.classes_}
 
+    def _draw(self, Xd, leaves, random_state, xp):
+        """One label per row from the expert of its leaf."""
+        log_proba = to_numpy(self._experts.predict_log_proba(Xd, xp), xp)
+        rows = np.arange(len(leaves))
+        proba = np.exp(log_proba[:, leaves, rows]).T  # (n_samples, n_classes)
+        u = random_state.uniform(size=(len(leaves), 1))
+        codes = np.minimum(
+            (u > np.cumsum(proba, axis=1)).sum(axis=1), proba.shape[1] - 1
+        )
+        return self.classes_[codes]
+
+    def _experts_from(self, coef, intercept, n_leaves, n_features, classes=None):
+        """The softmax experts of ``from_parameters``, and ``classes_``."""
+        if coef.ndim != 3 or coef.shape[:2] != (n_leaves, n_features):
+            raise ValueError(
+                f"expert_coef has shape {coef.shape}; expected ({n_leaves}, "
+                f"{n_features}, n_classes)."
+            )
+        n_classes = coef.shape[2]
+        if intercept.shape != (n_leaves, n_classes):
+            raise ValueError(
+                f"expert_intercept has shape {intercept.shape}; expected "
+                f"({n_leaves}, {n_classes})."
+            )
+        self.classes_ = np.arange(n_classes) if classes is None else np.asarray(classes)
+        if self.classes_.shape != (n_classes,):
+            raise ValueError(f"classes must hold {n_classes} labels.")
+        bank = SoftmaxExperts(n_leaves, n_classes, self.expert_alpha)
+        bank.coef = np.concatenate([coef, intercept[:, None, :]], axis=1)
+        return bank
+
     def _target_marginal(self, y_fit, sample_weight, xp):
         """Log of the weighted class frequencies, floored, where EM ran."""
         y_fit, weight = to_numpy(y_fit, xp), to_numpy(sample_weight, xp)

@@ -371,6 +371,41 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     def _learner_task(self):
         return {"min_variance": self.min_variance}
 
+    def _draw(self, Xd, leaves, random_state, xp):
+        """One target per row from the expert of its leaf, in data units."""
+        means, variance = self._experts.predict_mean_variance(Xd, xp)
+        means = to_numpy(means, xp)
+        variance = np.broadcast_to(to_numpy(variance, xp), means.shape)
+        rows = np.arange(len(leaves))
+        noise = random_state.normal(size=len(leaves))
+        draw = means[leaves, rows] + np.sqrt(variance[leaves, rows]) * noise
+        y = self._scaling.y_mean + self._scaling.y_scale * draw
+        return self._placement.output(xp.asarray(y, device=device(Xd)), xp)
+
+    def _experts_from(
+        self, coef, intercept, n_leaves, n_features, expert_variance=None
+    ):
+        """The linear-Gaussian experts of ``from_parameters``."""
+        if expert_variance is None:
+            raise TypeError("from_parameters needs expert_variance for regression.")
+        variance = np.asarray(expert_variance, dtype=np.float64)
+        if (
+            coef.shape != (n_leaves, n_features)
+            or intercept.shape != (n_leaves,)
+            or variance.shape != (n_leaves,)
+        ):
+            raise ValueError(
+                f"expert_coef {coef.shape}, expert_intercept {intercept.shape} and "
+                f"expert_variance {variance.shape} must be ({n_leaves}, "
+                f"{n_features}), ({n_leaves},) and ({n_leaves},)."
+            )
+        if not np.all(variance > 0):
+            raise ValueError("expert_variance must be positive.")
+        bank = LinearGaussianExperts(n_leaves, self.expert_alpha, 0.0)
+        bank.coef = np.concatenate([coef, intercept[:, None]], axis=1)
+        bank.variance = variance
+        return bank
+
     def _target_marginal(self, y_fit, sample_weight, xp):
         return None  # the standardised target has mean 0 and variance 1
 

@@ -17,16 +17,11 @@ the data and no single linear classifier does.
 
 from numbers import Real
 
-import array_api_compat.numpy
 import numpy as np
 from sklearn.utils import Bunch, check_random_state
 
 from ._classification import MixtureOfExpertsClassifier
-from ._experts import LinearGaussianExperts, SoftmaxExperts
-from ._gates import GateTree
-from ._placement import Placement
 from ._regression import MixtureOfExpertsRegressor
-from ._scaling import Scaling
 from ._validation import check_int, check_real
 
 __all__ = ["make_expert_clusters", "make_moe", "make_vowels"]
@@ -114,50 +109,31 @@ def make_moe(
     if task == "classification":
         check_int(n_classes, "n_classes", min_val=2)
     rng = check_random_state(random_state)
-    xp = array_api_compat.numpy
-    n_params = n_features + 1
     n_leaves = n_experts**depth
-
-    gates = GateTree(n_experts, depth, alpha=1.0)
-    gates.coef = []
+    gate_coef, gate_intercept = [], []
     for level in range(depth):
         directions = rng.normal(size=(n_experts**level, n_features, n_experts))
         directions -= directions.mean(axis=2, keepdims=True)
         norms = np.linalg.norm(directions, axis=1, keepdims=True)
-        weights = gate_scale * directions / np.maximum(norms, 1e-12)
-        intercepts = np.zeros((n_experts**level, 1, n_experts))
-        gates.coef.append(np.concatenate([weights, intercepts], axis=1))
-
+        gate_coef.append(gate_scale * directions / np.maximum(norms, 1e-12))
+        gate_intercept.append(np.zeros((n_experts**level, n_experts)))
     if task == "regression":
-        experts = LinearGaussianExperts(n_leaves, alpha=1.0, min_variance=0.0)
-        experts.coef = coef_scale * rng.normal(size=(n_leaves, n_params))
-        experts.variance = np.full(n_leaves, float(noise) ** 2)
-        model = MixtureOfExpertsRegressor(n_experts, depth=depth)
+        coef = coef_scale * rng.normal(size=(n_leaves, n_features + 1))
+        model = MixtureOfExpertsRegressor.from_parameters(
+            gate_coef,
+            gate_intercept,
+            coef[:, :-1],
+            coef[:, -1],
+            expert_variance=np.full(n_leaves, float(noise) ** 2),
+        )
     else:
-        experts = SoftmaxExperts(n_leaves, n_classes, alpha=1.0)
-        experts.coef = coef_scale * rng.normal(size=(n_leaves, n_params, n_classes))
-        model = MixtureOfExpertsClassifier(n_experts, depth=depth)
-        model.classes_ = np.arange(n_classes)
-    model.n_features_in_ = n_features
-    model._set_fitted_state(
-        Scaling(np.zeros(n_features), np.ones(n_features)), gates, experts, Placement()
-    )
+        coef = coef_scale * rng.normal(size=(n_leaves, n_features + 1, n_classes))
+        model = MixtureOfExpertsClassifier.from_parameters(
+            gate_coef, gate_intercept, coef[:, :-1], coef[:, -1]
+        )
 
     X = rng.normal(size=(n_samples, n_features))
-    prior = model.predict_gates(X)
-    leaf = (rng.uniform(size=(n_samples, 1)) > np.cumsum(prior, axis=1)).sum(axis=1)
-    leaf = np.minimum(leaf, n_leaves - 1)
-    Xd = np.hstack([X, np.ones((n_samples, 1))])
-    if task == "regression":
-        mean = np.sum(Xd * experts.coef[leaf], axis=1)
-        y = mean + noise * rng.normal(size=n_samples)
-    else:
-        log_proba = experts.predict_log_proba(
-            Xd, xp
-        )  # (n_classes, n_leaves, n_samples)
-        proba = np.exp(log_proba[:, leaf, np.arange(n_samples)]).T
-        y = (rng.uniform(size=(n_samples, 1)) > np.cumsum(proba, axis=1)).sum(axis=1)
-        y = np.minimum(y, n_classes - 1)
+    y, leaf = model.sample(X, random_state=rng, return_leaves=True)
 
     truth = Bunch(
         gate_coef=model.gate_coef_,

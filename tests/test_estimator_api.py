@@ -672,3 +672,72 @@ def test_docstring_example_runs(estimator):
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     runner.run(tests[0], out=lambda _: None)
     assert runner.summarize(verbose=False).failed == 0
+
+
+# -- sample and from_parameters ------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_from_parameters_rebuilds_a_fitted_model(task):
+    X, y = make_data(task)
+    model = make_model(task, n_experts=2, depth=2).fit(X, y)
+    extra = (
+        {"expert_variance": model.expert_variance_}
+        if task == "regression"
+        else {"classes": model.classes_}
+    )
+    rebuilt = type(model).from_parameters(
+        model.gate_coef_,
+        model.gate_intercept_,
+        model.expert_coef_,
+        model.expert_intercept_,
+        **extra,
+    )
+    assert (rebuilt.n_experts, rebuilt.depth) == (2, 2)
+    assert_allclose(rebuilt.log_likelihood(X, y), model.log_likelihood(X, y))
+    assert_allclose(rebuilt.predict_gates(X), model.predict_gates(X), atol=1e-12)
+
+
+def test_from_parameters_checks_the_shapes():
+    with pytest.raises(ValueError, match=r"gate_coef\[1\] has shape \(1, 2, 2\)"):
+        MixtureOfExpertsRegressor.from_parameters(
+            [np.zeros((1, 2, 2)), np.zeros((1, 2, 2))],
+            [np.zeros((1, 2)), np.zeros((1, 2))],
+            np.zeros((4, 2)),
+            np.zeros(4),
+            expert_variance=np.ones(4),
+        )
+    with pytest.raises(TypeError, match="needs expert_variance"):
+        MixtureOfExpertsRegressor.from_parameters(
+            [np.zeros((1, 2, 2))], [np.zeros((1, 2))], np.zeros((2, 2)), np.zeros(2)
+        )
+
+
+def test_sample_draws_from_the_mixture():
+    # Two experts, y = -x and y = x, the gate sure of x's sign: draws at x
+    # have the expert's mean and noise.
+    model = MixtureOfExpertsRegressor.from_parameters(
+        gate_coef=[np.array([[[-20.0, 20.0]]])],
+        gate_intercept=[np.zeros((1, 2))],
+        expert_coef=np.array([[-1.0], [1.0]]),
+        expert_intercept=np.zeros(2),
+        expert_variance=np.full(2, 0.25),
+    )
+    X = np.repeat([[-2.0], [3.0]], 20000, axis=0)
+    y, leaves = model.sample(X, random_state=0, return_leaves=True)
+    assert_array_equal(np.unique(leaves[:20000]), [0])
+    assert_array_equal(np.unique(leaves[20000:]), [1])
+    assert abs(y[:20000].mean() - 2.0) < 0.02 and abs(y[20000:].mean() - 3.0) < 0.02
+    assert abs(y[:20000].std() - 0.5) < 0.02
+    assert_array_equal(
+        model.sample(X[:5], random_state=1), model.sample(X[:5], random_state=1)
+    )
+
+
+def test_classifier_samples_follow_predict_proba():
+    X, y = make_data("classification")
+    model = make_model("classification", n_experts=2).fit(X, y)
+    point = np.repeat(X[:1], 30000, axis=0)
+    draws = model.sample(point, random_state=0)
+    frequencies = [np.mean(draws == c) for c in model.classes_]
+    assert_allclose(frequencies, model.predict_proba(X[:1])[0], atol=0.01)
