@@ -51,15 +51,35 @@ print(f"X.npy: {os.path.getsize(X_path) / 2**20:.1f} MiB")
 # %%
 # A Dask array over memory maps
 # -----------------------------
-# ``np.load(..., mmap_mode="r")`` maps the file without reading it; Dask cuts
-# the map into blocks of 50 000 whole rows (``chunks=(rows, -1)``: never
-# along the columns). A block is read from disk only when a task needs it.
+# Every block of 50 000 whole rows is a task that opens the file as a memory
+# map (``np.load(..., mmap_mode="r")``, which reads nothing yet) and reads
+# its own rows when the fit needs them; the blocks are never all in memory.
+# (``da.from_array`` on a memory map would copy the whole file into memory
+# first: `dask/dask#11850 <https://github.com/dask/dask/issues/11850>`_.)
+import dask
 import dask.array as da
 
-X_file = np.load(X_path, mmap_mode="r")
-y_file = np.load(y_path, mmap_mode="r")
-X_dask = da.from_array(X_file, chunks=(50_000, -1))
-y_dask = da.from_array(y_file, chunks=50_000)
+
+def read_rows(path, start, stop):
+    return np.load(path, mmap_mode="r")[start:stop]
+
+
+def npy_as_dask(path, rows):
+    """A .npy file as a Dask array of blocks of ``rows`` rows."""
+    header = np.load(path, mmap_mode="r")  # reads the header only
+    n, shape, dtype = header.shape[0], header.shape[1:], header.dtype
+    blocks = [
+        da.from_delayed(
+            dask.delayed(read_rows)(path, start, min(start + rows, n)),
+            shape=(min(start + rows, n) - start, *shape),
+            dtype=dtype,
+        )
+        for start in range(0, n, rows)
+    ]
+    return da.concatenate(blocks)
+
+
+X_dask, y_dask = npy_as_dask(X_path, 50_000), npy_as_dask(y_path, 50_000)
 print(X_dask)
 
 # %%
@@ -130,8 +150,11 @@ print(f"training mean log-likelihood: {log_likelihood.mean().compute():.4f}")
 # takes the M-step from the running statistics. The first call fits its
 # batch as ``fit`` would, and the stream goes on from there.
 #
-# Here the stream reads the files in batches of 1000 rows, one pass over the
-# data, and after every batch we score the held-out set.
+# Here the stream reads the files, mapped into memory, in batches of 1000
+# rows, one pass over the data, and after every batch we score the held-out
+# set.
+X_file = np.load(X_path, mmap_mode="r")
+y_file = np.load(y_path, mmap_mode="r")
 stream = MixtureOfExpertsRegressor(n_experts=4, random_state=0)
 batch_size = 1000
 held_out = []

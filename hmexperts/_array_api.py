@@ -5,13 +5,13 @@ that follows the Python array API standard (through ``array-api-compat``), so
 the same code runs on NumPy, CuPy, PyTorch and ``array-api-strict``. These
 helpers are the few operations the standard leaves out.
 
-Precision: the data, the design matrix and the ``(n_leaves, n_samples)``
-responsibilities keep the input's dtype (float32 or float64), while every
-parameter, every sum over samples (Gram matrices, gradients, Hessians, the
-objective) and every per-sample quantity computed from the parameters
-(logits, residuals, log-densities) is float64: a chunk of rows is widened
-with ``wide`` where it meets the parameters. float32 input then halves the
-memory of the largest arrays and fits as reliably as float64.
+Precision: the data and the design matrix keep the input's dtype (float32
+or float64), while every parameter, every sum over samples (Gram matrices,
+gradients, Hessians, the objective) and every per-sample quantity computed
+from the parameters (logits, residuals, log-densities, the responsibilities
+of a chunk of rows) is float64: a chunk is widened with ``wide`` where it
+meets the parameters. float32 input then halves the memory of the largest
+arrays and fits as reliably as float64.
 """
 
 import array_api_compat

@@ -30,6 +30,7 @@ from ._dask import (
     ChunkPreparer,
     DaskData,
     DaskInputs,
+    check_not_dask_frame,
     encode_labels,
     is_dask_array,
     map_rows,
@@ -40,6 +41,7 @@ from ._em import (
     TrainingRouting,
     drop_tolerance,
     run_em,
+    statistics,
     stepwise_em,
     summary_pass,
 )
@@ -335,6 +337,8 @@ class BaseMixtureOfExperts(BaseEstimator):
 
     def _fit(self, X, y, sample_weight):
         n_leaves = self._check_params()
+        for name, value in (("X", X), ("y", y), ("sample_weight", sample_weight)):
+            check_not_dask_frame(value, name)
         if is_dask_array(X):
             return self._fit_dask(X, y, sample_weight, n_leaves)
         gpu = check_device(self.device)
@@ -415,7 +419,15 @@ class BaseMixtureOfExperts(BaseEstimator):
         gates, experts, monitor = self._run_restarts(
             data, scaling, start_sample, xp, continuing, weight_factor
         )
-        self.__dict__.pop("_stream", None)  # a fit ends any stream
+        # A fit ends any stream; partial_fit continues the fit as a stream
+        # whose running statistics are the fit's.
+        self.__dict__.pop("_stream", None)
+        if _streamable(self):
+            stats = monitor.stats
+            if stats is None:  # EM returned an earlier iterate
+                with thread_limit():
+                    stats = statistics(data, gates, experts, xp)
+            self._stream = Stream.continuing(stats, weight_factor)
         self._set_fitted_state(scaling, gates, experts, placement)
         self._marginal = marginal
         self.routing_stats_ = self._training_routing_stats(data, xp)
@@ -441,10 +453,13 @@ class BaseMixtureOfExperts(BaseEstimator):
         known mixture end within 0.02 nats per sample of ``fit``'s
         log-likelihood; ``tests/test_large_data.py``).
 
-        The first call (unless the model was fit already: then the stream
-        starts from that fit) standardises with the first batch's
-        statistics, starts from its clusters as ``fit`` does, and fixes
-        ``n_features_in_`` and, for a classifier, ``classes_``. Learner
+        The first call standardises with the first batch's statistics, fits
+        it as ``fit`` does (``n_init`` starts), and fixes ``n_features_in_``
+        and, for a classifier, ``classes_``. On a model fit by ``fit`` the
+        stream continues the fit instead: its running statistics start as
+        the fit's, which counts as (its weight / the first batch's) batches.
+        Every step's E-step is the one ``algorithm``, ``top_k`` and
+        ``gate_noise`` ask for. Learner
         experts and ``load_balance`` are not supported: the method is then
         not available.
 
@@ -482,6 +497,8 @@ class BaseMixtureOfExperts(BaseEstimator):
 
     def _partial_fit(self, X, y, sample_weight, classes):
         self._check_params()
+        for name, value in (("X", X), ("y", y), ("sample_weight", sample_weight)):
+            check_not_dask_frame(value, name)
         if is_dask_array(X):
             raise ValueError(
                 "partial_fit takes one mini-batch in memory at a time; fit a Dask "
@@ -502,9 +519,15 @@ class BaseMixtureOfExperts(BaseEstimator):
             **self._target_validation_kwargs(),
         )
         y = to_namespace(y, xp_in, device(X))
-        sample_weight, _, _ = check_sample_weight(
+        sample_weight, factor, _ = check_sample_weight(
             sample_weight, X.shape[0], xp_in, device(X)
         )
+        if first:
+            stream = Stream(weight_factor=factor)
+        else:
+            stream = self.__dict__.get("_stream") or Stream()
+            # the stream's weights keep the power of two its start chose
+            sample_weight = sample_weight * (stream.weight_factor / factor)
         y_fit = self._stream_target(y, xp_in, X.dtype)
         if first:
             self._check_n_samples(sample_weight, self.n_experts**self.depth, xp_in)
@@ -531,15 +554,21 @@ class BaseMixtureOfExperts(BaseEstimator):
         data = InMemoryData(Xd, y_fit, sample_weight, xp, self._chunk_width(n_leaves))
         if first:
             gates, experts = self._start_stream(
-                data, Xd, y_fit, sample_weight, scaling, xp
+                data, Xd, y_fit, sample_weight, scaling, xp, factor
             )
         else:
             gates, experts = self._gates, self._experts
-            gates.alpha, gates.balance = self.gate_alpha, 0.0
-            experts.update_penalties(self.expert_alpha, self._min_variance())
-        stream = self.__dict__.get("_stream") or Stream()
+            # the penalties scale with the weights (see _run_restarts)
+            gates.alpha = self.gate_alpha * stream.weight_factor
+            gates.balance = 0.0
+            experts.update_penalties(
+                self.expert_alpha * stream.weight_factor, self._min_variance()
+            )
+        if stream.seed is None and (self.algorithm == "stochastic" or self.gate_noise):
+            stream.seed = self._stream_seed()
+        routing = self._routing(None, stream.seed)
         with thread_limit():
-            objective = stepwise_em(data, gates, experts, xp, stream)
+            objective = stepwise_em(data, gates, experts, xp, stream, routing)
         offset = -math.log(scaling.y_scale)
         history = self.__dict__.get("lower_bounds_", []) if not first else []
         self._set_fitted_state(scaling, gates, experts, placement)
@@ -551,7 +580,13 @@ class BaseMixtureOfExperts(BaseEstimator):
         self.lower_bounds_ = [*history, self.lower_bound_]
         return self
 
-    def _start_stream(self, data, Xd, y_fit, sample_weight, scaling, xp):
+    def _stream_seed(self):
+        """The seed of a stream's random draws, apart from those of the fit
+        that starts it (its second draw from ``random_state``)."""
+        random_state = check_random_state(self.random_state)
+        return int(random_state.randint(2**31, size=2)[1])
+
+    def _start_stream(self, data, Xd, y_fit, sample_weight, scaling, xp, factor):
         """A new stream's gates and experts: EM on its first batch, as ``fit``
         runs it (``n_init`` starts, ``max_iter`` iterations), so that the
         stream starts from a fit of what it has seen."""
@@ -561,7 +596,7 @@ class BaseMixtureOfExperts(BaseEstimator):
             # a first batch is a start: it need not converge
             warnings.simplefilter("ignore", ConvergenceWarning)
             gates, experts, _ = self._run_restarts(
-                data, scaling, start_sample, xp, False, 1.0
+                data, scaling, start_sample, xp, False, factor
             )
         experts.bind(None, xp)
         return gates, experts
@@ -662,13 +697,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         n_leaves = self.n_experts**self.depth
         offset = -math.log(scaling.y_scale)
         random_state = check_random_state(self.random_state)
-        random_draws = self.algorithm == "stochastic" or self.gate_noise > 0
-        routing = TrainingRouting(
-            algorithm=self.algorithm,
-            top_k=self.top_k,
-            gate_noise=self.gate_noise,
-            seed=int(random_state.randint(2**31)) if random_draws else None,
-        )
+        routing = self._routing(random_state)
         # The weights were rescaled by weight_factor: so are the penalties,
         # which leaves the objective, and the fit, as with the given weights.
         gate_alpha = self.gate_alpha * weight_factor
@@ -733,6 +762,20 @@ class BaseMixtureOfExperts(BaseEstimator):
         self._warn_convergence(monitor, experts)
         experts.warn_fallbacks()
         return gates, experts, monitor
+
+    def _routing(self, random_state, seed=None):
+        """The E-step's variant the parameters ask for; the seed of its
+        draws (stochastic EM, gate noise) is ``seed`` or drawn from
+        ``random_state``."""
+        random_draws = self.algorithm == "stochastic" or self.gate_noise > 0
+        if random_draws and seed is None:
+            seed = int(random_state.randint(2**31))
+        return TrainingRouting(
+            algorithm=self.algorithm,
+            top_k=self.top_k,
+            gate_noise=self.gate_noise,
+            seed=seed if random_draws else None,
+        )
 
     def _start(self, start_sample, xp, random_state, init):
         """The start of initialisation ``init``: the given responsibilities,
@@ -870,6 +913,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         """Validated, standardised ``X`` with the intercept, in the namespace
         and on the device of the fitted state, and that namespace."""
         check_is_fitted(self)
+        check_not_dask_frame(X, "X")
         xp_in = get_namespace(X)
         placement = self._placement
         placement.check_input(X, xp_in, type(self).__name__, method)

@@ -31,6 +31,20 @@ def is_dask_array(array):
     return type(array).__module__.startswith("dask.array")
 
 
+def check_not_dask_frame(value, name):
+    """Refuse a Dask DataFrame or Series, which NumPy's conversion would
+    read whole into memory, saying how to make the Dask array EM reads."""
+    module = type(value).__module__
+    if module.startswith(("dask.dataframe", "dask_expr")):
+        kind = type(value).__name__
+        columns = " (select its columns first)" if kind == "DataFrame" else ""
+        raise TypeError(
+            f"{name} is a Dask {kind}, which would be read whole into memory; "
+            f"convert it to a Dask array chunked by rows with "
+            f"{name}.to_dask_array(lengths=True){columns}."
+        )
+
+
 def _dask():
     try:
         import dask

@@ -145,6 +145,10 @@ class ConvergenceMonitor:
         One entry per pass over the data (``len(passes)`` counts them).
     initial_passes : int
         The passes of the first M-step, from given responsibilities.
+    stats : dict or None
+        The statistics of the last pass, when they are those of the
+        parameters EM returns (None when it restored an earlier iterate):
+        what a stream that continues the fit starts from.
     """
 
     tol: float
@@ -154,6 +158,7 @@ class ConvergenceMonitor:
     decreased: tuple | None = None
     passes: list = field(default_factory=list)
     initial_passes: int = 0
+    stats: dict | None = None
 
     def report(self, objective):
         self.history.append(objective)
@@ -324,6 +329,14 @@ def _chunk_stats(
     return stats
 
 
+def statistics(data, gates, experts, xp, routing=_SOFT_EM, pass_index=0):
+    """One pass over ``data``: the E-step and the components' statistics at
+    their current parameters, summed over the chunks."""
+    return data.map_reduce(
+        lambda chunk: _chunk_stats(chunk, gates, experts, xp, routing, pass_index, None)
+    )
+
+
 def objective(stats, gates, experts, xp):
     """``(sum_i w_i log-likelihood_i - penalties) / sum_i w_i`` from a pass's
     statistics and the components' penalties; ``-inf`` if not finite (a
@@ -437,10 +450,7 @@ def run_em(
 
     def make_pass():
         passes.append(1)
-        index = len(passes)
-        stats = data.map_reduce(
-            lambda chunk: _chunk_stats(chunk, gates, experts, xp, routing, index, None)
-        )
+        stats = statistics(data, gates, experts, xp, routing, len(passes))
         return stats, objective(stats, gates, experts, xp) + objective_offset
 
     # Whether the objective can decrease in exact arithmetic: a refit of a
@@ -488,7 +498,7 @@ def run_em(
                 monitor.decreased = (n_iter, highest - current)
                 monitor.restored = previous
                 _restore(previous_state, gates, experts)
-                break
+                return monitor
             highest = max(highest, current)
         elif current > best[0]:
             best = (current, _snapshot(gates, experts))
@@ -497,6 +507,8 @@ def run_em(
     if not monotone and best[0] > monitor.history[-1]:
         monitor.restored = best[0]
         _restore(best[1], gates, experts)
+    else:
+        monitor.stats = stats
     return monitor
 
 
@@ -516,9 +528,9 @@ def summary_pass(data, gates, experts, xp, routing):
     return total["load"] / total["weight"], total["importance"] / total["weight"]
 
 
-# Stepwise EM's step for batch t (t = 1, 2, ...): (t + 1) ** -_STEP_EXPONENT,
+# Stepwise EM's step for a batch after t batches: (t + 1) ** -_STEP_EXPONENT,
 # in Cappe & Moulines' (2009) range (1/2, 1], where the running statistics
-# converge; the first batch has step 1.
+# converge; the first batch of a new stream (t = 0) has step 1.
 _STEP_EXPONENT = 0.6
 
 
@@ -531,19 +543,49 @@ class Stream:
     gates, experts : statistics or None
         The components' running statistics, per unit of weight.
     total_weight : float
-        The weight of all batches seen.
+        The weight of all the data seen: batches, and a fit the stream
+        continues.
     n_batches : int
         The batches seen.
+    fit_batches : float
+        A fit the stream continues, counted in batches: its weight over the
+        first batch's (0 for a new stream).
+    weight_factor : float
+        The power of two the stream's weights are multiplied by, fixed by
+        its start (``_scaling.check_sample_weight``); the penalties are too.
+    seed : int or None
+        Seed of the random draws of the stream's E-steps (stochastic EM,
+        gate noise), drawn when its first step needs it.
     """
 
     gates: object = None
     experts: object = None
     total_weight: float = 0.0
     n_batches: int = 0
+    fit_batches: float = 0.0
+    weight_factor: float = 1.0
+    seed: int | None = None
 
-    def step(self):
-        """The step of the next batch."""
-        return 1.0 if self.n_batches == 0 else (self.n_batches + 1.0) ** -_STEP_EXPONENT
+    @classmethod
+    def continuing(cls, stats, weight_factor=1.0):
+        """A stream that continues a fit, from the statistics of its last
+        pass (``ConvergenceMonitor.stats``): the fit's data weigh in the
+        running statistics as all the weight it saw."""
+        weight = float(stats["weight"])
+        return cls(
+            gates=scale_stats(stats["gates"], 1.0 / weight),
+            experts=scale_stats(stats["experts"], 1.0 / weight),
+            total_weight=weight,
+            weight_factor=weight_factor,
+        )
+
+    def step(self, weight):
+        """The step of the next batch, of weight ``weight``. A stream that
+        continues a fit counts the fit as ``fit_weight / weight`` batches
+        (fixed at its first batch), so that the fit is not forgotten."""
+        if self.n_batches == 0 and self.total_weight > 0:
+            self.fit_batches = max(1.0, self.total_weight / weight)
+        return (self.n_batches + self.fit_batches + 1.0) ** -_STEP_EXPONENT
 
 
 def stepwise_em(data, gates, experts, xp, stream, routing=_SOFT_EM):
@@ -560,15 +602,11 @@ def stepwise_em(data, gates, experts, xp, stream, routing=_SOFT_EM):
     objective : float
         The batch's penalised mean log-likelihood before the step.
     """
-    stats = data.map_reduce(
-        lambda chunk: _chunk_stats(
-            chunk, gates, experts, xp, routing, stream.n_batches, None
-        )
-    )
+    stats = statistics(data, gates, experts, xp, routing, stream.n_batches + 1)
     value = objective(stats, gates, experts, xp)
     _check_finite(value)
     weight = float(stats["weight"])
-    gamma = stream.step()
+    gamma = stream.step(weight)
     stream.gates = gates.online_update(
         stream.gates, scale_stats(stats["gates"], 1.0 / weight), gamma, xp
     )

@@ -224,13 +224,91 @@ def test_partial_fit_over_passes_approaches_the_batch_fit(task):
     assert gap < 0.02
 
 
-def test_partial_fit_continues_a_fit():
-    X, y, _ = make_moe(4000, 2, noise=0.2, random_state=0)
-    model = MixtureOfExpertsRegressor(2, random_state=0).fit(X[:2000], y[:2000])
-    before = model.log_likelihood(X, y).mean()
-    model.partial_fit(X[2000:], y[2000:])
+@pytest.mark.parametrize("task", TASKS)
+def test_partial_fit_continues_a_fit_without_forgetting_it(task):
+    # The stream starts from the fit's statistics and counts the fit as
+    # 3000 / 30 = 100 batches: one small batch moves it a little. (A stream
+    # that started afresh refit the experts to the 30 rows: -0.38 nats.)
+    X, y, _ = make_moe(
+        6000, 2, n_experts=3, task=task, n_classes=3, noise=0.3, random_state=0
+    )
+    model = MODELS[task](3, random_state=0).fit(X[:3000], y[:3000])
+    before = model.log_likelihood(X[3000:], y[3000:]).mean()
+    model.partial_fit(X[3000:3030], y[3000:3030])
     assert model.n_iter_ == 1
-    assert model.log_likelihood(X, y).mean() > before - 0.01
+    assert model._stream.fit_batches == 100
+    after = model.log_likelihood(X[3000:], y[3000:]).mean()
+    assert abs(after - before) < 0.01
+
+
+def test_partial_fit_steps_use_the_training_algorithm(monkeypatch):
+    import hmexperts._base as base
+
+    seen = []
+    stepwise_em = base.stepwise_em
+
+    def spy(*args):
+        seen.append(args[-1])
+        return stepwise_em(*args)
+
+    monkeypatch.setattr(base, "stepwise_em", spy)
+    X, y, _ = make_moe(2000, 2, n_experts=2, depth=2, random_state=0)
+    model = MixtureOfExpertsRegressor(2, depth=2, algorithm="stochastic", top_k=2)
+    for rows in np.array_split(np.arange(2000), 4):
+        model.partial_fit(X[rows], y[rows])
+    assert [routing.algorithm for routing in seen] == ["stochastic"] * 4
+    assert {routing.seed for routing in seen} == {model._stream.seed}
+    assert model._stream.seed is not None
+
+
+@pytest.mark.parametrize("continuing", [False, True])
+def test_extreme_weights_in_a_stream_rescale_exactly(continuing):
+    # Weights of 2**20 are rescaled by 2**-20 and the penalties with them:
+    # the stream with penalties of 2**20 is that of unit weights and unit
+    # penalties, whose objective is the same up to the factor. Later
+    # batches of other scales (which alone would be rescaled otherwise)
+    # keep the stream's factor.
+    X, y, _ = make_moe(1500, 2, noise=0.3, random_state=0)
+    big = dict(gate_alpha=2.0**20, expert_alpha=2.0**20)
+    small = dict(gate_alpha=1.0, expert_alpha=1.0)
+    models = []
+    for weight, alpha in ((2.0**20, big), (1.0, small)):
+        model = MixtureOfExpertsRegressor(2, random_state=0, **alpha)
+        batches = np.array_split(np.arange(1500), 3)
+        if continuing:
+            model.fit(X[batches[0]], y[batches[0]], sample_weight=weight)
+            batches = batches[1:]
+        for rows, scale in zip(batches, (1.0, 0.5, 4.0), strict=False):
+            model.partial_fit(X[rows], y[rows], sample_weight=weight * scale)
+        models.append(model)
+    for name in ("expert_coef_", "expert_variance_"):
+        np.testing.assert_allclose(
+            getattr(models[0], name), getattr(models[1], name), rtol=1e-7
+        )
+    for a, b in zip(models[0].gate_coef_, models[1].gate_coef_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+
+
+class _DaskFrameStandIn:
+    """Looks like a Dask DataFrame to the check (dask.dataframe needs
+    pyarrow, which the test environment does not install)."""
+
+
+_DaskFrameStandIn.__module__ = "dask.dataframe.dask_expr._collection"
+_DaskFrameStandIn.__name__ = "DataFrame"
+
+
+def test_dask_dataframes_are_refused_with_the_conversion_to_use():
+    X, y, _ = make_moe(300, 2, random_state=0)
+    frame = _DaskFrameStandIn()
+    message = r"X is a Dask DataFrame.*X.to_dask_array\(lengths=True\)"
+    with pytest.raises(TypeError, match=message):
+        MixtureOfExpertsRegressor(2).fit(frame, y)
+    model = MixtureOfExpertsRegressor(2, random_state=0).fit(X, y)
+    with pytest.raises(TypeError, match=message):
+        model.predict(frame)
+    with pytest.raises(TypeError, match=r"y is a Dask DataFrame"):
+        model.partial_fit(X, frame)
 
 
 def test_partial_fit_checks_its_input():
