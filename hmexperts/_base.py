@@ -669,7 +669,14 @@ class BaseMixtureOfExperts(BaseEstimator):
         init = None
         if not continuing and not isinstance(self.init_params, str):
             init = check_given(self.init_params, n_samples, n_leaves)
-        data = DaskData(inputs.X, inputs.y, inputs.weight, prepare, init)
+        data = DaskData(
+            inputs.X,
+            inputs.y,
+            inputs.weight,
+            prepare,
+            self._chunk_width(n_leaves),
+            init,
+        )
         start_sample = (scaling.design(X_sample, xp), y_sample, w_sample)
         marginal = self._target_marginal(y_sample, w_sample, xp)
         placement = Placement(dtype_name=dtype_name)

@@ -23,6 +23,7 @@ import numpy as np
 
 from ._components import Chunk, add_stats
 from ._scaling import NEGATIVE_WEIGHTS
+from ._solvers import row_chunks
 from ._validation import check_real
 
 
@@ -91,28 +92,33 @@ class DaskData:
         ``prepare(X_block, y_block, weight_block, init_block, rows)`` ->
         ``Chunk``: the block standardised, with the intercept column, as EM
         reads it (``ChunkPreparer``).
+    width : int
+        Elements per row of the E-step's widest temporary: a block is read
+        in chunks of rows of that width (``_solvers.row_chunks``), as in
+        memory, so that a task's temporaries stay small.
     init : dask array or ndarray of shape (n_samples, n_leaves) or None
         Initial responsibilities given by the user, read with the blocks.
     """
 
-    def __init__(self, X, y, sample_weight, prepare, init=None):
+    def __init__(self, X, y, sample_weight, prepare, width, init=None):
         dask = _dask()
         check_row_chunks(X)
-        row_chunks = X.chunks[0]
-        self.n_samples = int(sum(row_chunks))
+        block_rows = X.chunks[0]
+        self.n_samples = int(sum(block_rows))
         self.prepare = prepare
-        n_blocks = len(row_chunks)
+        self.width = width
+        n_blocks = len(block_rows)
         blocks = X.to_delayed().ravel()
-        y_blocks = _aligned_blocks(y, row_chunks, dask)
-        w_blocks = _aligned_blocks(sample_weight, row_chunks, dask)
-        init_blocks = _aligned_blocks(init, row_chunks, dask)
+        y_blocks = _aligned_blocks(y, block_rows, dask)
+        w_blocks = _aligned_blocks(sample_weight, block_rows, dask)
+        init_blocks = _aligned_blocks(init, block_rows, dask)
         self.blocks = list(
             zip(
                 blocks,
                 y_blocks,
                 w_blocks,
                 init_blocks or [None] * n_blocks,
-                _row_slices(row_chunks),
+                _row_slices(block_rows),
                 strict=True,
             )
         )
@@ -122,7 +128,9 @@ class DaskData:
         tree of Dask tasks."""
         dask = _dask()
         parts = [
-            dask.delayed(_block_stats)(function, self.prepare, *block, index)
+            dask.delayed(_block_stats)(
+                function, self.prepare, self.width, *block, index
+            )
             for index, block in enumerate(self.blocks)
         ]
         while len(parts) > 1:
@@ -134,20 +142,21 @@ class DaskData:
         return dask.compute(parts[0])[0]
 
 
-def _aligned_blocks(array, row_chunks, dask):
+def _aligned_blocks(array, block_rows, dask):
     """The blocks of ``array`` (Dask or NumPy, 1-D or 2-D) aligned with
-    ``row_chunks``; the scalar or None ``array`` for every block."""
+    ``block_rows``; the scalar or None ``array`` for every block."""
     if array is None or isinstance(array, Real):
-        return [array] * len(row_chunks)
+        return [array] * len(block_rows)
     if is_dask_array(array):
-        chunks = (row_chunks,) + tuple((size,) for size in array.shape[1:])
+        chunks = (block_rows,) + tuple((size,) for size in array.shape[1:])
         return list(array.rechunk(chunks).to_delayed().ravel())
-    return [array[rows] for rows in _row_slices(row_chunks)]
+    return [array[rows] for rows in _row_slices(block_rows)]
 
 
-def _block_stats(function, prepare, X, y, weight, init, rows, index):
-    """One block's statistics, on the worker that holds it; a clear error for
-    values that are not finite, naming the block."""
+def _block_stats(function, prepare, width, X, y, weight, init, rows, index):
+    """One block's statistics, on the worker that holds it, summed over its
+    chunks of rows; a clear error for values that are not finite, naming
+    the block."""
     for name, values in (("X", X), ("y", y), ("sample_weight", weight)):
         values = np.asarray(values)
         if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
@@ -155,7 +164,22 @@ def _block_stats(function, prepare, X, y, weight, init, rows, index):
                 f"{name} has NaN or infinite values in block {index} (rows "
                 f"{rows.start} to {rows.stop - 1}); remove or impute them."
             )
-    return function(prepare(X, y, weight, init, rows))
+    block = prepare(X, y, weight, init, rows)
+    parts = row_chunks(rows.stop - rows.start, width)
+    if len(parts) == 1:
+        return function(block)
+    total = None
+    for part in parts:
+        chunk = Chunk(
+            block.X[part, :],
+            block.y[part],
+            block.weight[part],
+            slice(rows.start + part.start, rows.start + part.stop),
+            None,
+            None if block.init is None else block.init[part, :],
+        )
+        total = add_stats(total, function(chunk))
+    return total
 
 
 class ChunkPreparer:
