@@ -17,7 +17,6 @@ from numbers import Integral
 
 import array_api_compat.numpy
 import numpy as np
-from array_api_compat import array_namespace
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state, check_scalar
@@ -63,7 +62,8 @@ from ._scaling import (
     sample_rows,
     weight_factor,
 )
-from ._validation import check_int, check_real
+from ._summary import InferenceMixin
+from ._validation import check_int, check_real, resolve_features
 
 _WEIGHTINGS = {"auto", "sample_weight", "threshold", "resample"}
 _ALGORITHMS = ("em", "hard", "stochastic")
@@ -74,6 +74,8 @@ _EXPERT_ATTRIBUTES = (
     "expert_coef_",
     "expert_intercept_",
     "expert_variance_",
+    "expert_dispersion_",
+    "expert_df_",
 )
 
 
@@ -81,7 +83,13 @@ def _streamable(estimator):
     """Whether ``partial_fit`` can update ``estimator``: built-in experts (a
     learner is refit on whole leaves) and no load balance (its penalty
     couples every sample)."""
-    return estimator.expert is None and not estimator.load_balance > 0
+    return not _is_learner(estimator) and not estimator.load_balance > 0
+
+
+def _is_learner(estimator):
+    """Whether ``estimator``'s experts are scikit-learn learners (not a
+    built-in family, named by a string or None)."""
+    return estimator.expert is not None and not isinstance(estimator.expert, str)
 
 
 @contextmanager
@@ -97,7 +105,7 @@ def _unchanged_on_error(estimator):
         raise
 
 
-class BaseMixtureOfExperts(BaseEstimator):
+class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
     """Parameters, validation, restarts and fitted state shared by both tasks.
 
     A subclass sets ``_is_regression`` and provides the target's handling:
@@ -116,6 +124,8 @@ class BaseMixtureOfExperts(BaseEstimator):
         *,
         depth=1,
         expert=None,
+        gate_features=None,
+        expert_features=None,
         expert_weighting="auto",
         responsibility_threshold=0.5,
         max_samples_per_expert=None,
@@ -140,6 +150,8 @@ class BaseMixtureOfExperts(BaseEstimator):
         self.n_experts = n_experts
         self.depth = depth
         self.expert = expert
+        self.gate_features = gate_features
+        self.expert_features = expert_features
         self.expert_weighting = expert_weighting
         self.responsibility_threshold = responsibility_threshold
         self.max_samples_per_expert = max_samples_per_expert
@@ -186,7 +198,14 @@ class BaseMixtureOfExperts(BaseEstimator):
         check_real(self.tol, "tol", min_val=0)
         check_int(self.n_init, "n_init", min_val=1)
         check_scalar(self.verbose, "verbose", (Integral, bool), min_val=0)
-        if self.expert is not None:
+        if isinstance(self.expert, str):
+            if self.expert not in self._builtin_names:
+                raise ValueError(
+                    f"expert={self.expert!r} is not a built-in expert; expected one "
+                    f"of {list(self._builtin_names)}, None, or a scikit-learn "
+                    "learner."
+                )
+        elif self.expert is not None:
             if not hasattr(self.expert, "fit"):
                 raise ValueError(
                     f"expert={self.expert!r} is not a scikit-learn estimator (it has "
@@ -199,7 +218,7 @@ class BaseMixtureOfExperts(BaseEstimator):
                 f"expert_weighting={self.expert_weighting!r}; expected one of "
                 f"{sorted(_WEIGHTINGS)}."
             )
-        if self.expert_weighting == "sample_weight" and self.expert is not None:
+        if self.expert_weighting == "sample_weight" and _is_learner(self):
             final, _ = _final_step(self.expert)
             if not has_fit_parameter(final, "sample_weight"):
                 raise ValueError(
@@ -345,12 +364,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         xp_in = get_namespace(X)
         # Warm start continues the last fit's tree; a tree of another shape
         # cannot continue it and starts afresh.
-        continuing = (
-            self.warm_start
-            and hasattr(self, "converged_")
-            and (self._gates.n_experts, self._gates.depth)
-            == (self.n_experts, self.depth)
-        )
+        continuing = self._can_continue()
         if continuing:
             self._placement.check_input(X, xp_in, type(self).__name__, "fit")
         X, y = validate_data(
@@ -365,6 +379,13 @@ class BaseMixtureOfExperts(BaseEstimator):
         sample_weight, weight_factor, total_weight = check_sample_weight(
             sample_weight, X.shape[0], xp_in, device(X)
         )
+        trials = None
+        if self._has_trials():
+            # binomial experts: the weights are every row's trials, part of
+            # its density; every row is one observation
+            trials = sample_weight / weight_factor
+            sample_weight = xp_in.ones_like(trials)
+            weight_factor, total_weight = 1.0, float(X.shape[0])
         self._check_n_samples(sample_weight, n_leaves, xp_in)
         y_fit = self._validate_target(
             y, sample_weight, xp_in, reset=not continuing, dtype=X.dtype
@@ -376,6 +397,8 @@ class BaseMixtureOfExperts(BaseEstimator):
         xp, dtype_name = placement.xp, placement.dtype_name
         X, y_fit = placement.to_compute(X), placement.to_compute(y_fit)
         sample_weight = placement.to_compute(sample_weight)
+        if trials is not None:
+            trials = placement.to_compute(trials)
 
         sample = sample_rows(X.shape[0])
         if continuing:
@@ -390,6 +413,8 @@ class BaseMixtureOfExperts(BaseEstimator):
         Xd = scaling.checked_design(X, xp, dtype_name)
         if self._is_regression:
             y_fit = scaling.standardise_target(y_fit, xp, dtype_name)
+        if trials is not None:
+            y_fit = xp.stack([y_fit, xp.astype(trials, y_fit.dtype)], axis=1)
         self._warn_if_overparameterised(X.shape[1], total_weight, weight_factor)
         init = None
         if not continuing and not isinstance(self.init_params, str):
@@ -522,6 +547,10 @@ class BaseMixtureOfExperts(BaseEstimator):
         sample_weight, factor, _ = check_sample_weight(
             sample_weight, X.shape[0], xp_in, device(X)
         )
+        trials = None
+        if self._has_trials():
+            trials = sample_weight / factor
+            sample_weight, factor = xp_in.ones_like(trials), 1.0
         if first:
             stream = Stream(weight_factor=factor)
         else:
@@ -550,6 +579,9 @@ class BaseMixtureOfExperts(BaseEstimator):
         Xd = scaling.checked_design(X, xp, dtype_name)
         if self._is_regression:
             y_fit = scaling.standardise_target(y_fit, xp, dtype_name)
+        if trials is not None:
+            trials = xp.astype(placement.to_compute(trials), y_fit.dtype)
+            y_fit = xp.stack([y_fit, trials], axis=1)
         n_leaves = self.n_experts**self.depth
         data = InMemoryData(Xd, y_fit, sample_weight, xp, self._chunk_width(n_leaves))
         if first:
@@ -611,25 +643,26 @@ class BaseMixtureOfExperts(BaseEstimator):
                 f"device={self.device!r}, but Dask arrays are fit on their "
                 "workers' CPUs; use device=None or 'cpu'."
             )
-        if self.expert is not None and self.max_samples_per_expert is None:
+        if self._has_trials():
+            raise ValueError(
+                "expert='binomial' reads every row's trials with its target, "
+                "which Dask input does not carry; fit binomial experts on NumPy "
+                "arrays."
+            )
+        if _is_learner(self) and self.max_samples_per_expert is None:
             raise ValueError(
                 "A learner expert on Dask input needs max_samples_per_expert: "
                 "each leaf's learner is then fit on a subsample of at most that "
                 "many of its rows, gathered from the blocks. Set it (say 10000), "
                 "or fit on NumPy arrays."
             )
-        if self.expert is not None and self.expert_weighting == "resample":
+        if _is_learner(self) and self.expert_weighting == "resample":
             raise ValueError(
                 "expert_weighting='resample' draws from all of a leaf's rows at "
                 "once, which Dask input does not hold in one place; use "
                 "'sample_weight', 'threshold' or 'auto'."
             )
-        continuing = (
-            self.warm_start
-            and hasattr(self, "converged_")
-            and (self._gates.n_experts, self._gates.depth)
-            == (self.n_experts, self.depth)
-        )
+        continuing = self._can_continue()
         inputs = DaskInputs(X, y, sample_weight)
         n_samples, n_features = inputs.X.shape
         if continuing and n_features != self.n_features_in_:
@@ -648,7 +681,9 @@ class BaseMixtureOfExperts(BaseEstimator):
         X_sample, y_sample, w_sample = inputs.sample(sample)
         dtype_name = "float32" if X_sample.dtype == np.float32 else "float64"
         xp = array_api_compat.numpy
-        prepare = ChunkPreparer(None, dtype_name, factor, classes)
+        family = self._family()
+        check = None if family is None else family.check_target
+        prepare = ChunkPreparer(None, dtype_name, factor, classes, check)
         if classes is None:
             y_sample = y_sample.astype(dtype_name)
         else:
@@ -696,6 +731,50 @@ class BaseMixtureOfExperts(BaseEstimator):
             )
         return self.classes_
 
+    def _family(self):
+        """The GLM family of built-in experts (regression), or None."""
+        return None
+
+    def _has_trials(self):
+        """Whether the sample weights are the trials of binomial experts."""
+        family = self._family()
+        return family is not None and family.trials
+
+    def _start_transform(self, y, sample_weight, xp):
+        """The target's transform for the k-means start (``_init``), or None."""
+        return None
+
+    def _columns(self, n_features):
+        """The design's columns the gates and the experts read (the
+        intercept's last), from ``gate_features`` and ``expert_features``;
+        None for all."""
+        names = getattr(self, "feature_names_in_", None)
+        gate = resolve_features(self.gate_features, n_features, names, "gate_features")
+        expert = resolve_features(
+            self.expert_features, n_features, names, "expert_features"
+        )
+        if expert is not None and _is_learner(self):
+            raise ValueError(
+                "expert_features selects the columns of the built-in experts; a "
+                "learner expert reads all of X. Select its columns inside the "
+                "learner instead (a Pipeline with a ColumnTransformer)."
+            )
+        return tuple(None if c is None else [*c, n_features] for c in (gate, expert))
+
+    def _spec(self, n_features):
+        """What a fit's tree is made of: a warm start continues a fit only
+        if this has not changed."""
+        expert = self.expert if not _is_learner(self) else type(self.expert)
+        return (self.n_experts, self.depth, expert, *self._columns(n_features))
+
+    def _can_continue(self):
+        """Whether ``fit`` continues the last fit (``warm_start``)."""
+        return (
+            self.warm_start
+            and hasattr(self, "converged_")
+            and self._fitted_spec == self._spec(self.n_features_in_)
+        )
+
     def _run_restarts(self, data, scaling, start_sample, xp, continuing, weight_factor):
         """EM from ``n_init`` starts (one, continuing a warm start) on
         ``data`` (any source of chunks), keeping the best: its gates, experts
@@ -711,6 +790,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         expert_alpha = self.expert_alpha * weight_factor
         n_runs = 1 if continuing else self.n_init
         n_params = start_sample[0].shape[1]
+        gate_columns, expert_columns = self._columns(n_params - 1)
         best, start = None, time.perf_counter()
         for init in range(n_runs):
             if self.verbose:
@@ -724,12 +804,12 @@ class BaseMixtureOfExperts(BaseEstimator):
             else:
                 gates = GateTree(
                     self.n_experts, self.depth, gate_alpha, self.load_balance
-                )
+                ).select(gate_columns, n_params)
                 experts = self._make_experts(
                     n_leaves, scaling, random_state, expert_alpha
-                )
-                gates.init_params(n_params, start_sample[0], xp)
-                experts.init_params(n_params, start_sample[0], xp)
+                ).select(expert_columns, n_params)
+                gates.init_params(gates.width(n_params), start_sample[0], xp)
+                experts.init_params(experts.width(n_params), start_sample[0], xp)
                 with thread_limit():
                     resp_init = self._start(start_sample, xp, random_state, init)
             experts.bind(data, xp)
@@ -793,6 +873,7 @@ class BaseMixtureOfExperts(BaseEstimator):
         return initial_start(
             *start_sample,
             xp,
+            transform=self._start_transform(start_sample[1], start_sample[2], xp),
             n_experts=self.n_experts,
             depth=self.depth,
             n_classes=None if self._is_regression else len(self.classes_),
@@ -862,17 +943,20 @@ class BaseMixtureOfExperts(BaseEstimator):
         """Free parameters of the gates and of built-in experts, for inputs
         with ``n_params`` columns (the intercept's included); None for
         learner experts, whose count is unknown."""
-        if self.expert is not None:
+        if _is_learner(self):
             return None
         n_leaves = self.n_experts**self.depth
-        gates = GateTree(self.n_experts, self.depth, 1.0)
-        experts = self._builtin_experts(n_leaves, 1.0)
-        return gates.n_free_params(n_params) + experts.n_free_params(n_params)
+        gate_columns, expert_columns = self._columns(n_params - 1)
+        gates = GateTree(self.n_experts, self.depth, 1.0).select(gate_columns, n_params)
+        experts = self._builtin_experts(n_leaves, 1.0).select(expert_columns, n_params)
+        return gates.n_free_params(gates.width(n_params)) + experts.n_free_params(
+            experts.width(n_params)
+        )
 
     def _make_experts(self, n_leaves, scaling, random_state, alpha):
         """The expert bank: built-in (with penalty ``alpha``), or a clone of
         ``expert`` per leaf."""
-        if self.expert is None:
+        if not _is_learner(self):
             return self._builtin_experts(n_leaves, alpha)
         return LearnerExperts(
             self.expert,
@@ -894,8 +978,12 @@ class BaseMixtureOfExperts(BaseEstimator):
                 delattr(self, name)
         self._scaling, self._gates, self._experts = scaling, gates, experts
         self.n_leaves_ = gates.n_leaves
+        if hasattr(self, "n_features_in_"):
+            self._fitted_spec = self._spec(self.n_features_in_)
         xp = placement.xp
-        readable = [scaling.to_original(coef, xp) for coef in gates.coef]
+        readable = [
+            scaling.to_original(gates.expand(coef, xp), xp) for coef in gates.coef
+        ]
         self.gate_coef_ = [placement.output(slopes, xp) for slopes, _ in readable]
         self.gate_intercept_ = [placement.output(icpt, xp) for _, icpt in readable]
         for name, value in experts.attributes(scaling, xp).items():
@@ -1201,17 +1289,30 @@ class BaseMixtureOfExperts(BaseEstimator):
             xp.argmax(self._gates.log_prior(Xd, xp), axis=0), xp
         )
 
-    def _log_joint(self, X, y, method):
-        """``log pi_j(x_i) + log p_j(y_i | x_i)`` in data units, shape
-        (n_leaves, n_samples), and ``xp``."""
+    def _encoded(self, X, y, method, sample_weight=None):
+        """The standardised design, the target as the experts read it (with
+        the trials of binomial experts, ``sample_weight``) and ``xp``."""
         Xd, xp = self._prepare(X, method)
         y_fit = self._encode_target(y, Xd, xp)
+        if self._has_trials():
+            trials, factor, _ = check_sample_weight(
+                sample_weight, Xd.shape[0], xp, device(Xd)
+            )
+            trials = xp.astype(trials / factor, y_fit.dtype)
+            y_fit = xp.stack([y_fit, trials], axis=1)
+        return Xd, y_fit, xp
+
+    def _log_joint(self, X, y, method, sample_weight=None):
+        """``log pi_j(x_i) + log p_j(y_i | x_i)`` in data units, shape
+        (n_leaves, n_samples), and ``xp``; ``sample_weight``: the trials of
+        binomial experts."""
+        Xd, y_fit, xp = self._encoded(X, y, method, sample_weight)
         log_joint = self._gates.log_prior(Xd, xp) + self._experts.log_likelihood(
             Xd, y_fit, xp
         )
         return log_joint - math.log(self._scaling.y_scale), xp
 
-    def log_likelihood(self, X, y):
+    def log_likelihood(self, X, y, sample_weight=None):
         """Log-likelihood ``log p(y_i | x_i)`` of every sample.
 
         Parameters
@@ -1220,6 +1321,10 @@ class BaseMixtureOfExperts(BaseEstimator):
             Inputs.
         y : array-like of shape (n_samples,)
             Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Binomial experts: every row's number of trials (None: 1), which
+            its density depends on. Other experts' log-likelihoods do not
+            depend on weights (``bic`` and ``aic`` weigh the samples).
 
         Returns
         -------
@@ -1238,10 +1343,10 @@ class BaseMixtureOfExperts(BaseEstimator):
         """
         if is_dask_array(X):
             return self._lazy(self.log_likelihood, X, y)
-        log_joint, xp = self._log_joint(X, y, "log_likelihood")
+        log_joint, xp = self._log_joint(X, y, "log_likelihood", sample_weight)
         return self._placement.output(logsumexp(log_joint, 0, xp), xp)
 
-    def predict_responsibilities(self, X, y):
+    def predict_responsibilities(self, X, y, sample_weight=None):
         """Posterior probability of every leaf given ``x`` and ``y``.
 
         Parameters
@@ -1250,6 +1355,8 @@ class BaseMixtureOfExperts(BaseEstimator):
             Inputs.
         y : array-like of shape (n_samples,)
             Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Binomial experts: every row's number of trials (None: 1).
 
         Returns
         -------
@@ -1271,25 +1378,51 @@ class BaseMixtureOfExperts(BaseEstimator):
             return self._lazy(
                 self.predict_responsibilities, X, y, n_columns=self.n_leaves_
             )
-        log_joint, xp = self._log_joint(X, y, "predict_responsibilities")
+        log_joint, xp = self._log_joint(X, y, "predict_responsibilities", sample_weight)
         log_resp = log_joint - logsumexp(log_joint, 0, xp)[None, :]
         return self._placement.output(xp.matrix_transpose(xp.exp(log_resp)), xp)
 
     def _n_parameters(self):
-        if self.expert is not None:
+        if _is_learner(self):
             raise ValueError(
                 f"The number of parameters of expert={self.expert!r} is unknown, so "
                 "bic and aic are not defined; compare held-out log_likelihood instead."
             )
         n_params = self.n_features_in_ + 1
-        return self._gates.n_free_params(n_params) + self._experts.n_free_params(
-            n_params
+        gates, experts = self._gates, self._experts
+        return gates.n_free_params(gates.width(n_params)) + experts.n_free_params(
+            experts.width(n_params)
         )
 
-    def bic(self, X, y):
+    def _total_log_likelihood(self, X, y, sample_weight):
+        """``sum_i w_i log p(y_i | x_i)`` and the number of samples ``sum_i
+        w_i`` (binomial experts: the weights are trials, every row one
+        observation)."""
+        if is_dask_array(X) and sample_weight is None:
+            log_likelihood = self.log_likelihood(X, y)
+            return float(log_likelihood.sum()), log_likelihood.shape[0]
+        log_likelihood = to_numpy(*self._log_joint_ll(X, y, sample_weight))
+        n = log_likelihood.shape[0]
+        if sample_weight is None or self._has_trials():
+            return float(log_likelihood.sum()), n
+        weight, factor, _ = check_sample_weight(
+            sample_weight, n, array_api_compat.numpy, "cpu"
+        )
+        weight = np.asarray(weight) / factor
+        return float(weight @ log_likelihood), float(weight.sum())
+
+    def _log_joint_ll(self, X, y, sample_weight):
+        log_joint, xp = self._log_joint(X, y, "log_likelihood", sample_weight)
+        return logsumexp(log_joint, 0, xp), xp
+
+    def bic(self, X, y, sample_weight=None):
         """Bayesian information criterion on ``(X, y)``; lower is better.
 
-        ``-2 sum_i log p(y_i | x_i) + n_parameters * log(n_samples)``.
+        ``-2 sum_i w_i log p(y_i | x_i) + n_parameters * log(sum_i w_i)``,
+        with ``n_parameters`` every free parameter: coefficients, one
+        variance or dispersion per expert where the family has one, the
+        Student-t degrees of freedom, and ``n_experts - 1`` columns per gate
+        (the softmax's reference child is fixed).
 
         Parameters
         ----------
@@ -1297,6 +1430,9 @@ class BaseMixtureOfExperts(BaseEstimator):
             Inputs.
         y : array-like of shape (n_samples,)
             Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Frequency weights of the samples; for binomial experts, the
+            trials of every row (each row one observation).
 
         Returns
         -------
@@ -1314,17 +1450,14 @@ class BaseMixtureOfExperts(BaseEstimator):
         >>> bool(model.bic(X, y) < flat.bic(X, y))  # the tree is worth its parameters
         True
         """
-        log_likelihood = self.log_likelihood(X, y)
-        xp = array_namespace(log_likelihood)
-        n_samples = log_likelihood.shape[0]
-        return -2 * float(xp.sum(log_likelihood)) + self._n_parameters() * math.log(
-            n_samples
-        )
+        total, n_samples = self._total_log_likelihood(X, y, sample_weight)
+        return -2 * total + self._n_parameters() * math.log(n_samples)
 
-    def aic(self, X, y):
+    def aic(self, X, y, sample_weight=None):
         """Akaike information criterion on ``(X, y)``; lower is better.
 
-        ``-2 sum_i log p(y_i | x_i) + 2 n_parameters``.
+        ``-2 sum_i w_i log p(y_i | x_i) + 2 n_parameters`` (``bic`` says
+        what the parameters are).
 
         Parameters
         ----------
@@ -1332,6 +1465,9 @@ class BaseMixtureOfExperts(BaseEstimator):
             Inputs.
         y : array-like of shape (n_samples,)
             Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Frequency weights of the samples; for binomial experts, the
+            trials of every row.
 
         Returns
         -------
@@ -1348,6 +1484,5 @@ class BaseMixtureOfExperts(BaseEstimator):
         >>> bool(model.aic(X, y) <= model.bic(X, y))  # log(300) > 2
         True
         """
-        log_likelihood = self.log_likelihood(X, y)
-        xp = array_namespace(log_likelihood)
-        return -2 * float(xp.sum(log_likelihood)) + 2 * self._n_parameters()
+        total, _ = self._total_log_likelihood(X, y, sample_weight)
+        return -2 * total + 2 * self._n_parameters()

@@ -35,15 +35,29 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         ``n_experts ** depth`` leaves, each holding one expert.
     depth : int, default=1
         Number of levels of gates; 1 is a flat mixture of experts.
-    expert : None or classifier, default=None
-        The expert at each leaf. ``None``: a multinomial-logistic expert,
-        fit by the same weighted Newton solver as the gates. A scikit-learn
+    expert : None, "softmax" or classifier, default=None
+        The expert at each leaf. ``None`` or ``"softmax"``: a
+        multinomial-logistic expert, fit by the same weighted Newton solver
+        as the gates. A scikit-learn
         classifier with ``predict_proba`` (a calibrated SVC, a Gaussian
         process, a tree, naive Bayes, a ``Pipeline``...): a clone per leaf, fit
         to the responsibilities as ``expert_weighting`` says; its density in
         the E-step is its ``predict_proba``, clipped at 1e-6 and
         renormalised. A leaf whose training samples hold a single class
         predicts that class.
+    gate_features : None, list of int or str, or array-like of bool, default=None
+        The columns of ``X`` the gates read (their "concomitant
+        variables"): integer indices, a boolean mask, or column names when
+        ``X`` is a DataFrame. ``None``: all; ``[]``: none, every gate a
+        constant (intercept only), which makes a plain mixture of
+        regressions (mixtools' ``regmixEM``). Every gate has an intercept.
+    expert_features : None, list of int or str, or array-like of bool, default=None
+        The columns of ``X`` the built-in experts read, as
+        ``gate_features``; ``[]`` makes every expert a constant, a latent
+        class model with covariates on the class probabilities. Learner
+        experts read all of ``X`` (select their columns in a ``Pipeline``).
+        The fitted ``gate_coef_`` and ``expert_coef_`` keep one row per
+        feature of ``X``, zero where a part does not read it.
     expert_weighting : {"auto", "sample_weight", "threshold", "resample"}, \
             default="auto"
         How a learner ``expert`` is fit to its responsibilities ``r_ij``
@@ -229,6 +243,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     """
 
     _is_regression = False
+    _builtin_names = ("softmax",)
 
     def _target_validation_kwargs(self):
         return {}
@@ -270,10 +285,6 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         y = to_numpy(y, xp)
         check_classification_targets(y)
         return xp.asarray(encode_labels(y, self.classes_), device=device(y))
-
-    def _init_columns(self, y_fit, xp):
-        y_enc = to_numpy(y_fit, xp)
-        return (y_enc[:, None] == np.arange(len(self.classes_))).astype(float)
 
     def _target_scaling(self, y, sample_weight, dtype_name, xp):
         return 0.0, 1.0

@@ -38,6 +38,9 @@ it has.
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+import numpy as np
+
+from ._array_api import device
 from ._solvers import newton_direction, softmax_penalised
 
 # Newton steps of an M-step on fixed targets (the first, from given
@@ -112,9 +115,52 @@ def add_stats(a, b):
 
 class Component(ABC):
     """A part of the model that EM fits from sums over samples (see the
-    module's docstring)."""
+    module's docstring).
+
+    A component reads the columns ``columns`` of the design matrix (None:
+    all of them; the intercept is always the last): the concomitant
+    variables of the gates, the covariates of the experts. Its
+    coefficients have one row per column it reads; ``expand`` gives them
+    in the whole design's rows, zeros elsewhere.
+    """
 
     monotone = True
+    columns = None
+    n_design = None
+
+    def select(self, columns, n_design):
+        """Read only the design's columns ``columns`` (a list of indices,
+        the intercept's last) of ``n_design``; None reads all."""
+        self.columns = None if columns is None else list(columns)
+        self.n_design = n_design
+        return self
+
+    def width(self, n_design):
+        """The number of columns the component reads of a design of
+        ``n_design`` columns."""
+        return n_design if self.columns is None else len(self.columns)
+
+    def design(self, X, xp):
+        """The columns of ``X`` the component reads."""
+        if self.columns is None:
+            return X
+        return xp.take(X, xp.asarray(self.columns, device=device(X)), axis=1)
+
+    def outer(self, chunk):
+        """The chunk's kept outer products, if they are of the columns read."""
+        return chunk.outer if self.columns is None else None
+
+    def expand(self, coef, xp):
+        """Coefficients of shape (n_models, n_read, ...) in the whole
+        design's rows, (n_models, n_design, ...), zeros for unread columns."""
+        if self.columns is None:
+            return coef
+        rows = np.zeros((self.n_design, len(self.columns)))
+        rows[self.columns, np.arange(len(self.columns))] = 1.0
+        rows = xp.asarray(rows, device=device(coef))
+        if coef.ndim == 2:
+            return xp.matrix_transpose(rows @ xp.matrix_transpose(coef))
+        return rows @ coef
 
     @abstractmethod
     def init_params(self, n_params, like, xp):

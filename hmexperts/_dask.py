@@ -194,13 +194,18 @@ class ChunkPreparer:
     weight_factor : float
     classes : ndarray or None
         The classifier's ``classes_``; None for regression.
+    check_target : callable or None
+        Refuses a block's targets that the experts cannot model.
     """
 
-    def __init__(self, scaling, dtype_name, weight_factor, classes=None):
+    def __init__(
+        self, scaling, dtype_name, weight_factor, classes=None, check_target=None
+    ):
         self.scaling = scaling
         self.dtype_name = dtype_name
         self.weight_factor = weight_factor
         self.classes = classes
+        self.check_target = check_target
 
     def __call__(self, X, y, weight, init, rows):
         xp = xp_numpy
@@ -208,6 +213,8 @@ class ChunkPreparer:
         X = self.scaling.checked_design(X, xp, self.dtype_name)
         if self.classes is None:
             y = np.asarray(y, dtype=self.dtype_name)
+            if self.check_target is not None:
+                self.check_target(y)
             y = self.scaling.standardise_target(y, xp, self.dtype_name)
         else:
             y = encode_labels(np.asarray(y), self.classes)

@@ -19,7 +19,9 @@ whatever the data's dtype.
 
 import math
 
-from ._array_api import device, log_softmax, wide
+import numpy as np
+
+from ._array_api import device, log_softmax, to_numpy, wide
 from ._components import ExpertBank, NewtonComponent, add_stats
 from ._solvers import (
     gram_sums,
@@ -67,9 +69,10 @@ class LinearGaussianExperts(ExpertBank):
         """Add the chunk's ``X^T R X`` (packed), ``X^T R y``, ``sum r y^2``
         and ``sum r`` of every expert."""
         y = wide(chunk.y, xp)
+        X = self.design(chunk.X, xp)
         new = {
-            "gram": gram_sums(chunk.X, resp, xp, chunk.outer),
-            "xy": weighted_sums(chunk.X, y, resp, xp),
+            "gram": gram_sums(X, resp, xp, self.outer(chunk)),
+            "xy": weighted_sums(X, y, resp, xp),
             "yy": wide(resp, xp) @ y**2,
             "mass": xp.sum(wide(resp, xp), axis=1),
         }
@@ -99,7 +102,7 @@ class LinearGaussianExperts(ExpertBank):
 
     def predict(self, X, xp):
         """Each expert's mean, shape (n_leaves, n_samples), float64."""
-        return self.coef @ xp.matrix_transpose(wide(X, xp))
+        return self.coef @ xp.matrix_transpose(wide(self.design(X, xp), xp))
 
     def predict_mean_variance(self, X, xp, mask=None):
         """Each expert's mean (n_leaves, n_samples) and variance (n_leaves, 1).
@@ -113,6 +116,26 @@ class LinearGaussianExperts(ExpertBank):
         resid2 = (wide(y, xp)[None, :] - self.predict(X, xp)) ** 2
         variance = self.variance[:, None]
         return -0.5 * (math.log(2 * math.pi) + xp.log(variance) + resid2 / variance)
+
+    def draw(self, X, leaves, random_state, xp):
+        """One target per row from the expert of its leaf (host, standardised)."""
+        rows = np.arange(len(leaves))
+        mean = to_numpy(self.predict(X, xp), xp)[leaves, rows]
+        scale = np.sqrt(to_numpy(self.variance, xp))[leaves]
+        return mean + scale * random_state.normal(size=len(leaves))
+
+    def eta_derivatives(self, X, y, xp):
+        """Derivatives of every expert's log-density by its mean ``eta`` and
+        ``tau = log sigma^2``, shape (n_leaves, n_rows) each."""
+        resid = wide(y, xp)[None, :] - self.predict(X, xp)
+        inv = 1.0 / self.variance[:, None]
+        return {
+            "d_eta": resid * inv,
+            "d_eta2": -inv * xp.ones_like(resid),
+            "d_tau": -0.5 + 0.5 * resid**2 * inv,
+            "d_tau2": -0.5 * resid**2 * inv,
+            "d_eta_tau": -resid * inv,
+        }
 
     def penalty(self, xp):
         """``alpha / 2 * sum_j ||beta_j||^2 / sigma_j^2``."""
@@ -129,7 +152,8 @@ class LinearGaussianExperts(ExpertBank):
         self.coef, self.variance = state
 
     def attributes(self, scaling, xp):
-        slopes, intercept = scaling.to_original(self.coef[:, :, None], xp, target=True)
+        coef = self.expand(self.coef[:, :, None], xp)
+        slopes, intercept = scaling.to_original(coef, xp, target=True)
         return {
             "expert_coef_": slopes[:, :, 0],
             "expert_intercept_": intercept[:, 0],
@@ -183,7 +207,7 @@ class SoftmaxExperts(NewtonComponent, ExpertBank):
         """Add the chunk's ``softmax_sums`` of every expert at its current
         coefficients (every expert on its own rows, when few are: hard or
         truncated EM)."""
-        X, outer = chunk.X, chunk.outer
+        X, outer = self.design(chunk.X, xp), self.outer(chunk)
         targets = (
             self._one_hot(chunk.y, X, xp, resp.dtype)[:, None, :] * resp[None, :, :]
         )
@@ -198,7 +222,7 @@ class SoftmaxExperts(NewtonComponent, ExpertBank):
 
         All experts are evaluated (one matrix product): ``mask`` is ignored.
         """
-        return log_softmax(softmax_logits(X, self.coef, xp), 0, xp)
+        return log_softmax(softmax_logits(self.design(X, xp), self.coef, xp), 0, xp)
 
     def log_likelihood(self, X, y, xp):
         one_hot = self._one_hot(y, X, xp, xp.float64)
@@ -217,5 +241,5 @@ class SoftmaxExperts(NewtonComponent, ExpertBank):
         self.coef = state
 
     def attributes(self, scaling, xp):
-        slopes, intercept = scaling.to_original(self.coef, xp)
+        slopes, intercept = scaling.to_original(self.expand(self.coef, xp), xp)
         return {"expert_coef_": slopes, "expert_intercept_": intercept}

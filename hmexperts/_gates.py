@@ -92,6 +92,7 @@ class GateTree(NewtonComponent):
         -------
         log_prior : array of shape (n_leaves, n_samples), float64
         """
+        X = self.design(X, xp)
         n = X.shape[0]
         log_prior = xp.zeros((1, n), dtype=xp.float64, device=device(X))
         for coef in self.coefs:
@@ -124,15 +125,16 @@ class GateTree(NewtonComponent):
         that reach it, when few do: hard or truncated EM); with load
         balance, the sums behind the penalty's gradient."""
         levels = []
+        X, outer = self.design(chunk.X, xp), self.outer(chunk)
         for level, coef in enumerate(self.coefs):
             targets = self._targets(resp, level, xp)
             node_mass = self.node_posteriors(resp, level, xp)
-            grouped = group_rows(chunk.X, node_mass, xp, chunk.outer)
+            grouped = group_rows(X, node_mass, xp, outer)
             if grouped is not None:
                 take, X_level, outer_level = grouped
                 targets = take(targets)
             else:
-                X_level, outer_level = chunk.X, chunk.outer
+                X_level, outer_level = X, outer
             levels.append(softmax_sums(X_level, targets, coef, xp, outer_level))
         new = {"levels": levels}
         if self.balance > 0:
@@ -149,9 +151,9 @@ class GateTree(NewtonComponent):
         for every level ``M[g, c, j] = sum_i w_i pi_ij (1[j under child c of
         g] - g_gc(x_i)) x_i``, the derivative of ``I_j`` by gate ``g``'s
         coefficients of child ``c`` (for the leaves ``j`` under ``g``)."""
-        X = wide(chunk.X, xp)
+        prior = xp.exp(self.log_prior(chunk.X, xp))  # (L, rows)
+        X = wide(self.design(chunk.X, xp), xp)
         weight = chunk.weight
-        prior = xp.exp(self.log_prior(X, xp))  # (L, rows)
         weighted = prior * weight[None, :]
         n_leaves, rows = prior.shape
         k, p = self.n_experts, X.shape[1]

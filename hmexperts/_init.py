@@ -65,17 +65,24 @@ class ClusterStart:
     n_classes : int or None
         Classification: the target enters the joint one-hot; regression
         (None): as its standardised value.
+    transform : callable or None
+        ``transform(y, xp)``: the target as it enters the joint, for targets
+        that are not standardised (counts, proportions: on the link's scale).
     """
 
-    def __init__(self, centers, leaf_of_cluster, n_classes=None):
+    def __init__(self, centers, leaf_of_cluster, n_classes=None, transform=None):
         self.centers = centers
         self.leaf_of_cluster = leaf_of_cluster
         self.n_classes = n_classes
+        self.transform = transform
 
     def __call__(self, chunk, xp):
         dev = device(chunk.X)
         joint = xp.concat(
-            [wide(chunk.X[:, :-1], xp), target_columns(chunk.y, self.n_classes, xp)],
+            [
+                wide(chunk.X[:, :-1], xp),
+                target_columns(chunk.y, self.n_classes, xp, self.transform),
+            ],
             axis=1,
         )
         centers = xp.asarray(self.centers, device=dev)
@@ -86,12 +93,12 @@ class ClusterStart:
         return xp.astype(leaves[:, None] == leaf[None, :], xp.float64)
 
 
-def target_columns(y, n_classes, xp):
+def target_columns(y, n_classes, xp, transform=None):
     """The target's columns in the joint ``[x, y]`` that the start clusters:
-    the standardised value (regression, ``n_classes`` None), or the one-hot
-    class."""
+    the standardised value (regression, ``n_classes`` None; ``transform(y,
+    xp)`` if given), or the one-hot class."""
     if n_classes is None:
-        return wide(y, xp)[:, None]
+        return wide(y if transform is None else transform(y, xp), xp)[:, None]
     classes = xp.arange(n_classes, device=device(y))
     return xp.astype(y[:, None] == classes[None, :], xp.float64)
 
@@ -107,6 +114,7 @@ def initial_start(
     n_classes,
     random_state,
     method,
+    transform=None,
 ):
     """The start of one initialisation from a sample of the rows (all of
     them up to ``_scaling.SAMPLE_ROWS``): clusters of their standardised
@@ -118,6 +126,8 @@ def initial_start(
     X_sample : array of shape (n_sample, n_params)
         The sampled rows of the design matrix (with the intercept column).
     y_sample, weight_sample : arrays of shape (n_sample,)
+    transform : callable or None
+        The target's transform for the joint (``ClusterStart``).
 
     Returns
     -------
@@ -126,7 +136,7 @@ def initial_start(
     joint = np.hstack(
         [
             to_numpy(wide(X_sample[:, :-1], xp), xp),
-            to_numpy(target_columns(y_sample, n_classes, xp), xp),
+            to_numpy(target_columns(y_sample, n_classes, xp, transform), xp),
         ]
     )
     weight = to_numpy(weight_sample, xp)
@@ -138,7 +148,7 @@ def initial_start(
     leaf_of_cluster = _leaf_of_cluster(
         centers, labels, weight, X_sample.shape[1] - 1, n_experts, n_leaves
     )
-    return ClusterStart(centers, leaf_of_cluster, n_classes)
+    return ClusterStart(centers, leaf_of_cluster, n_classes, transform)
 
 
 def check_given(init_params, n, n_leaves):

@@ -5,10 +5,11 @@ from sklearn.base import RegressorMixin, is_regressor
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.utils import check_array
 
-from ._array_api import device, to_numpy
+from ._array_api import device, to_numpy, wide
 from ._base import BaseMixtureOfExperts
 from ._dask import is_dask_array
 from ._experts import LinearGaussianExperts
+from ._families import FAMILIES, GLMExperts, StartTarget, StudentTExperts
 from ._learners import _final_step
 from ._scaling import robust_center_scale, round_to
 from ._validation import check_real
@@ -35,15 +36,51 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         ``n_experts ** depth`` leaves, each holding one expert.
     depth : int, default=1
         Number of levels of gates; 1 is a flat mixture of experts.
-    expert : None or regressor, default=None
-        The expert at each leaf. ``None``: a linear-Gaussian expert (weighted
-        ridge regression with its own noise variance), fit by the batched
-        solvers. A scikit-learn regressor (an SVR, a Gaussian process, a
-        tree, a ``Pipeline``...): a clone per leaf, fit to the responsibilities
-        as ``expert_weighting`` says; its density in the E-step is a Gaussian
-        around its prediction with a per-leaf variance from the weighted
-        residuals (for a ``GaussianProcessRegressor``, its own predictive
-        variance plus its noise ``alpha``), floored by ``min_variance``.
+    expert : None, str or regressor, default=None
+        The expert at each leaf. A built-in family, every expert a
+        generalised linear model batched over leaves and fit by EM:
+
+        - ``None`` or ``"linear"``: linear-Gaussian, ``N(x^T beta_j,
+          sigma_j^2)`` (weighted ridge regression with its own variance);
+        - ``"poisson"``: counts, ``Poisson(exp(x^T beta_j))``; ``y`` must be
+          non-negative integers;
+        - ``"gamma"``: positive continuous targets, a gamma law with mean
+          ``exp(x^T beta_j)`` and a dispersion (squared coefficient of
+          variation) per expert, ``expert_dispersion_``;
+        - ``"binomial"``: proportions of successes in ``[0, 1]``, mean
+          ``expit(x^T beta_j)``, with the number of trials of every row
+          passed as ``sample_weight`` (the statsmodels and glum
+          convention). A row is one observation of that many trials, all
+          from one leaf: the trials enter every expert's density (the
+          binomial coefficient included, as flexmix's log-likelihood), not
+          frequency weights;
+        - ``"student_t"``: robust linear regression, a location-scale
+          Student t with its own scale and degrees of freedom
+          (``expert_df_``) per expert, estimated by EM as a scale mixture
+          of Gaussians (Peel & McLachlan, 2000), so that gross outliers
+          cannot drag an expert.
+
+        The GLM families keep ``y`` in its units (they are not
+        standardised). Or a scikit-learn regressor (an SVR, a Gaussian
+        process, a tree, a ``Pipeline``...): a clone per leaf, fit to the
+        responsibilities as ``expert_weighting`` says; its density in the
+        E-step is a Gaussian around its prediction with a per-leaf variance
+        from the weighted residuals (for a ``GaussianProcessRegressor``, its
+        own predictive variance plus its noise ``alpha``), floored by
+        ``min_variance``.
+    gate_features : None, list of int or str, or array-like of bool, default=None
+        The columns of ``X`` the gates read (their "concomitant
+        variables"): integer indices, a boolean mask, or column names when
+        ``X`` is a DataFrame. ``None``: all; ``[]``: none, every gate a
+        constant (intercept only), which makes a plain mixture of
+        regressions (mixtools' ``regmixEM``). Every gate has an intercept.
+    expert_features : None, list of int or str, or array-like of bool, default=None
+        The columns of ``X`` the built-in experts read, as
+        ``gate_features``; ``[]`` makes every expert a constant, a latent
+        class model with covariates on the class probabilities. Learner
+        experts read all of ``X`` (select their columns in a ``Pipeline``).
+        The fitted ``gate_coef_`` and ``expert_coef_`` keep one row per
+        feature of ``X``, zero where a part does not read it.
     expert_weighting : {"auto", "sample_weight", "threshold", "resample"}, \
             default="auto"
         How a learner ``expert`` is fit to its responsibilities ``r_ij``
@@ -128,11 +165,12 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         that its strength does not depend on that variance. It keeps an
         expert with little weight well posed.
     min_variance : float, default=1e-3
-        Floor on every expert's noise variance, relative to the square of
-        the scale of ``y`` (its standard deviation, at most 3 times its
-        interquartile range / 1.349, so that outliers cannot raise it). It
-        stops an expert from collapsing onto a few points, where the
-        likelihood is unbounded.
+        Floor on every expert's noise variance (linear, Student-t and
+        learner experts), relative to the square of the scale of ``y`` (its
+        standard deviation, at most 3 times its interquartile range / 1.349,
+        so that outliers cannot raise it). It stops an expert from
+        collapsing onto a few points, where the likelihood is unbounded.
+        For gamma experts, the floor on the dispersion.
     max_iter : int, default=100
         Largest number of EM iterations per initialisation; 0 only
         initialises.
@@ -190,7 +228,12 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     expert_intercept_ : ndarray of shape (n_leaves,)
         Intercepts of the experts.
     expert_variance_ : ndarray of shape (n_leaves,)
-        Noise variances of the experts (built-in experts only).
+        Noise variances of the experts (linear experts), or the squared
+        scales of Student-t experts.
+    expert_dispersion_ : ndarray of shape (n_leaves,)
+        Dispersions of gamma experts, ``Var(y) / E(y)^2``.
+    expert_df_ : ndarray of shape (n_leaves,)
+        Degrees of freedom of Student-t experts, within ``[1, 200]``.
     experts_ : list of estimators
         The fitted learner of every leaf; only with a learner ``expert``
         (which then replaces ``expert_coef_`` and ``expert_intercept_``).
@@ -253,6 +296,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     """
 
     _is_regression = True
+    _builtin_names = ("linear", "poisson", "gamma", "binomial", "student_t")
 
     def __init__(
         self,
@@ -260,6 +304,8 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         *,
         depth=1,
         expert=None,
+        gate_features=None,
+        expert_features=None,
         expert_weighting="auto",
         responsibility_threshold=0.5,
         max_samples_per_expert=None,
@@ -286,6 +332,8 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             n_experts,
             depth=depth,
             expert=expert,
+            gate_features=gate_features,
+            expert_features=expert_features,
             expert_weighting=expert_weighting,
             responsibility_threshold=responsibility_threshold,
             max_samples_per_expert=max_samples_per_expert,
@@ -321,19 +369,37 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     def _target_validation_kwargs(self):
         return {"y_numeric": True}
 
+    def _family(self):
+        """The GLM family of the experts, or None (Gaussian, Student-t, a
+        learner)."""
+        return FAMILIES[self.expert]() if self.expert in FAMILIES else None
+
+    def _check_target(self, y, xp):
+        """Refuse targets the experts' family cannot model (negative counts,
+        proportions beyond [0, 1], ...)."""
+        family = self._family()
+        if family is not None:
+            family.check_target(to_numpy(y, xp))
+
     def _validate_target(self, y, sample_weight, xp, reset, dtype):
+        self._check_target(y, xp)
         return xp.astype(y, dtype)
 
     def _stream_classes(self, classes):
         pass
 
     def _stream_target(self, y, xp, dtype):
+        self._check_target(y, xp)
         return xp.astype(y, dtype)
 
-    def _init_columns(self, y_fit, xp):
-        return to_numpy(y_fit, xp)[:, None]  # the standardised target
-
     def _target_scaling(self, y, sample_weight, dtype_name, xp):
+        family = self._family()
+        if family is not None:
+            # GLM targets keep their units; the experts start at the link of
+            # the target's weighted mean
+            mean = float(xp.sum(sample_weight * wide(y, xp)) / xp.sum(sample_weight))
+            self._start_eta = family.link(mean)
+            return 0.0, 1.0
         center, scale = robust_center_scale(y[:, None], sample_weight, xp)
         return (
             float(round_to(center, dtype_name, xp)[0]),
@@ -351,6 +417,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             )
         if self._placement.host_output:
             y = xp.asarray(y, dtype=Xd.dtype, device=device(Xd))
+        self._check_target(y, xp)
         return (y - self._scaling.y_mean) / self._scaling.y_scale
 
     def _check_expert(self):
@@ -371,39 +438,72 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     def _learner_task(self):
         return {"min_variance": self.min_variance}
 
+    def _start_transform(self, y, sample_weight, xp):
+        family = self._family()
+        return None if family is None else StartTarget(family, y, sample_weight, xp)
+
     def _draw(self, Xd, leaves, random_state, xp):
         """One target per row from the expert of its leaf, in data units."""
-        means, variance = self._experts.predict_mean_variance(Xd, xp)
-        means = to_numpy(means, xp)
-        variance = np.broadcast_to(to_numpy(variance, xp), means.shape)
-        rows = np.arange(len(leaves))
-        noise = random_state.normal(size=len(leaves))
-        draw = means[leaves, rows] + np.sqrt(variance[leaves, rows]) * noise
+        draw = self._experts.draw(Xd, leaves, random_state, xp)
         y = self._scaling.y_mean + self._scaling.y_scale * draw
         return self._placement.output(xp.asarray(y, device=device(Xd)), xp)
 
     def _experts_from(
-        self, coef, intercept, n_leaves, n_features, expert_variance=None
+        self,
+        coef,
+        intercept,
+        n_leaves,
+        n_features,
+        expert_variance=None,
+        expert_dispersion=None,
+        expert_df=None,
     ):
-        """The linear-Gaussian experts of ``from_parameters``."""
-        if expert_variance is None:
-            raise TypeError("from_parameters needs expert_variance for regression.")
-        variance = np.asarray(expert_variance, dtype=np.float64)
-        if (
-            coef.shape != (n_leaves, n_features)
-            or intercept.shape != (n_leaves,)
-            or variance.shape != (n_leaves,)
-        ):
+        """The experts of ``from_parameters``: ``expert_variance`` for
+        linear and Student-t experts, ``expert_df`` for Student-t ones,
+        ``expert_dispersion`` for gamma ones."""
+        if coef.shape != (n_leaves, n_features) or intercept.shape != (n_leaves,):
             raise ValueError(
-                f"expert_coef {coef.shape}, expert_intercept {intercept.shape} and "
-                f"expert_variance {variance.shape} must be ({n_leaves}, "
-                f"{n_features}), ({n_leaves},) and ({n_leaves},)."
+                f"expert_coef {coef.shape} and expert_intercept {intercept.shape} "
+                f"must be ({n_leaves}, {n_features}) and ({n_leaves},)."
             )
-        if not np.all(variance > 0):
-            raise ValueError("expert_variance must be positive.")
-        bank = LinearGaussianExperts(n_leaves, self.expert_alpha, 0.0)
-        bank.coef = np.concatenate([coef, intercept[:, None]], axis=1)
-        bank.variance = variance
+        needs = {
+            "expert_variance": self.expert in (None, "linear", "student_t"),
+            "expert_df": self.expert == "student_t",
+            "expert_dispersion": self.expert == "gamma",
+        }
+        given = {
+            "expert_variance": expert_variance,
+            "expert_df": expert_df,
+            "expert_dispersion": expert_dispersion,
+        }
+        values = {}
+        for name, needed in needs.items():
+            if needed and given[name] is None:
+                raise TypeError(
+                    f"from_parameters needs {name} for expert={self.expert!r}."
+                )
+            if not needed and given[name] is not None:
+                raise TypeError(f"expert={self.expert!r} has no {name}.")
+            if needed:
+                value = np.asarray(given[name], dtype=np.float64)
+                if value.shape != (n_leaves,) or not np.all(value > 0):
+                    raise ValueError(
+                        f"{name} must hold {n_leaves} positive values; got {value}."
+                    )
+                values[name] = value
+        full = np.concatenate([coef, intercept[:, None]], axis=1)
+        family = self._family()
+        if family is not None:
+            bank = GLMExperts(n_leaves, family, self.expert_alpha, 0.0)
+            bank.coef = full
+            bank.shape = 1.0 / values.get("expert_dispersion", np.ones(n_leaves))
+        elif self.expert == "student_t":
+            bank = StudentTExperts(n_leaves, self.expert_alpha, 0.0)
+            bank.coef, bank.variance = full, values["expert_variance"]
+            bank.df = values["expert_df"]
+        else:
+            bank = LinearGaussianExperts(n_leaves, self.expert_alpha, 0.0)
+            bank.coef, bank.variance = full, values["expert_variance"]
         return bank
 
     def _target_marginal(self, y_fit, sample_weight, xp):
@@ -412,6 +512,12 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     def _builtin_experts(self, n_leaves, alpha):
         # y is standardised to unit robust scale: the floor relative to its
         # square is min_variance itself.
+        if self.expert == "student_t":
+            return StudentTExperts(n_leaves, alpha, self.min_variance)
+        family = self._family()
+        if family is not None:
+            start = getattr(self, "_start_eta", 0.0)
+            return GLMExperts(n_leaves, family, alpha, self.min_variance, start)
         return LinearGaussianExperts(n_leaves, alpha, self.min_variance)
 
     def _min_variance(self):
