@@ -683,6 +683,9 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         xp = array_api_compat.numpy
         family = self._family()
         check = None if family is None else family.check_target
+        if check is not None:
+            # the start reads the sampled targets before any pass checks them
+            check(y_sample)
         prepare = ChunkPreparer(None, dtype_name, factor, classes, check)
         if classes is None:
             y_sample = y_sample.astype(dtype_name)
