@@ -76,6 +76,7 @@ _EXPERT_ATTRIBUTES = (
     "expert_variance_",
     "expert_dispersion_",
     "expert_df_",
+    "expert_covariance_",
 )
 
 
@@ -328,8 +329,9 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
             Training inputs.
-        y : array-like of shape (n_samples,)
-            Targets.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Targets; several columns for multi-output regression
+            (multivariate Gaussian experts, see ``covariance_type``).
         sample_weight : float or array-like of shape (n_samples,), default=None
             Non-negative weight of each sample (a float: every sample's);
             ``None`` weighs all equally. A weight counts as that many
@@ -601,7 +603,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         routing = self._routing(None, stream.seed)
         with thread_limit():
             objective = stepwise_em(data, gates, experts, xp, stream, routing)
-        offset = -math.log(scaling.y_scale)
+        offset = -scaling.log_y_scale
         history = self.__dict__.get("lower_bounds_", []) if not first else []
         self._set_fitted_state(scaling, gates, experts, placement)
         self._stream = stream
@@ -784,7 +786,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         and monitor. ``start_sample``: the sampled rows (design, target,
         weights) that cluster starts are drawn from."""
         n_leaves = self.n_experts**self.depth
-        offset = -math.log(scaling.y_scale)
+        offset = -scaling.log_y_scale
         random_state = check_random_state(self.random_state)
         routing = self._routing(random_state)
         # The weights were rescaled by weight_factor: so are the penalties,
@@ -1313,7 +1315,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         log_joint = self._gates.log_prior(Xd, xp) + self._experts.log_likelihood(
             Xd, y_fit, xp
         )
-        return log_joint - math.log(self._scaling.y_scale), xp
+        return log_joint - self._scaling.log_y_scale, xp
 
     def log_likelihood(self, X, y, sample_weight=None):
         """Log-likelihood ``log p(y_i | x_i)`` of every sample.

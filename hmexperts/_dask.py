@@ -271,6 +271,12 @@ class DaskInputs:
             X = X.astype(np.float64)
         n = X.shape[0]
         y = y if is_dask_array(y) else np.asarray(y)
+        if y.ndim == 2 and y.shape[0] == n:
+            raise ValueError(
+                f"y has shape {tuple(y.shape)}: multi-output targets are fit in "
+                "memory, not from Dask arrays. Fit on NumPy arrays, or one model "
+                "per target."
+            )
         if y.ndim != 1 or y.shape[0] != n:
             raise ValueError(
                 f"y has shape {tuple(y.shape)}; expected ({n},), one target per "

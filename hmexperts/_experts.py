@@ -243,3 +243,253 @@ class SoftmaxExperts(NewtonComponent, ExpertBank):
     def attributes(self, scaling, xp):
         slopes, intercept = scaling.to_original(self.expand(self.coef, xp), xp)
         return {"expert_coef_": slopes, "expert_intercept_": intercept}
+
+
+class MultivariateGaussianExperts(ExpertBank):
+    """Multi-output linear-Gaussian experts: ``y | x, leaf j ~ N(B_j^T x,
+    Sigma_j)``, ``y`` of ``n_targets`` columns.
+
+    The sums are those of the univariate experts with ``y`` a matrix:
+    ``X^T R X``, ``X^T R Y`` and ``Y^T R Y``. The penalty ``alpha / 2
+    tr(B_j Sigma_j^-1 B_j^T)`` is the log of the matrix-normal prior
+    conjugate to the noise, so the coefficients are a ridge regression with
+    ``alpha`` whatever ``Sigma_j``, and the M-step is exact (coefficients,
+    then covariances). ``covariance_type="full"`` floors every covariance's
+    eigenvalues at ``min_variance``; ``"diag"`` keeps only the variances,
+    floored likewise (independent targets given the leaf).
+
+    Parameters
+    ----------
+    n_leaves, n_targets : int
+    alpha : float
+    min_variance : float
+        Floor on the eigenvalues (variances) of every ``Sigma_j``, in the
+        units of the standardised targets.
+    covariance_type : {"full", "diag"}
+    """
+
+    def __init__(self, n_leaves, n_targets, alpha, min_variance, covariance_type):
+        self.n_leaves = n_leaves
+        self.n_targets = n_targets
+        self.alpha = alpha
+        self.min_variance = min_variance
+        self.covariance_type = covariance_type
+        self.coef = None
+        self.covariance = None
+
+    def init_params(self, n_params, like, xp):
+        """Zero coefficients and identity covariances."""
+        dev = device(like)
+        shape = (self.n_leaves, n_params, self.n_targets)
+        self.coef = xp.zeros(shape, dtype=xp.float64, device=dev)
+        eye = xp.eye(self.n_targets, dtype=xp.float64, device=dev)
+        self.covariance = xp.broadcast_to(eye, (self.n_leaves, *eye.shape))
+
+    def get_state(self):
+        return self.coef, self.covariance
+
+    def set_state(self, state):
+        self.coef, self.covariance = state
+
+    def n_free_params(self, n_params):
+        t = self.n_targets
+        noise = t * (t + 1) // 2 if self.covariance_type == "full" else t
+        return self.n_leaves * (n_params * t + noise)
+
+    def accumulate(self, stats, chunk, resp, xp):
+        """Add the chunk's ``X^T R X`` (packed), ``X^T R Y``, ``Y^T R Y`` and
+        ``sum r`` of every expert."""
+        X = self.design(chunk.X, xp)
+        Y = wide(chunk.y, xp)
+        resp = wide(resp, xp)
+        Xw = wide(X, xp)
+        new = {
+            "gram": gram_sums(X, resp, xp, self.outer(chunk)),
+            "xy": xp.stack(
+                [
+                    xp.matrix_transpose(Xw * resp[j][:, None]) @ Y
+                    for j in range(self.n_leaves)
+                ]
+            ),
+            "yy": xp.stack(
+                [
+                    xp.matrix_transpose(Y * resp[j][:, None]) @ Y
+                    for j in range(self.n_leaves)
+                ]
+            ),
+            "mass": xp.sum(resp, axis=1),
+        }
+        return add_stats(stats, new)
+
+    def m_step(self, stats, xp):
+        """Coefficients by ridge regression (all targets at once), then the
+        covariances from the residual sums, floored."""
+        p = self.coef.shape[1]
+        gram = symmetric(stats["gram"], p, xp)
+        ridge = xp.full_like(stats["mass"], self.alpha)
+        columns = [
+            ridge_solve(gram, stats["xy"][:, :, t], ridge, xp, self.coef[:, :, t])
+            for t in range(self.n_targets)
+        ]
+        B = xp.stack(columns, axis=2)  # (L, P, T)
+        self.coef = B
+        cross = xp.matrix_transpose(B) @ stats["xy"]  # B^T X^T R Y
+        residual = (
+            stats["yy"]
+            - cross
+            - xp.matrix_transpose(cross)
+            + xp.matrix_transpose(B) @ gram @ B
+            + self.alpha * xp.matrix_transpose(B) @ B
+        )
+        mass = stats["mass"]
+        tiny = 10 * xp.finfo(xp.float64).eps
+        covariance = (
+            residual / xp.maximum(mass, xp.full_like(mass, tiny))[:, None, None]
+        )
+        self.covariance = self._floored(
+            0.5 * (covariance + xp.matrix_transpose(covariance)), xp
+        )
+
+    def _floored(self, covariance, xp):
+        eye = xp.eye(self.n_targets, dtype=xp.float64, device=device(covariance))
+        if self.covariance_type == "diag":
+            variances = xp.sum(covariance * eye, axis=2)
+            floored = xp.maximum(variances, xp.full_like(variances, self.min_variance))
+            return floored[:, :, None] * eye
+        values, vectors = xp.linalg.eigh(covariance)
+        values = xp.maximum(values, xp.full_like(values, self.min_variance))
+        return (vectors * values[:, None, :]) @ xp.matrix_transpose(vectors)
+
+    def _cholesky_inverse(self, xp):
+        """``L_j^-1`` with ``Sigma_j = L_j L_j^T``, and ``log det Sigma_j``."""
+        factor = xp.linalg.cholesky(self.covariance)
+        eye = xp.eye(self.n_targets, dtype=xp.float64, device=device(factor))
+        diagonal = xp.sum(factor * eye, axis=2)
+        return xp.linalg.inv(factor), 2.0 * xp.sum(xp.log(diagonal), axis=1)
+
+    def predict(self, X, xp):
+        """Each expert's mean, (n_leaves, n_samples, n_targets)."""
+        Xw = wide(self.design(X, xp), xp)
+        return xp.stack([Xw @ self.coef[j] for j in range(self.n_leaves)])
+
+    def predict_mean_variance(self, X, xp, mask=None):
+        """Each expert's mean (n_leaves, n_samples, n_targets) and its
+        targets' variances (n_leaves, 1, n_targets)."""
+        eye = xp.eye(self.n_targets, dtype=xp.float64, device=device(self.coef))
+        return self.predict(X, xp), xp.sum(self.covariance * eye, axis=2)[:, None, :]
+
+    def log_likelihood(self, X, y, xp):
+        """``log N(y_i; B_j^T x_i, Sigma_j)``, shape (n_leaves, n_samples)."""
+        inverse, log_det = self._cholesky_inverse(xp)
+        resid = wide(y, xp)[None, :, :] - self.predict(X, xp)  # (L, n, T)
+        z = resid @ xp.matrix_transpose(inverse)
+        quadratic = xp.sum(z**2, axis=2)
+        constant = self.n_targets * math.log(2 * math.pi)
+        return -0.5 * (constant + log_det[:, None] + quadratic)
+
+    def penalty(self, xp):
+        """``alpha / 2 * sum_j tr(B_j Sigma_j^-1 B_j^T)``."""
+        inverse, _ = self._cholesky_inverse(xp)
+        whitened = self.coef @ xp.matrix_transpose(inverse)
+        return 0.5 * self.alpha * float(xp.sum(whitened**2))
+
+    @property
+    def n_nuisance(self):
+        """Noise parameters per expert in the information matrix: the
+        log-variances (diagonal), or the precision's upper triangle."""
+        t = self.n_targets
+        return t * (t + 1) // 2 if self.covariance_type == "full" else t
+
+    def leaf_derivatives(self, X, y, weight, xp):
+        """Every expert's scores and weighted Hessian of its log-density
+        (host arrays), for the observed information (``_inference``).
+
+        Parameters per expert: the coefficients of target 0, 1, ..., then
+        the noise: ``tau_a = log Sigma_aa`` (diagonal), or the precision
+        ``Lambda = Sigma^-1``'s entries ``Lambda_cd``, ``c <= d`` (full).
+
+        Returns
+        -------
+        scores : ndarray of shape (n_leaves, n_rows, n_params)
+        hessian : ndarray of shape (n_leaves, n_params, n_params)
+            ``sum_i weight[j, i]`` times the second derivatives.
+        """
+        x = to_numpy(wide(self.design(X, xp), xp), xp)
+        resid = to_numpy(wide(y, xp)[None, :, :] - self.predict(X, xp), xp)
+        sigma = to_numpy(self.covariance, xp)
+        weight = np.asarray(weight)
+        n_leaves, m, t = resid.shape
+        p = x.shape[1]
+        size = p * t + self.n_nuisance
+        scores = np.zeros((n_leaves, m, size))
+        hessian = np.zeros((n_leaves, size, size))
+        pairs = [(c, d) for c in range(t) for d in range(c, t)]
+        for j in range(n_leaves):
+            w, r = weight[j], resid[j]
+            if self.covariance_type == "diag":
+                variance = np.diag(sigma[j])
+                for a in range(t):
+                    coef = slice(a * p, (a + 1) * p)
+                    tau = p * t + a
+                    inv = 1.0 / variance[a]
+                    scores[j, :, coef] = (r[:, a] * inv)[:, None] * x
+                    scores[j, :, tau] = -0.5 + 0.5 * r[:, a] ** 2 * inv
+                    hessian[j, coef, coef] = -inv * (x * w[:, None]).T @ x
+                    cross = -inv * x.T @ (w * r[:, a])
+                    hessian[j, coef, tau] = hessian[j, tau, coef] = cross
+                    hessian[j, tau, tau] = -0.5 * inv * (w @ r[:, a] ** 2)
+                continue
+            precision = np.linalg.inv(sigma[j])
+            pr = r @ precision  # (m, T): Lambda r
+            for a in range(t):
+                scores[j, :, a * p : (a + 1) * p] = pr[:, a : a + 1] * x
+            gram = (x * w[:, None]).T @ x
+            for a in range(t):
+                for b in range(t):
+                    hessian[j, a * p : (a + 1) * p, b * p : (b + 1) * p] = (
+                        -precision[a, b] * gram
+                    )
+            mass = w.sum()
+            for k, (c, d) in enumerate(pairs):
+                q = p * t + k
+                factor = 1.0 if c == d else 2.0
+                scores[j, :, q] = 0.5 * factor * (sigma[j][c, d] - r[:, c] * r[:, d])
+                # d (Lambda r)_a / d Lambda_cd, then times x
+                for a in range(t):
+                    deriv = (r[:, d] if a == c else 0.0) + (
+                        r[:, c] if (a == d and c != d) else 0.0
+                    )
+                    if np.ndim(deriv) == 0:
+                        continue
+                    cross = x.T @ (w * deriv)
+                    hessian[j, a * p : (a + 1) * p, q] = cross
+                    hessian[j, q, a * p : (a + 1) * p] = cross
+                for k2, (e, f) in enumerate(pairs):
+                    s = sigma[j]
+                    if e == f:
+                        dsigma = -s[c, e] * s[e, d]
+                    else:
+                        dsigma = -(s[c, e] * s[f, d] + s[c, f] * s[e, d])
+                    hessian[j, q, p * t + k2] = 0.5 * factor * dsigma * mass
+        return scores, hessian
+
+    def draw(self, X, leaves, random_state, xp):
+        """One target row per row of ``X`` from the expert of its leaf."""
+        rows = np.arange(len(leaves))
+        mean = to_numpy(self.predict(X, xp), xp)[leaves, rows]
+        factor = np.linalg.cholesky(to_numpy(self.covariance, xp))[leaves]
+        noise = random_state.normal(size=mean.shape)
+        return mean + np.einsum("nab,nb->na", factor, noise)
+
+    def attributes(self, scaling, xp):
+        coef = self.expand(self.coef, xp)
+        slopes, intercept = scaling.to_original(coef, xp, target=True)
+        scale = xp.asarray(
+            np.asarray(scaling.y_scale, dtype=np.float64), device=device(coef)
+        )
+        return {
+            "expert_coef_": slopes,
+            "expert_intercept_": intercept,
+            "expert_covariance_": self.covariance
+            * (scale**2 if scale.ndim == 0 else scale[:, None] * scale[None, :]),
+        }

@@ -96,10 +96,14 @@ class Layout:
             return
         p_e = len(self.expert_columns)
         self.softmax = isinstance(experts, SoftmaxExperts)
-        self.n_tau = 0 if self.softmax else int(_has_tau(experts))
-        outputs = (
-            list(model.classes_[1:]) if self.softmax else [0]
-        )  # the class, or the (single) target
+        self.multi_output = hasattr(experts, "leaf_derivatives")
+        if self.multi_output:
+            self.n_tau = experts.n_nuisance
+            outputs = list(range(experts.n_targets))  # the targets
+        else:
+            self.n_tau = 0 if self.softmax else int(_has_tau(experts))
+            # the class, or the (single) target
+            outputs = list(model.classes_[1:]) if self.softmax else [0]
         for leaf in range(gates.n_leaves):
             self.expert_offsets.append(size)
             for output in outputs:
@@ -195,7 +199,14 @@ def observed_information(model, Xd, y_fit, weight, xp):
         # experts
         xe = to_numpy(wide(experts.design(X, xp), xp), xp)
         p_e = xe.shape[1]
-        if layout.softmax:
+        if layout.multi_output:
+            expert_scores, expert_hessian = experts.leaf_derivatives(X, y, w * resp, xp)
+            for leaf in range(n_leaves):
+                offset = layout.expert_offsets[leaf]
+                block = slice(offset, offset + layout.expert_block)
+                scores[:, leaf, block] = expert_scores[leaf]
+                hessian[block, block] += expert_hessian[leaf]
+        elif layout.softmax:
             probs = to_numpy(xp.exp(experts.predict_log_proba(X, xp)), xp)  # (C, L, m)
             codes = to_numpy(y, xp).astype(int)
             for leaf in range(n_leaves):
@@ -273,15 +284,18 @@ def data_units(model, layout):
     groups = {}
     for r, row in enumerate(layout.rows):
         groups.setdefault(row["group"], []).append(r)
+    y_scale = np.atleast_1d(scaling.y_scale)
+    y_mean = np.atleast_1d(scaling.y_mean)
     for group, members in groups.items():
         intercept = next(r for r in members if layout.rows[r]["column"] == n_features)
-        factor = scaling.y_scale if (target and group[0] == "expert") else 1.0
+        scaled = target and group[0] == "expert"  # group: (kind, node, output)
+        factor = y_scale[group[2]] if scaled else 1.0
         for r in members:
             column = layout.rows[r]["column"]
             if column == n_features:
                 A[r, r] = factor
-                if target and group[0] == "expert":
-                    shift[r] = scaling.y_mean
+                if scaled:
+                    shift[r] = y_mean[group[2]]
             else:
                 A[r, r] = factor / scale[column]
                 A[intercept, r] = -factor * mean[column] / scale[column]
@@ -307,6 +321,8 @@ def estimates(model, layout):
         if layout.softmax:
             relative = coef[leaf, :, 1:] - coef[leaf, :, :1]
             values[offset : offset + relative.size] = relative.T.ravel()
+        elif layout.multi_output:  # (p, T): target by target
+            values[offset : offset + coef[leaf].size] = coef[leaf].T.ravel()
         else:
             values[offset : offset + coef.shape[1]] = coef[leaf]
     return values[[row["index"] for row in layout.rows]]

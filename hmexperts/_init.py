@@ -98,7 +98,8 @@ def target_columns(y, n_classes, xp, transform=None):
     the standardised value (regression, ``n_classes`` None; ``transform(y,
     xp)`` if given), or the one-hot class."""
     if n_classes is None:
-        return wide(y if transform is None else transform(y, xp), xp)[:, None]
+        values = wide(y if transform is None else transform(y, xp), xp)
+        return values if values.ndim == 2 else values[:, None]
     classes = xp.arange(n_classes, device=device(y))
     return xp.astype(y[:, None] == classes[None, :], xp.float64)
 

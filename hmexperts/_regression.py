@@ -3,12 +3,12 @@
 import numpy as np
 from sklearn.base import RegressorMixin, is_regressor
 from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.utils import check_array
+from sklearn.utils import check_array, column_or_1d
 
 from ._array_api import device, to_numpy, wide
 from ._base import BaseMixtureOfExperts
 from ._dask import is_dask_array
-from ._experts import LinearGaussianExperts
+from ._experts import LinearGaussianExperts, MultivariateGaussianExperts
 from ._families import FAMILIES, GLMExperts, StartTarget, StudentTExperts
 from ._learners import _final_step
 from ._scaling import robust_center_scale, round_to
@@ -170,7 +170,14 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         standard deviation, at most 3 times its interquartile range / 1.349,
         so that outliers cannot raise it). It stops an expert from
         collapsing onto a few points, where the likelihood is unbounded.
-        For gamma experts, the floor on the dispersion.
+        For gamma experts, the floor on the dispersion; for multi-output
+        experts, on the eigenvalues of every covariance.
+    covariance_type : {"full", "diag"}, default="full"
+        Multi-output regression (``y`` of shape (n_samples, n_targets)):
+        every leaf's expert is a multivariate Gaussian ``N(B_j^T x + b_j,
+        Sigma_j)``, the model family of MoEClust's gated experts, with a
+        full covariance ``Sigma_j`` per expert, or a diagonal one (targets
+        independent given the leaf). Ignored for one target.
     max_iter : int, default=100
         Largest number of EM iterations per initialisation; 0 only
         initialises.
@@ -234,6 +241,10 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         Dispersions of gamma experts, ``Var(y) / E(y)^2``.
     expert_df_ : ndarray of shape (n_leaves,)
         Degrees of freedom of Student-t experts, within ``[1, 200]``.
+    expert_covariance_ : ndarray of shape (n_leaves, n_targets, n_targets)
+        Noise covariances of multi-output experts (then ``expert_coef_`` has
+        shape (n_leaves, n_features, n_targets) and ``expert_intercept_``
+        (n_leaves, n_targets)).
     experts_ : list of estimators
         The fitted learner of every leaf; only with a learner ``expert``
         (which then replaces ``expert_coef_`` and ``expert_intercept_``).
@@ -319,6 +330,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         gate_alpha=1e-2,
         expert_alpha=1e-2,
         min_variance=1e-3,
+        covariance_type="full",
         max_iter=100,
         tol=1e-4,
         n_init=1,
@@ -356,6 +368,13 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             device=device,
         )
         self.min_variance = min_variance
+        self.covariance_type = covariance_type
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # multi-output targets: multivariate Gaussian experts
+        tags.target_tags.multi_output = self.expert in (None, "linear")
+        return tags
 
     def _check_params(self):
         check_real(
@@ -364,10 +383,43 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             min_val=0,
             include_boundaries="neither",
         )
+        if self.covariance_type not in ("full", "diag"):
+            raise ValueError(
+                f"covariance_type={self.covariance_type!r}; expected 'full' or 'diag'."
+            )
         return super()._check_params()
 
     def _target_validation_kwargs(self):
-        return {"y_numeric": True}
+        return {"y_numeric": True, "multi_output": True}
+
+    def _check_n_targets(self, y, reset, xp):
+        """``y``, with the target's columns recorded (None: one target as a
+        vector); multi-output targets need the built-in linear experts, and
+        other experts take a column vector as a vector (with scikit-learn's
+        DataConversionWarning)."""
+        multi_output = self.expert in (None, "linear")
+        if y.ndim == 2 and y.shape[1] == 1 and not multi_output:
+            y = xp.asarray(column_or_1d(to_numpy(y, xp), warn=True), device=device(y))
+        n_targets = None if y.ndim == 1 else y.shape[1]
+        if n_targets is not None and self.expert not in (None, "linear"):
+            raise ValueError(
+                f"y has {n_targets} columns: multi-output regression has "
+                "multivariate Gaussian experts, expert=None or 'linear'; got "
+                f"expert={self.expert!r}. Fit one model per target instead."
+            )
+        if reset:
+            self._n_targets = n_targets
+        elif n_targets != self._n_targets:
+            raise ValueError(
+                f"y has shape {tuple(y.shape)}, but the model was fit to "
+                + (
+                    "one target"
+                    if self._n_targets is None
+                    else f"{self._n_targets} targets"
+                )
+                + "."
+            )
+        return y
 
     def _family(self):
         """The GLM family of the experts, or None (Gaussian, Student-t, a
@@ -382,6 +434,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             family.check_target(to_numpy(y, xp))
 
     def _validate_target(self, y, sample_weight, xp, reset, dtype):
+        y = self._check_n_targets(y, reset, xp)
         self._check_target(y, xp)
         return xp.astype(y, dtype)
 
@@ -389,6 +442,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         pass
 
     def _stream_target(self, y, xp, dtype):
+        y = self._check_n_targets(y, not hasattr(self, "_gates"), xp)
         self._check_target(y, xp)
         return xp.astype(y, dtype)
 
@@ -400,6 +454,12 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             mean = float(xp.sum(sample_weight * wide(y, xp)) / xp.sum(sample_weight))
             self._start_eta = family.link(mean)
             return 0.0, 1.0
+        if y.ndim == 2:
+            center, scale = robust_center_scale(y, sample_weight, xp)
+            return (
+                to_numpy(round_to(center, dtype_name, xp), xp),
+                to_numpy(round_to(scale, dtype_name, xp), xp),
+            )
         center, scale = robust_center_scale(y[:, None], sample_weight, xp)
         return (
             float(round_to(center, dtype_name, xp)[0]),
@@ -410,15 +470,19 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         # NumPy input to a model on the GPU: validate on the host, then move.
         dtype = "numeric" if self._placement.host_output else Xd.dtype
         y = check_array(y, ensure_2d=False, dtype=dtype, input_name="y")
-        if y.ndim != 1 or y.shape[0] != Xd.shape[0]:
+        if y.ndim == 2 and y.shape[1] == 1 and self._n_targets is None:
+            y = column_or_1d(y, warn=True)
+        shape = (Xd.shape[0],) + (() if self._n_targets is None else (self._n_targets,))
+        if tuple(y.shape) != shape:
             raise ValueError(
-                f"y has shape {tuple(y.shape)}; expected ({Xd.shape[0]},), one "
+                f"y has shape {tuple(y.shape)}; expected {shape}, one "
                 "target per row of X."
             )
         if self._placement.host_output:
             y = xp.asarray(y, dtype=Xd.dtype, device=device(Xd))
         self._check_target(y, xp)
-        return (y - self._scaling.y_mean) / self._scaling.y_scale
+        mean, scale = self._scaling.target_arrays(xp, device(Xd))
+        return (y - xp.astype(mean, y.dtype)) / xp.astype(scale, y.dtype)
 
     def _check_expert(self):
         if not is_regressor(self.expert):
@@ -445,7 +509,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     def _draw(self, Xd, leaves, random_state, xp):
         """One target per row from the expert of its leaf, in data units."""
         draw = self._experts.draw(Xd, leaves, random_state, xp)
-        y = self._scaling.y_mean + self._scaling.y_scale * draw
+        y = np.asarray(self._scaling.y_mean) + np.asarray(self._scaling.y_scale) * draw
         return self._placement.output(xp.asarray(y, device=device(Xd)), xp)
 
     def _experts_from(
@@ -457,10 +521,20 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         expert_variance=None,
         expert_dispersion=None,
         expert_df=None,
+        expert_covariance=None,
     ):
         """The experts of ``from_parameters``: ``expert_variance`` for
         linear and Student-t experts, ``expert_df`` for Student-t ones,
-        ``expert_dispersion`` for gamma ones."""
+        ``expert_dispersion`` for gamma ones; multi-output linear experts
+        (``expert_coef`` of shape (n_leaves, n_features, n_targets)) take
+        ``expert_covariance`` (n_leaves, n_targets, n_targets)."""
+        self._n_targets = None
+        if coef.ndim == 3 and self.expert in (None, "linear"):
+            return self._multi_output_experts_from(
+                coef, intercept, n_leaves, n_features, expert_covariance
+            )
+        if expert_covariance is not None:
+            raise TypeError("expert_covariance is for multi-output linear experts.")
         if coef.shape != (n_leaves, n_features) or intercept.shape != (n_leaves,):
             raise ValueError(
                 f"expert_coef {coef.shape} and expert_intercept {intercept.shape} "
@@ -506,6 +580,36 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             bank.coef, bank.variance = full, values["expert_variance"]
         return bank
 
+    def _multi_output_experts_from(self, coef, intercept, n_leaves, n_features, cov):
+        n_targets = coef.shape[2]
+        if cov is None:
+            raise TypeError("from_parameters needs expert_covariance for multi-output.")
+        cov = np.asarray(cov, dtype=np.float64)
+        shapes = ((n_leaves, n_features, n_targets), (n_leaves, n_targets))
+        if (coef.shape, intercept.shape) != shapes or cov.shape != (
+            n_leaves,
+            n_targets,
+            n_targets,
+        ):
+            raise ValueError(
+                f"expert_coef {coef.shape}, expert_intercept {intercept.shape} and "
+                f"expert_covariance {cov.shape} must be {shapes[0]}, {shapes[1]} "
+                f"and {(n_leaves, n_targets, n_targets)}."
+            )
+        try:
+            np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:
+            raise ValueError(
+                "expert_covariance must be symmetric positive definite."
+            ) from None
+        self._n_targets = n_targets
+        bank = MultivariateGaussianExperts(
+            n_leaves, n_targets, self.expert_alpha, 0.0, self.covariance_type
+        )
+        bank.coef = np.concatenate([coef, intercept[:, None, :]], axis=1)
+        bank.covariance = cov
+        return bank
+
     def _target_marginal(self, y_fit, sample_weight, xp):
         return None  # the standardised target has mean 0 and variance 1
 
@@ -514,6 +618,14 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         # square is min_variance itself.
         if self.expert == "student_t":
             return StudentTExperts(n_leaves, alpha, self.min_variance)
+        if getattr(self, "_n_targets", None) is not None:
+            return MultivariateGaussianExperts(
+                n_leaves,
+                self._n_targets,
+                alpha,
+                self.min_variance,
+                self.covariance_type,
+            )
         family = self._family()
         if family is not None:
             start = getattr(self, "_start_eta", 0.0)
@@ -540,10 +652,11 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
 
         Returns
         -------
-        y_mean : ndarray of shape (n_samples,)
+        y_mean : ndarray of shape (n_samples,) or (n_samples, n_targets)
             Predictive mean.
-        y_std : ndarray of shape (n_samples,)
-            Predictive standard deviation; only if ``return_std`` is True.
+        y_std : ndarray of shape (n_samples,) or (n_samples, n_targets)
+            Predictive standard deviation (of every target); only if
+            ``return_std`` is True.
 
         Examples
         --------
@@ -564,14 +677,19 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         log_weight, mask, dropped = self._route(self._gates.log_prior(Xd, xp), xp)
         weight = xp.exp(log_weight)
         means, variance = self._experts.predict_mean_variance(Xd, xp, mask)
+        if means.ndim == 3:  # multi-output: (n_leaves, n_samples, n_targets)
+            weight = weight[:, :, None]
         mean = xp.sum(weight * means, axis=0)
         second = xp.sum(weight * (variance + means**2), axis=0)
         if dropped is not None:  # the standardised target's marginal: N(0, 1)
+            if mean.ndim == 2:
+                dropped = dropped[:, None]
             mean = xp.where(dropped, xp.zeros_like(mean), mean)
             second = xp.where(dropped, xp.ones_like(second), second)
-        scaling, output = self._scaling, self._placement.output
-        y_mean = output(scaling.y_mean + scaling.y_scale * mean, xp)
+        output = self._placement.output
+        y_center, y_scale = self._scaling.target_arrays(xp, device(mean))
+        y_mean = output(y_center + y_scale * mean, xp)
         if not return_std:
             return y_mean
         var = xp.maximum(second - mean**2, xp.zeros_like(mean))
-        return y_mean, output(scaling.y_scale * xp.sqrt(var), xp)
+        return y_mean, output(y_scale * xp.sqrt(var), xp)

@@ -37,12 +37,30 @@ def sample_rows(n_samples):
 
 @dataclass
 class Scaling:
-    """Affine standardisation of the inputs and target: ``(v - mean) / scale``."""
+    """Affine standardisation of the inputs and target: ``(v - mean) / scale``.
+
+    ``y_mean`` and ``y_scale`` are floats, or for a multi-output target
+    NumPy arrays of one value per target.
+    """
 
     x_mean: object
     x_scale: object
     y_mean: float = 0.0
     y_scale: float = 1.0
+
+    @property
+    def log_y_scale(self):
+        """``sum log y_scale``: the change of a density's log by the
+        target's standardisation."""
+        return float(np.sum(np.log(self.y_scale)))
+
+    def target_arrays(self, xp, dev):
+        """``y_mean`` and ``y_scale`` as float64 arrays of ``xp`` on ``dev``
+        (0-d for a single target)."""
+        return tuple(
+            xp.asarray(np.asarray(v, dtype=np.float64), device=dev)
+            for v in (self.y_mean, self.y_scale)
+        )
 
     def design(self, X, xp):
         """Standardised inputs with the intercept column, in ``X``'s dtype
@@ -59,8 +77,10 @@ class Scaling:
     def standardise_target(self, y, xp, dtype_name):
         """The regression target standardised, refused as ``checked_design``
         refuses inputs."""
-        _check_standardised(y[:, None], self.y_mean, self.y_scale, xp, "y", dtype_name)
-        return (y - self.y_mean) / self.y_scale
+        mean, scale = self.target_arrays(xp, device(y))
+        columns = y if y.ndim == 2 else y[:, None]
+        _check_standardised(columns, mean, scale, xp, "y", dtype_name)
+        return (y - xp.astype(mean, y.dtype)) / xp.astype(scale, y.dtype)
 
     def to_original(self, coef, xp, *, target=False):
         """Coefficients over standardised inputs to the data's units.
@@ -73,7 +93,8 @@ class Scaling:
         slopes = coef[:, :-1, :] / self.x_scale[:, None]
         intercept = coef[:, -1, :] - xp.sum(slopes * self.x_mean[:, None], axis=1)
         if target:
-            return self.y_scale * slopes, self.y_scale * intercept + self.y_mean
+            mean, scale = self.target_arrays(xp, device(coef))
+            return scale * slopes, scale * intercept + mean
         return slopes, intercept
 
 

@@ -45,7 +45,7 @@ def _pandas():
     except ImportError as error:  # pragma: no cover - pandas is a test extra
         raise ImportError(
             "summary returns a pandas DataFrame, and pandas is not installed: "
-            'pip install pandas (or pip install "hmexperts[stats]").'
+            "pip install pandas."
         ) from error
     return pandas
 
