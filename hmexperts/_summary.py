@@ -181,10 +181,11 @@ class InferenceMixin:
         table : pandas.DataFrame
             Columns ``kind`` ("gate" or "expert"), ``node`` (the gate's
             node, numbered level by level from the root 0, or the expert's
-            leaf), ``output`` (the gate's child, the class, or 0 for the
-            target), ``feature`` (the column's name, or its index without
-            names; "intercept"), ``estimate``, ``std_error``, ``z``,
-            ``p_value`` (two-sided), ``ci_low`` and ``ci_high``.
+            leaf), ``output`` (the gate's child, the class, or the
+            target's column: 0 for one target), ``feature`` (the
+            column's name, or its index without names; "intercept"),
+            ``estimate``, ``std_error``, ``z``, ``p_value`` (two-sided),
+            ``ci_low`` and ``ci_high``.
 
         Examples
         --------
