@@ -407,7 +407,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             scaling = self._scaling
         else:
             target = self._target_scaling(
-                y_fit[sample], sample_weight[sample], dtype_name, xp
+                y_fit[sample, ...], sample_weight[sample], dtype_name, xp
             )
             scaling = make_scaling(
                 X[sample, :], sample_weight[sample], target, dtype_name, xp
@@ -425,7 +425,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         data = InMemoryData(
             Xd, y_fit, sample_weight, xp, self._chunk_width(n_leaves), init
         )
-        start_sample = (Xd[sample, :], y_fit[sample], sample_weight[sample])
+        start_sample = (Xd[sample, :], y_fit[sample, ...], sample_weight[sample])
         marginal = self._target_marginal(y_fit, sample_weight, xp)
         return self._fit_data(
             data, scaling, start_sample, placement, continuing, weight_factor, marginal
@@ -571,7 +571,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         if first:
             sample = sample_rows(X.shape[0])
             target = self._target_scaling(
-                y_fit[sample], sample_weight[sample], dtype_name, xp
+                y_fit[sample, ...], sample_weight[sample], dtype_name, xp
             )
             scaling = make_scaling(
                 X[sample, :], sample_weight[sample], target, dtype_name, xp
@@ -625,7 +625,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         runs it (``n_init`` starts, ``max_iter`` iterations), so that the
         stream starts from a fit of what it has seen."""
         sample = sample_rows(Xd.shape[0])
-        start_sample = (Xd[sample, :], y_fit[sample], sample_weight[sample])
+        start_sample = (Xd[sample, :], y_fit[sample, ...], sample_weight[sample])
         with warnings.catch_warnings():
             # a first batch is a start: it need not converge
             warnings.simplefilter("ignore", ConvergenceWarning)

@@ -234,7 +234,7 @@ class InMemoryData:
             init = None if self.init is None else self.init[rows, :]
             yield Chunk(
                 self.X[rows, :],
-                self.y[rows],
+                self.y[rows, ...],
                 self.sample_weight[rows],
                 rows,
                 outer,

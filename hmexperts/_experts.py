@@ -307,13 +307,13 @@ class MultivariateGaussianExperts(ExpertBank):
             "gram": gram_sums(X, resp, xp, self.outer(chunk)),
             "xy": xp.stack(
                 [
-                    xp.matrix_transpose(Xw * resp[j][:, None]) @ Y
+                    xp.matrix_transpose(Xw * resp[j, :][:, None]) @ Y
                     for j in range(self.n_leaves)
                 ]
             ),
             "yy": xp.stack(
                 [
-                    xp.matrix_transpose(Y * resp[j][:, None]) @ Y
+                    xp.matrix_transpose(Y * resp[j, :][:, None]) @ Y
                     for j in range(self.n_leaves)
                 ]
             ),
@@ -370,7 +370,7 @@ class MultivariateGaussianExperts(ExpertBank):
     def predict(self, X, xp):
         """Each expert's mean, (n_leaves, n_samples, n_targets)."""
         Xw = wide(self.design(X, xp), xp)
-        return xp.stack([Xw @ self.coef[j] for j in range(self.n_leaves)])
+        return xp.stack([Xw @ self.coef[j, ...] for j in range(self.n_leaves)])
 
     def predict_mean_variance(self, X, xp, mask=None):
         """Each expert's mean (n_leaves, n_samples, n_targets) and its

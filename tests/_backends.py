@@ -20,7 +20,14 @@ from hmexperts._array_api import to_numpy
 # core's parameters, on NumPy, array-api-strict and PyTorch alike).
 TOLERANCE = {"float64": 1e-7, "float32": 1e-5}
 
-_ATTRIBUTES = ("expert_coef_", "expert_intercept_", "expert_variance_")
+_ATTRIBUTES = (
+    "expert_coef_",
+    "expert_intercept_",
+    "expert_variance_",
+    "expert_dispersion_",
+    "expert_df_",
+    "expert_covariance_",
+)
 
 
 def host(array):

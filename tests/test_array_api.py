@@ -230,3 +230,48 @@ def test_learner_experts_match_numpy(Estimator, task, learner, namespace):
         result = snapshot(model, asarray(X), asarray(y))
     assert_same(result, reference, "float64")
     _check_outputs(result, namespace, "float64")
+
+
+def _family_data(expert):
+    """Targets an expert family can model, from the regression inputs."""
+    X, y = _data("regression", "float64")
+    rng = np.random.RandomState(0)
+    kwargs = {}
+    if expert == "poisson":
+        y = rng.poisson(np.exp(0.5 * y / np.std(y))).astype(float)
+    elif expert == "gamma":
+        y = rng.gamma(4.0, np.exp(0.5 * y / np.std(y)) / 4.0)
+    elif expert == "binomial":
+        trials = rng.randint(1, 20, size=len(y)).astype(float)
+        p = 1 / (1 + np.exp(-y / np.std(y)))
+        y = rng.binomial(trials.astype(int), p) / trials
+        kwargs["sample_weight"] = trials
+    elif expert == "multi-output":
+        y = np.column_stack([y, 0.5 * y + rng.normal(size=len(y))])
+    return X, y, kwargs
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # tol=0
+@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize(
+    "expert", ["poisson", "gamma", "binomial", "student_t", "multi-output"]
+)
+def test_expert_families_match_numpy(expert, namespace):
+    """The GLM, Student-t and multi-output banks, with concomitant columns,
+    use only the standard: attributes and outputs equal NumPy's."""
+    X, y, kwargs = _family_data(expert)
+    params = dict(n_experts=2, random_state=0, max_iter=15, tol=0, gate_features=[0])
+    if expert == "multi-output":
+        params["covariance_type"] = "full"
+    else:
+        params.update(expert=expert, expert_features=[1])
+    reference = snapshot(MixtureOfExpertsRegressor(**params).fit(X, y, **kwargs), X, y)
+    _, asarray = _namespace(namespace)
+    xp_kwargs = {name: asarray(value) for name, value in kwargs.items()}
+    with sklearn.config_context(array_api_dispatch=True):
+        model = MixtureOfExpertsRegressor(**params).fit(
+            asarray(X), asarray(y), **xp_kwargs
+        )
+        result = snapshot(model, asarray(X), asarray(y))
+    assert_same(result, reference, "float64")
+    _check_outputs(result, namespace, "float64")
