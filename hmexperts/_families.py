@@ -700,7 +700,8 @@ class StudentTExperts(ExpertBank):
         """Each expert's location and variance ``sigma^2 nu / (nu - 2)``
         (infinite for ``nu <= 2``), (n_leaves, 1)."""
         nu = self.df
-        factor = xp.where(nu > 2, nu / xp.maximum(nu - 2, xp.zeros_like(nu)), math.inf)
+        finite = nu > 2
+        factor = xp.where(finite, nu / xp.where(finite, nu - 2, 1.0), math.inf)
         return self.predict(X, xp), (self.variance * factor)[:, None]
 
     def draw(self, X, leaves, random_state, xp):
