@@ -29,6 +29,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression
 
 from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
+from hmexperts._families import GLMExperts
 
 FAMILIES = ["linear", "poisson", "gamma", "binomial", "student_t"]
 
@@ -368,6 +369,23 @@ def test_em_objective_never_decreases_for_every_family(family, seed):
     assert_never_decreases(stepped)
 
 
+@pytest.mark.parametrize("family", ["poisson", "gamma", "binomial"])
+def test_em_halves_glm_newton_steps_that_overshoot(family, monkeypatch):
+    # The M-step of GLM experts is one Newton step, which EM halves while
+    # the objective would go down: steps made 3 times too long are halved
+    # back, and EM stays monotone.
+    direction = GLMExperts._direction
+    monkeypatch.setattr(
+        GLMExperts, "_direction", lambda self, *args: 3.0 * direction(self, *args)
+    )
+    model, X, y, weight = _random_family_problem(0, family)
+    model.set_params(max_iter=30, tol=0)
+    messages = fit_recording_warnings(model, X, y, weight)
+    assert not [m for m in messages if "decreased" in m], messages
+    assert_never_decreases(model.lower_bounds_)
+    assert model.lower_bounds_[-1] > model.lower_bounds_[0]
+
+
 def test_random_family_problems_cover_depth_two_and_selections():
     # the sweep above reaches what it claims to
     seen = set()
@@ -653,8 +671,10 @@ def _poisson_data(n, seed):
 
 @pytest.mark.parametrize("family", ["poisson", "binomial"])
 def test_partial_fit_approaches_the_batch_fit(family):
-    # 2 passes over 10 mini-batches of 400 rows. Measured: within 0.002
-    # nats per sample of the batch fit (seed 0).
+    # 2 passes over 10 mini-batches of 400 rows. Measured (seed 0): within
+    # 0.0003 nats per sample of the batch fit, coefficients within 0.025
+    # of it (a stream whose Newton steps took the batch's whole gradient
+    # instead of gamma times it: 0.003 to 0.009 nats, 0.04 to 0.17).
     X, y = _poisson_data(4000, 0)
     w = None
     if family == "binomial":
@@ -669,12 +689,10 @@ def test_partial_fit_approaches_the_batch_fit(family):
             stream.partial_fit(X[rows], y[rows], None if w is None else w[rows])
     assert stream.n_iter_ == 20
     gap = batch.log_likelihood(X, y, w).mean() - stream.log_likelihood(X, y, w).mean()
-    assert gap < 0.01
-    # and it is not the first batch's fit alone
-    first = MixtureOfExpertsRegressor(2, expert=family, random_state=0)
-    rows = np.array_split(order, 10)[0]
-    first.partial_fit(X[rows], y[rows], None if w is None else w[rows])
-    assert stream.log_likelihood(X, y, w).mean() >= first.log_likelihood(X, y, w).mean()
+    assert gap < 0.001
+    fitted = np.column_stack([stream.expert_coef_, stream.expert_intercept_])
+    target = np.column_stack([batch.expert_coef_, batch.expert_intercept_])
+    np.testing.assert_allclose(fitted[_match_leaves(fitted, target)], target, atol=0.05)
 
 
 def test_poisson_fit_on_a_dask_array_equals_the_numpy_fit():
