@@ -251,11 +251,12 @@ def covariance(info):
         factor = np.linalg.cholesky(info)
     except np.linalg.LinAlgError:
         warnings.warn(
-            "The observed information matrix is not positive definite: some "
-            "parameters are not identified by the data (an expert or gate child "
-            "that no sample reaches, a gate that separates its children "
-            "perfectly, a constant feature). Their standard errors are not "
-            "meaningful; use fewer experts, or method='bootstrap'.",
+            "The observed information matrix is not positive definite: EM "
+            "stopped short of the maximum (refit with a smaller tol, e.g. 1e-8), "
+            "or some parameters are not identified by the data (an expert or "
+            "gate child that no sample reaches, a gate that separates its "
+            "children perfectly, a constant feature). The standard errors are "
+            "not meaningful; refit, use fewer experts, or method='bootstrap'.",
             UserWarning,
             stacklevel=4,
         )
