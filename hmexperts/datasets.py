@@ -9,12 +9,17 @@ log-likelihood, predictions). ``make_vowels`` draws synthetic vowel formants
 (Hz) of men, women and children around the mean formants published by
 Peterson & Barney (1952), the task on which Jacobs, Jordan, Nowlan & Hinton
 (1991) introduced the mixture of experts; a speaker id per row allows splits
-by speaker. ``make_expert_clusters`` draws the clustered classification task
+by speaker. ``load_peterson_barney`` loads Peterson & Barney's measurements
+themselves (1,520 tokens, shipped with the package), with the same names.
+``make_expert_clusters`` draws the clustered classification task
 of Chen et al. (2022): well-separated clusters, each split into two classes
 along its own direction, so that one linear expert per cluster classifies
 the data and no single linear classifier does.
 """
 
+import csv
+import io
+from importlib import resources
 from numbers import Real
 
 import numpy as np
@@ -24,7 +29,7 @@ from ._classification import MixtureOfExpertsClassifier
 from ._regression import MixtureOfExpertsRegressor
 from ._validation import check_int, check_real
 
-__all__ = ["make_expert_clusters", "make_moe", "make_vowels"]
+__all__ = ["load_peterson_barney", "make_expert_clusters", "make_moe", "make_vowels"]
 
 
 def make_moe(
@@ -313,7 +318,10 @@ def make_vowels(
     28 women, 15 children) who said each vowel twice. This function draws
     data of that shape around Peterson & Barney's published mean
     frequencies of every group: F0 and the formants F1, F2 and F3 of ten
-    vowels of American English. It does not hold their measurements.
+    vowels of American English. It does not hold their measurements;
+    :func:`load_peterson_barney` loads those, with the same vowel, formant
+    and group names and the same order of rows, so that one can stand in
+    for the other.
 
     Every speaker belongs to a group and has a scale factor on F1, F2 and F3
     together (the length of the vocal tract scales all formants alike), and
@@ -400,6 +408,10 @@ def make_vowels(
             Description of the data set.
     (data, target) : tuple if ``return_X_y`` is True
         The ``data`` and ``target`` above.
+
+    See Also
+    --------
+    load_peterson_barney : Peterson & Barney's measurements.
 
     References
     ----------
@@ -521,6 +533,268 @@ def _vowels_descr(speakers, vowels, formants, n_repetitions, speaker_sd, token_s
         "3(1), 79-87) fit the first mixture of experts to the vowels IY, IH, AA, AH "
         "of Peterson & Barney's data. These are not Peterson & Barney's "
         "measurements.\n"
+    )
+
+
+# Peterson & Barney's vowel symbols as Praat's table writes them (its IPA
+# column, in Praat's ASCII codes); their rhotic [ɜ˞] in Unicode is in _PB_IPA.
+_PRAAT_IPA = {
+    "i": "IY",
+    "\\ic": "IH",
+    "\\ef": "EH",
+    "\\ae": "AE",
+    "\\as": "AA",
+    "\\ct": "AO",
+    "\\hs": "UH",
+    "u": "UW",
+    "\\vt": "AH",
+    "\\er\\hr": "ER",
+}
+_PB_IPA = {**_PRAAT_IPA, "ɜ˞": "ER"}
+_PB_COLUMNS = ["Type", "Sex", "Speaker", "Vowel", "IPA", "F0", "F1", "F2", "F3"]
+_PB_GROUPS = {"m": "men", "w": "women", "c": "children"}
+_PB_SEX = {"m": "male", "f": "female"}
+
+
+def _pb_vowel_name(vowel):
+    """The ARPAbet name of ``vowel``, given in ARPAbet (any case), IPA or
+    Praat's codes of Peterson & Barney's symbols."""
+    if isinstance(vowel, str) and vowel in _PB_IPA:
+        return _PB_IPA[vowel]
+    try:
+        return _vowel_name(vowel)
+    except ValueError:
+        raise ValueError(
+            f"Unknown vowel {vowel!r}; expected an ARPAbet name among "
+            f"{list(_VOWELS)} (any case; Praat's Vowel column writes them in lower "
+            f"case), an IPA symbol among {[*_IPA, 'ɜ˞']} or one of Praat's IPA codes "
+            f"{list(_PRAAT_IPA)}."
+        ) from None
+
+
+def _data_file(name):
+    """A file shipped in ``hmexperts/data``."""
+    return resources.files("hmexperts").joinpath("data").joinpath(name)
+
+
+def _read_peterson_barney():
+    """The shipped table as a dict of string columns, in the file's order."""
+    text = _data_file("peterson_barney.csv").read_text(encoding="utf-8")
+    header, *rows = csv.reader(io.StringIO(text))
+    widths = {len(row) for row in rows}
+    if header != _PB_COLUMNS or len(rows) != 1520 or widths != {len(header)}:
+        raise ValueError(
+            f"hmexperts/data/peterson_barney.csv has the columns {header}, "
+            f"{len(rows)} rows and rows of {sorted(widths)} fields; expected "
+            f"{_PB_COLUMNS} and 1520 rows of {len(_PB_COLUMNS)} fields. The "
+            "installation is damaged; reinstall hmexperts."
+        )
+    columns = zip(*rows, strict=True)
+    return {name: np.asarray(col) for name, col in zip(header, columns, strict=True)}
+
+
+def load_peterson_barney(
+    *, vowels=None, formants=("F1", "F2"), return_X_y=False, as_frame=False
+):
+    """Load Peterson & Barney's (1952) vowel formants of 76 speakers.
+
+    Peterson & Barney recorded 33 men, 28 women and 15 children saying the
+    ten monophthong vowels of American English in h-V-d words (heed, hid,
+    head, had, hod, hawed, hood, who'd, hud, heard), each twice, and
+    measured the fundamental frequency F0 and the formants F1, F2 and F3 of
+    every token: 1,520 rows. Jacobs, Jordan, Nowlan & Hinton (1991)
+    introduced the mixture of experts on four of these vowels, [i], [ɪ],
+    [a] and [ʌ], from F1 and F2. Every row carries its speaker, so that a
+    split by speaker (``GroupShuffleSplit`` or ``GroupKFold`` with
+    ``groups=speaker``) keeps each speaker's tokens on one side and a score
+    measures how well a model does on new speakers.
+
+    :func:`make_vowels` draws synthetic data of this shape around the
+    published means. Both name the vowels in ARPAbet, the formants "F0" to
+    "F3" and the groups "men", "women", "children", and both order the rows
+    by speaker, then token, then vowel (in the order of ``vowels``), so that
+    one stands in for the other; here the speakers keep Peterson & Barney's
+    numbers, 1 to 76 (``make_vowels`` counts from 0).
+
+    The table ships with the package (``hmexperts/data/peterson_barney.csv``,
+    read without a download). It is the table of Praat's command "Create
+    formant table (Peterson & Barney 1952)", saved by Praat unchanged. Its
+    provenance, as Praat's source and manual give it: a file of the data
+    (``verified_pb.data``) distributed by FTP from the University of
+    Pennsylvania and described by Watrous (1991), based on a printed copy
+    supplied by Ignatius Mattingly in 1990, who learnt from G. Peterson that
+    children 62, 63, 65, 66, 67, 68, 73 and 76 were girls. Praat is under the
+    GNU GPL; no licence or terms of use for the numbers themselves are stated
+    in Praat, in the header of that file (as Praat's source quotes it) or
+    anywhere else we looked, so their licence status is unclear. ``DESCR``
+    gives the details, and the data's known oddities (a flag on 321 rows in
+    the original file that Praat does not carry, two identical tokens, five
+    rows with F2 equal to F1).
+
+    Parameters
+    ----------
+    vowels : sequence of str, default=None
+        The classes, in the order of the target's codes: ARPAbet names (any
+        case, so also Praat's Vowel column) among "IY", "IH", "EH", "AE",
+        "AA", "AO", "UH", "UW", "AH", "ER", their IPA symbols "i", "ɪ",
+        "ɛ", "æ", "ɑ" (also "a", as Jacobs et al. write it), "ɔ", "ʊ", "u",
+        "ʌ", "ɝ" (also "ɚ" and Peterson & Barney's "ɜ˞"), or Praat's codes
+        of Peterson & Barney's symbols (its IPA column: "\\ic", "\\as",
+        ...). None: all ten, in the order above. Jacobs et al.'s four are
+        ``["IY", "IH", "AA", "AH"]``.
+    formants : sequence of str, default=("F1", "F2")
+        The features, some of "F0", "F1", "F2", "F3", in this order.
+    return_X_y : bool, default=False
+        If True, return ``(data, target)`` instead of a Bunch.
+    as_frame : bool, default=False
+        If True, ``data`` is a pandas DataFrame, ``target`` a Series and
+        ``frame`` a DataFrame of the features, ``speaker``, ``group``,
+        ``sex``, ``repetition`` and ``target``. Needs pandas.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with the attributes:
+
+        data : ndarray or DataFrame of shape (n_samples, n_formants)
+            Frequencies in Hz (whole numbers, as floats); ``n_samples`` is
+            152 per vowel, ordered by speaker, then repetition, then vowel.
+        target : ndarray or Series of shape (n_samples,)
+            Vowel codes, indices into ``target_names``.
+        target_names : ndarray of shape (n_vowels,)
+            ARPAbet names of the vowels.
+        feature_names : list of str
+            Names of the formants.
+        speaker : ndarray of shape (n_samples,)
+            Peterson & Barney's speaker number of every row, 1 to 76: men
+            1-33, women 34-61, children 62-76.
+        group : ndarray of shape (n_samples,)
+            Speaker type of every row: "men", "women" or "children".
+        sex : ndarray of shape (n_samples,)
+            "male" or "female" (the children are 7 boys and 8 girls).
+        repetition : ndarray of shape (n_samples,)
+            1 or 2: the first or second token of the vowel by the speaker,
+            in the order of the file (which does not say whether that is
+            the order of recording).
+        frame : DataFrame of shape (n_samples, n_formants + 5) or None
+            Features, speaker, group, sex, repetition and target, if
+            ``as_frame=True``.
+        DESCR : str
+            Description of the data, their provenance and licence.
+    (data, target) : tuple if ``return_X_y`` is True
+        The ``data`` and ``target`` above.
+
+    See Also
+    --------
+    make_vowels : Synthetic data of the same shape.
+
+    References
+    ----------
+    Peterson, G. E., & Barney, H. L. (1952). Control methods used in a study
+    of the vowels. *The Journal of the Acoustical Society of America*, 24(2),
+    175-184. https://doi.org/10.1121/1.1906875
+
+    Watrous, R. L. (1991). Current status of Peterson-Barney vowel formant
+    data. *The Journal of the Acoustical Society of America*, 89(5),
+    2459-2460. https://doi.org/10.1121/1.400932
+
+    Boersma, P., & Weenink, D. Praat: doing phonetics by computer.
+    https://www.praat.org. Manual page "Create formant table (Peterson &
+    Barney 1952)".
+
+    Jacobs, R. A., Jordan, M. I., Nowlan, S. J., & Hinton, G. E. (1991).
+    Adaptive mixtures of local experts. *Neural Computation*, 3(1), 79-87.
+
+    Examples
+    --------
+    >>> from sklearn.model_selection import GroupShuffleSplit
+    >>> from hmexperts.datasets import load_peterson_barney
+    >>> pb = load_peterson_barney()
+    >>> pb.data.shape, pb.feature_names
+    ((1520, 2), ['F1', 'F2'])
+    >>> pb.target_names.tolist()
+    ['IY', 'IH', 'EH', 'AE', 'AA', 'AO', 'UH', 'UW', 'AH', 'ER']
+    >>> pb.data[:2].tolist(), pb.speaker[:2].tolist(), pb.group[[0, -1]].tolist()
+    ([[240.0, 2280.0], [390.0, 2030.0]], [1, 1], ['men', 'children'])
+
+    Jacobs et al.'s four vowels, split by speaker:
+
+    >>> jacobs = load_peterson_barney(vowels=["i", "ɪ", "a", "ʌ"])
+    >>> jacobs.data.shape, jacobs.target_names.tolist()
+    ((608, 2), ['IY', 'IH', 'AA', 'AH'])
+    >>> splitter = GroupShuffleSplit(n_splits=1, test_size=0.25, random_state=0)
+    >>> train, test = next(splitter.split(jacobs.data, groups=jacobs.speaker))
+    >>> len(set(jacobs.speaker[train])), len(set(jacobs.speaker[test]))
+    (57, 19)
+    >>> set(jacobs.speaker[train]) & set(jacobs.speaker[test])
+    set()
+    """
+    if vowels is None:
+        vowel_names = list(_VOWELS)
+    else:
+        vowel_names = _names(vowels, "vowels", _VOWELS, "vowel", case=_pb_vowel_name)
+    feature_names = _names(formants, "formants", _FORMANTS, "formant", case=str.upper)
+    for name, flag in (("return_X_y", return_X_y), ("as_frame", as_frame)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{name}={flag!r}; expected True or False.")
+
+    table = _read_peterson_barney()
+    speaker = table["Speaker"].astype(np.int64)
+    code = {name: k for k, name in enumerate(vowel_names)}
+    target = np.array([code.get(name.upper(), -1) for name in table["Vowel"]])
+    # The file lists the two tokens of a speaker and vowel one after the other.
+    repetition = np.empty(speaker.size, dtype=np.int64)
+    count = {}
+    keys = zip(speaker.tolist(), table["Vowel"].tolist(), strict=True)
+    for row, key in enumerate(keys):
+        count[key] = repetition[row] = count.get(key, 0) + 1
+    keep = np.flatnonzero(target >= 0)
+    rows = keep[np.lexsort((target[keep], repetition[keep], speaker[keep]))]
+
+    data = np.column_stack(
+        [table[name][rows].astype(np.float64) for name in feature_names]
+    )
+    target = target[rows].astype(np.int64)
+    speaker = speaker[rows]
+    group = np.array([_PB_GROUPS[value] for value in table["Type"][rows]])
+    sex = np.array([_PB_SEX[value] for value in table["Sex"][rows]])
+    repetition = repetition[rows]
+
+    frame = None
+    if as_frame:
+        try:
+            import pandas as pd
+        except ImportError as error:
+            raise ImportError(
+                "load_peterson_barney with as_frame=True requires pandas; install "
+                "it (pip install pandas) or use as_frame=False."
+            ) from error
+        data = pd.DataFrame(data, columns=feature_names)
+        target = pd.Series(target, name="target")
+        frame = pd.concat(
+            [
+                data,
+                pd.Series(speaker, name="speaker"),
+                pd.Series(group, name="group"),
+                pd.Series(sex, name="sex"),
+                pd.Series(repetition, name="repetition"),
+                target,
+            ],
+            axis=1,
+        )
+    if return_X_y:
+        return data, target
+    return Bunch(
+        data=data,
+        target=target,
+        target_names=np.asarray(vowel_names),
+        feature_names=feature_names,
+        speaker=speaker,
+        group=group,
+        sex=sex,
+        repetition=repetition,
+        frame=frame,
+        DESCR=_data_file("README.rst").read_text(encoding="utf-8"),
     )
 
 
