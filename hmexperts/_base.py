@@ -17,6 +17,7 @@ from numbers import Integral
 
 import array_api_compat.numpy
 import numpy as np
+from array_api_compat import array_namespace
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state, check_scalar
@@ -1132,8 +1133,8 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         prior = xp.matrix_transpose(xp.exp(self._gates.log_prior(Xd, xp)))
         return self._placement.output(prior, xp)
 
-    def sample(self, X, random_state=None, return_leaves=False):
-        """Draw a target for every row of ``X`` from the fitted mixture.
+    def sample(self, X, random_state=None, return_leaves=False, n_draws=None):
+        """Draw targets for every row of ``X`` from the fitted mixture.
 
         A leaf from the gates' priors (the dense mixture, as
         ``log_likelihood`` scores it, whatever ``top_k`` and ``pooling``
@@ -1147,12 +1148,15 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             Source of the draws.
         return_leaves : bool, default=False
             Also return the leaf each draw came from.
+        n_draws : int, default=None
+            Independent draws per row; None draws one, without the axis.
 
         Returns
         -------
-        y : ndarray of shape (n_samples,)
-            The draws: floats (regression) or labels from ``classes_``.
-        leaves : ndarray of shape (n_samples,)
+        y : ndarray of shape (n_samples,) or (n_samples, n_draws)
+            The draws: floats (regression; a last axis of ``n_targets`` for
+            several targets) or labels from ``classes_``.
+        leaves : ndarray of shape (n_samples,) or (n_samples, n_draws)
             The leaves; only if ``return_leaves`` is True.
 
         Examples
@@ -1161,18 +1165,30 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         >>> from hmexperts.datasets import make_moe
         >>> X, y, _ = make_moe(300, random_state=0)
         >>> model = MixtureOfExpertsRegressor(n_experts=2, random_state=0).fit(X, y)
-        >>> draws = model.sample(X, random_state=0)
-        >>> draws.shape
+        >>> model.sample(X, random_state=0).shape
         (300,)
+        >>> model.sample(X[:5], random_state=0, n_draws=1000).shape
+        (5, 1000)
         """
+        if n_draws is not None:
+            check_int(n_draws, "n_draws", min_val=1)
         Xd, xp = self._prepare(X, "sample")
         random_state = check_random_state(random_state)
         prior = to_numpy(xp.exp(self._gates.log_prior(Xd, xp)), xp).T
-        u = random_state.uniform(size=(prior.shape[0], 1))
+        n, k = prior.shape[0], 1 if n_draws is None else n_draws
+        cumulative = np.cumsum(prior, axis=1)
+        u = random_state.uniform(size=(n, k, 1))
         leaves = np.minimum(
-            (u > np.cumsum(prior, axis=1)).sum(axis=1), prior.shape[1] - 1
+            (u > cumulative[:, None, :]).sum(axis=2), prior.shape[1] - 1
         )
-        y = self._draw(Xd, leaves, random_state, xp)
+        if n_draws is None:
+            y = self._draw(Xd, leaves[:, 0], random_state, xp)
+            return (y, leaves[:, 0]) if return_leaves else y
+        # every row repeated n_draws times: the experts evaluated in one go
+        repeated = xp.asarray(np.repeat(np.arange(n), k), device=device(Xd))
+        y = self._draw(xp.take(Xd, repeated, axis=0), leaves.ravel(), random_state, xp)
+        namespace = array_namespace(y)
+        y = namespace.reshape(y, (n, k, *y.shape[1:]))
         return (y, leaves) if return_leaves else y
 
     @classmethod

@@ -20,6 +20,7 @@ whatever the data's dtype.
 import math
 
 import numpy as np
+from scipy import stats
 
 from ._array_api import device, log_softmax, to_numpy, wide
 from ._components import ExpertBank, NewtonComponent, add_stats
@@ -116,6 +117,13 @@ class LinearGaussianExperts(ExpertBank):
         resid2 = (wide(y, xp)[None, :] - self.predict(X, xp)) ** 2
         variance = self.variance[:, None]
         return -0.5 * (math.log(2 * math.pi) + xp.log(variance) + resid2 / variance)
+
+    def leaf_distribution(self, X, xp, trials=None):
+        """Every expert's law of the standardised target at every row: a
+        SciPy normal with parameters of shape (n_leaves, n_rows, 1)."""
+        mean = to_numpy(self.predict(X, xp), xp)[:, :, None]
+        scale = np.sqrt(to_numpy(self.variance, xp))[:, None, None]
+        return stats.norm(loc=mean, scale=scale)
 
     def draw(self, X, leaves, random_state, xp):
         """One target per row from the expert of its leaf (host, standardised)."""

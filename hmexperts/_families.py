@@ -30,11 +30,12 @@ predictor and its scale parameter (``eta_derivatives``), from which
 import math
 
 import numpy as np
-from scipy import special
+from scipy import special, stats
 from scipy.optimize import brentq
 
 from ._array_api import device, is_numpy_namespace, to_numpy, wide
 from ._components import ExpertBank, add_stats, blend_stats, scale_stats
+from ._predictive import ScaledBinomial
 from ._scaling import robust_center_scale
 from ._solvers import (
     gram_sums,
@@ -143,6 +144,9 @@ class Poisson(Family):
     def draw(self, mean, dispersion, random_state):
         return random_state.poisson(mean).astype(np.float64)
 
+    def distribution(self, mean, shape, trials):
+        return stats.poisson(mean)
+
 
 class Binomial(Family):
     """Proportions of successes: ``y ~ Binomial(m, expit(eta)) / m``.
@@ -202,6 +206,9 @@ class Binomial(Family):
 
     def draw(self, mean, dispersion, random_state):
         return random_state.binomial(1, mean).astype(np.float64)
+
+    def distribution(self, mean, shape, trials):
+        return ScaledBinomial(trials, mean)
 
 
 class Gamma(Family):
@@ -303,6 +310,9 @@ class Gamma(Family):
     def draw(self, mean, dispersion, random_state):
         shape = 1.0 / dispersion
         return random_state.gamma(shape, mean / shape)
+
+    def distribution(self, mean, shape, trials):
+        return stats.gamma(a=shape, scale=mean / shape)
 
 
 FAMILIES = {"poisson": Poisson, "binomial": Binomial, "gamma": Gamma}
@@ -542,6 +552,16 @@ class GLMExperts(ExpertBank):
         dispersion = to_numpy(self.dispersion, xp)[leaves]
         return self.family.draw(mean, dispersion, random_state)
 
+    def leaf_distribution(self, X, xp, trials=None):
+        """Every expert's law of the target at every row (SciPy, parameters
+        of shape (n_leaves, n_rows, 1)); ``trials`` (n_rows,): the binomial
+        trials (None: 1)."""
+        mean = to_numpy(self.predict(X, xp), xp)[:, :, None]
+        shape = to_numpy(self.shape, xp)[:, None, None]
+        if trials is None:
+            trials = np.ones(mean.shape[1])
+        return self.family.distribution(mean, shape, np.asarray(trials)[None, :, None])
+
     def eta_derivatives(self, X, y, xp):
         """Derivatives of every expert's log-density by its linear predictor
         (and its log-shape, gamma): arrays of shape (n_leaves, n_rows)."""
@@ -703,6 +723,15 @@ class StudentTExperts(ExpertBank):
         finite = nu > 2
         factor = xp.where(finite, nu / xp.where(finite, nu - 2, 1.0), math.inf)
         return self.predict(X, xp), (self.variance * factor)[:, None]
+
+    def leaf_distribution(self, X, xp, trials=None):
+        """Every expert's Student t of the standardised target at every row
+        (SciPy, parameters of shape (n_leaves, n_rows, 1))."""
+        location = to_numpy(self.predict(X, xp), xp)[:, :, None]
+        scale = np.sqrt(to_numpy(self.variance, xp))[:, None, None]
+        return stats.t(
+            df=to_numpy(self.df, xp)[:, None, None], loc=location, scale=scale
+        )
 
     def draw(self, X, leaves, random_state, xp):
         rows = np.arange(len(leaves))

@@ -11,11 +11,12 @@ from ._dask import is_dask_array
 from ._experts import LinearGaussianExperts, MultivariateGaussianExperts
 from ._families import FAMILIES, GLMExperts, StartTarget, StudentTExperts
 from ._learners import _final_step
+from ._predictive import PredictiveMixin
 from ._scaling import robust_center_scale, round_to
 from ._validation import check_real
 
 
-class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
+class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfExperts):
     """Hierarchical mixture of linear-Gaussian experts, fit by EM.
 
     The model is :math:`p(y \\mid x) = \\sum_j \\pi_j(x)\\,
@@ -508,7 +509,16 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
 
     def _draw(self, Xd, leaves, random_state, xp):
         """One target per row from the expert of its leaf, in data units."""
-        draw = self._experts.draw(Xd, leaves, random_state, xp)
+        experts = self._experts
+        if hasattr(experts, "draw"):
+            draw = experts.draw(Xd, leaves, random_state, xp)
+        else:  # learners: the Gaussian of their predictive mean and variance
+            means, variance = experts.predict_mean_variance(Xd, xp)
+            means = to_numpy(means, xp)
+            variance = np.broadcast_to(to_numpy(variance, xp), means.shape)
+            rows = np.arange(len(leaves))
+            noise = random_state.normal(size=len(leaves))
+            draw = means[leaves, rows] + np.sqrt(variance[leaves, rows]) * noise
         y = np.asarray(self._scaling.y_mean) + np.asarray(self._scaling.y_scale) * draw
         return self._placement.output(xp.asarray(y, device=device(Xd)), xp)
 

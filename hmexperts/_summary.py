@@ -153,8 +153,9 @@ class InferenceMixin:
         ``expert_alpha`` to ``1e-8`` for maximum likelihood proper (as
         flexmix). The Wald errors are those of the maximum: fit with a small
         ``tol`` (e.g. ``1e-8``; the default ``1e-4`` stops EM a little short,
-        which on a flat likelihood can leave the information indefinite). ``method="bootstrap"``: the standard deviation and the
-        percentile interval of ``n_boot`` refits on rows drawn with
+        which on a flat likelihood can leave the information indefinite).
+        ``method="bootstrap"``: the standard deviation and the percentile
+        interval of ``n_boot`` refits on rows drawn with
         replacement, each started from this model's responsibilities on
         its rows (so that the leaves keep their labels).
 
