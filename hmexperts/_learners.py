@@ -12,11 +12,13 @@ How a learner sees its responsibilities ``r_ij`` (weighting ``"auto"``):
 - it takes ``sample_weight`` in ``fit`` (directly, or as the last step of a
   ``Pipeline``): it is fit on its samples with weights ``r_ij``, which is the
   weighted M-step itself;
-- a ``GaussianProcessRegressor``: per-sample noise ``alpha / r_ij``, which
-  fits the latent function exactly to the weighted data (samples with ``r_ij`` below
-  ``_GP_MIN_RESPONSIBILITY`` of the leaf's largest are left out: their
-  noise is so large that they carry no information, and a GP is cubic in
-  its samples);
+- a ``GaussianProcessRegressor`` (also as a ``Pipeline``'s last step):
+  per-sample noise ``(sigma_j^2 + alpha) / r_ij``, with ``sigma_j^2`` the
+  expert's noise variance, a hyper-parameter fit with the kernel's by the
+  GP's own optimiser on the weighted marginal likelihood (below); samples
+  with ``r_ij`` below ``_GP_MIN_RESPONSIBILITY`` of the leaf's largest are
+  left out (their noise is so large that they carry no information, and a
+  GP is cubic in its samples);
 - neither: it is fit on the samples whose responsibility (times their
   sample weight) is at least ``responsibility_threshold`` (``"threshold"``;
   a leaf with fewer than ``_MIN_ROWS`` such samples takes its
@@ -32,18 +34,62 @@ affordable.
 
 The density each expert gives the E-step: for regression a Gaussian around
 the learner's prediction, with a per-leaf variance from the weighted
-residuals or, for a Gaussian process, its own predictive variance plus its
-noise ``alpha``, both floored like the built-in experts; for classification the
-learner's ``predict_proba``, clipped at ``_MIN_PROBA`` and renormalised.
+residuals or, for a Gaussian process, its latent predictive variance plus
+its noise variance ``sigma_j^2 + alpha``, both floored like the built-in
+experts; for classification the learner's ``predict_proba``, clipped at
+``_MIN_PROBA`` and renormalised.
+
+Gaussian-process experts in detail (``_fit_final_gp``). The M-step of
+expert ``j`` maximises ``prod_i N(y_i; f(x_i), v) ** r_ij``, ``v = sigma_j^2
++ alpha``, integrated over the GP prior of ``f``: that is the GP's marginal
+likelihood with per-sample noise ``v / r_ij`` times ``v ** ((n - sum_i
+r_ij) / 2)`` (``_weighted_objective``; without that factor ``sigma_j^2``
+shrinks by about ``sum_i r_ij / n``: measured on 1,000 samples of a known
+2-expert mixture, noise sd 0.4, estimates of sd 0.33-0.38 instead of
+0.39-0.41, held-out log-likelihoods up to 0.02 lower; on the three-regime
+data of ``tests/test_gp_experts.py``, 0.34 lower). To let scikit-learn's
+optimiser fit ``sigma_j^2`` with the kernel's hyper-parameters (one L-BFGS
+run, gradients included), the GP is fit on ``[X, 1 / r]`` with the kernel
+``_OnColumns(kernel, d) + _WeightedNoise(sigma_j^2)``: the user's kernel on
+the ``d`` input columns, and ``sigma_j^2 / r_i`` on the diagonal. (The other
+way, ``alpha = sigma_j^2 / r`` with a 1-D search of ``sigma_j^2`` around the
+GP's own fit, nests a kernel fit in every step of the search: measured on
+one leaf of the 2-expert data, 9x slower at 1,000 samples, and at 150 and
+500 it ended in a worse optimum, its kernel warm-started along the search;
+``benchmarks/bench_gp_noise.py``.) After
+the fit the expert is made a plain GP on ``X``: ``kernel_`` the fitted
+kernel, ``X_train_`` the inputs, ``alpha`` its noise variance ``v`` (in the
+GP's target units, which ``normalize_y`` scales); the mixture's
+``expert_variance_`` is ``v`` in data units. Predictions from ``L_`` and
+``alpha_`` are exactly those of the weighted fit.
+
+- Start and bounds of ``sigma_j^2``: the previous M-step's value; at the
+  first, the user's ``WhiteKernel`` if the kernel has one as a summand
+  (it is taken out of the kernel: its value is the start, its bounds the
+  bounds, ``"fixed"`` fixes the noise), else a tenth of the leaf's weighted
+  target variance, within ``_GP_NOISE_BOUNDS`` times the target's variance.
+  A ``WhiteKernel`` elsewhere (in a product) stays in the kernel, unweighted.
+- ``optimizer=None`` fixes every hyper-parameter: the noise is the
+  ``WhiteKernel``'s, else ``alpha`` (per-sample ``alpha / r_ij``).
+- The kernel's hyper-parameters continue from the previous M-step's, and
+  ``n_restarts_optimizer`` applies at the first M-step only. With the
+  default optimiser, L-BFGS stops at a relative change of ``1e-6`` of the
+  objective (``_GP_LBFGS_OPTIONS``; scikit-learn's default, ``2.2e-9``,
+  took a third more evaluations for the same held-out log-likelihood to 3
+  decimals): EM refits the hyper-parameters at every M-step anyway.
 """
 
 import math
 import warnings
+from functools import cache
 from numbers import Integral
 
 import numpy as np
+import scipy.optimize
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import Hyperparameter, Kernel, Sum, WhiteKernel
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import has_fit_parameter
@@ -60,6 +106,13 @@ _GP_MIN_RESPONSIBILITY = 1e-3
 # A leaf that owns fewer samples than this above the threshold is fit on its
 # this-many highest-responsibility samples instead.
 _MIN_ROWS = 5
+# A GP expert's noise variance sigma_j^2: its bounds in the standardised
+# units of the target (WhiteKernel's default bounds, there), and its start at
+# the first M-step as a share of its samples' weighted target variance.
+_GP_NOISE_BOUNDS = (1e-5, 1e5)
+_GP_NOISE_START = 0.1
+# L-BFGS options of the default GP optimiser in an M-step.
+_GP_LBFGS_OPTIONS = {"ftol": 1e-6}
 
 
 def _final_step(learner):
@@ -193,6 +246,11 @@ class LearnerExperts(ExpertBank):
         self._seed = int(self.random_state.randint(np.iinfo(np.int32).max))
         if self.is_regression:
             self.variance = np.ones(self.n_leaves)
+        # A GP expert's noise variance in data units (sigma_j^2 + alpha), the
+        # learned sigma_j^2 (None: not learned), and the fits of an M-step.
+        self.noise = np.zeros(self.n_leaves)
+        self._sigma2 = [None] * self.n_leaves
+        self._gp_fits = {}
 
     def _seeded_clone(self):
         """A clone whose unset ``random_state`` parameters (nested ones too)
@@ -276,20 +334,11 @@ class LearnerExperts(ExpertBank):
             rows = np.sort(rows[top])
         return rows, resp[rows]
 
-    def _fit_params(self, leaf, learner, weights):
-        """The fit parameters of ``learner`` (a fresh clone) under the
-        weighting rule, after preparing it (a GP's per-sample noise, its
-        kernel warm-started from the last M-step)."""
+    def _fit_params(self, learner, weights):
+        """The fit parameters of ``learner`` under the weighting rule."""
         _, prefix = _final_step(learner)
         if self.rule == "sample_weight":
             return {f"{prefix}sample_weight": weights}
-        if self.rule == "gp_noise":
-            noise = self._noise(learner)
-            learner.set_params(**{f"{prefix}alpha": noise / weights})
-            previous, _ = _final_step(self.learners[leaf])
-            if hasattr(previous, "kernel_"):
-                # Continue from the last M-step's hyper-parameters.
-                learner.set_params(**{f"{prefix}kernel": previous.kernel_})
         return {}
 
     def _fit_clone(self, leaf, X, y, rows, weights, changes=None):
@@ -300,20 +349,128 @@ class LearnerExperts(ExpertBank):
         learner = clone(self._templates[leaf])
         if changes:
             learner.set_params(**changes)
-        params = self._fit_params(leaf, learner, weights)
-        try:
-            learner.fit(X[rows], y[rows], **params)
-            if self.is_regression:
-                learner.predict(X[:1])
-            else:
-                learner.predict_proba(X[:1])
-        finally:
-            if self.rule == "gp_noise":  # the scalar noise, for predictions
-                _, prefix = _final_step(learner)
-                learner.set_params(
-                    **{f"{prefix}alpha": self._noise(self._templates[leaf])}
-                )
+        if self.rule == "gp_noise":
+            self._fit_gp(leaf, learner, X[rows], y[rows], weights)
+        else:
+            learner.fit(X[rows], y[rows], **self._fit_params(learner, weights))
+        if self.is_regression:
+            learner.predict(X[:1])
+        else:
+            learner.predict_proba(X[:1])
         return learner
+
+    # -- Gaussian-process experts -------------------------------------------------
+
+    def _fit_gp(self, leaf, learner, X, y, weights):
+        """Fit ``learner``, a ``GaussianProcessRegressor`` or a ``Pipeline``
+        ending in one, to the rows ``X``, ``y`` of responsibilities
+        ``weights``: a pipeline's transformers on the rows as they are, its
+        GP as ``_fit_final_gp`` says."""
+        if isinstance(learner, Pipeline):
+            head = learner[:-1]  # the same transformers, fit in place
+            X = head.fit_transform(X, y)
+            learner.steps[:-1] = head.steps
+            self._fit_gp(leaf, learner.steps[-1][1], X, y, weights)
+            return
+        self._fit_final_gp(leaf, learner, X, y, weights)
+
+    def _fit_final_gp(self, leaf, gp, X, y, weights):
+        """Fit the GP ``gp`` with per-sample noise ``(sigma^2 + alpha) / r_i``.
+
+        ``sigma^2`` is a hyper-parameter, fit with the kernel's by the GP's
+        own optimiser: the GP is fit on ``[X, 1 / r]`` with the kernel
+        ``_OnColumns(kernel, d) + _WeightedNoise(sigma^2)`` and ``alpha /
+        r_i``, its objective the weighted marginal likelihood
+        (``_weighted_objective``). Then it becomes a plain GP on ``X``
+        (``kernel_`` the fitted kernel, ``alpha`` its noise variance
+        ``sigma^2 + alpha``). Records ``(gp, noise, sigma^2)`` in data units
+        for the leaf (``_gp_fits``).
+        """
+        template, _ = _final_step(self._templates[leaf])
+        alpha = float(np.asarray(template.alpha).reshape(-1)[0])
+        kernel = _default_kernel() if template.kernel is None else template.kernel
+        latent, whites = _split_white(clone(kernel))
+        previous, _ = _final_step(self.learners[leaf])
+        warm = self._fitted[leaf] and hasattr(previous, "kernel_")
+        if warm:  # continue from the last M-step's hyper-parameters
+            latent = clone(previous.kernel_)
+            gp.set_params(n_restarts_optimizer=0)
+        # The GP's target units per data unit squared (normalize_y).
+        unit = float(np.std(y)) ** 2 if gp.normalize_y else 1.0
+        unit = unit if unit > 0 else 1.0
+        start, bounds = self._gp_noise_start(leaf, gp, y, weights, whites, unit)
+        d = X.shape[1]
+        if start is None:  # optimizer=None, no WhiteKernel: the noise is alpha
+            gp.set_params(kernel=latent, alpha=alpha / weights)
+            gp.fit(X, y)
+            gp.set_params(alpha=alpha)
+            self._gp_fits[leaf] = (gp, alpha * unit, None)
+            return
+        noise = _WeightedNoise(start, bounds)
+        free = gp.optimizer is not None and not noise.hyperparameter_noise_level.fixed
+        extra = 0.5 * (len(weights) - weights.sum()) if free else 0.0
+        optimizer = gp.optimizer
+        gp.set_params(
+            kernel=_OnColumns(latent, d) + noise,
+            alpha=alpha / weights,
+            optimizer=_weighted_objective(optimizer, extra, alpha)
+            if free
+            else optimizer,
+        )
+        gp.fit(np.column_stack([X, 1.0 / weights]), y)
+        sigma2 = float(gp.kernel_.k2.noise_level)
+        variance = sigma2 + alpha
+        # A plain GP on X: the weighted noise is in its L_ and alpha_.
+        gp.kernel_ = gp.kernel_.k1.kernel
+        gp.X_train_ = np.ascontiguousarray(gp.X_train_[:, :d])
+        gp.n_features_in_ = d
+        gp.log_marginal_likelihood_value_ -= extra * math.log(variance)
+        gp.set_params(
+            kernel=latent,
+            alpha=variance,
+            optimizer=optimizer,
+            n_restarts_optimizer=template.n_restarts_optimizer,
+        )
+        self._gp_fits[leaf] = (gp, variance * unit, sigma2 * unit)
+
+    def _gp_noise_start(self, leaf, gp, y, weights, whites, unit):
+        """Start and bounds of leaf's noise variance ``sigma^2`` in the GP's
+        target units (``unit`` of them per data unit squared): the last
+        M-step's, else the user's ``WhiteKernel`` summands', else a tenth of
+        the weighted variance of ``y``; the start None without a
+        ``WhiteKernel`` when the GP has no optimiser."""
+        if whites:
+            levels = [white.noise_level for white in whites]
+            free = [
+                w.noise_level_bounds for w in whites if w.noise_level_bounds != "fixed"
+            ]
+            bounds = (
+                (min(b[0] for b in free), max(b[1] for b in free)) if free else "fixed"
+            )
+            start = float(np.sum(levels))
+        elif gp.optimizer is None:
+            return None, None
+        else:
+            scale = self.scaling.y_scale**2 / unit
+            bounds = (_GP_NOISE_BOUNDS[0] * scale, _GP_NOISE_BOUNDS[1] * scale)
+            mean = np.average(y, weights=weights)
+            spread = np.average((y - mean) ** 2, weights=weights) / unit
+            start = _GP_NOISE_START * spread
+        if bounds != "fixed":
+            if self._sigma2[leaf] is not None:  # the last M-step's
+                start = self._sigma2[leaf] / unit
+            start = float(np.clip(start, *bounds))
+        return start, bounds
+
+    def _record_gp_noise(self, leaf, learner):
+        """Leaf's noise variance (data units) after its M-step: that of its
+        new fit, its previous one's if it kept it, 0 for a constant model
+        (whose standard deviation holds it)."""
+        fit = self._gp_fits.pop(leaf, None)
+        if isinstance(learner, _ConstantRegressor):
+            self.noise[leaf], self._sigma2[leaf] = 0.0, None
+        elif fit is not None and fit[0] is _final_step(learner)[0]:
+            self.noise[leaf], self._sigma2[leaf] = fit[1], fit[2]
 
     def _remedies(self, leaf, y_rows):
         """Changes that may let leaf's learner fit its rows, in the order tried:
@@ -423,10 +580,13 @@ class LearnerExperts(ExpertBank):
         self.hold_host_copies(namespace_name(xp) != "numpy")
 
     def attributes(self, scaling, xp):
-        return {
+        attributes = {
             "experts_": list(self.learners),
             "expert_fallbacks_": dict(self.fallbacks),
         }
+        if self.rule == "gp_noise":
+            attributes["expert_variance_"] = self.noise.copy()
+        return attributes
 
     def warn_fallbacks(self):
         """One warning listing the leaves whose learner failed and fell back.
@@ -512,6 +672,8 @@ class LearnerExperts(ExpertBank):
                         f"samples ({_first_line(failure)}); {fallback}"
                     )
             fitted.append(learner)
+            if self.rule == "gp_noise":
+                self._record_gp_noise(leaf, learner)
             if self.is_regression and self.rule != "gp_noise" and len(rows):
                 resid2 = (learner.predict(X) - y) ** 2
                 variance.append(np.sum(r * resid2) / max(np.sum(r), 1e-300))
@@ -571,6 +733,8 @@ class LearnerExperts(ExpertBank):
                         f"samples ({_first_line(failure)}); {fallback}"
                     )
             fitted.append(learner)
+            if self.rule == "gp_noise":
+                self._record_gp_noise(leaf, learner)
         constant = [f for f in failures if isinstance(fitted[f[0]], _CONSTANTS)]
         if len(constant) == self.n_leaves and not any(self._fitted):
             leaf, n_rows, weights, error = constant[0]
@@ -593,11 +757,6 @@ class LearnerExperts(ExpertBank):
             self.variance = np.maximum(variance, self.min_variance)
 
     # -- predictions ------------------------------------------------------------
-
-    def _noise(self, learner):
-        """A Gaussian-process expert's noise variance (its scalar ``alpha``)."""
-        final, _ = _final_step(learner)
-        return float(np.asarray(final.alpha).reshape(-1)[0])
 
     def _routed(self, mask):
         """(leaf, learner, rows): each learner once, on the samples routed to it."""
@@ -634,7 +793,7 @@ class LearnerExperts(ExpertBank):
         for leaf, learner, rows in self._routed(mask):
             if self.rule == "gp_noise":
                 mean[leaf, rows], std = learner.predict(X_data[rows], return_std=True)
-                gp_variance[leaf, rows] = std**2 + self._noise(learner)
+                gp_variance[leaf, rows] = std**2 + self.noise[leaf]
             else:
                 mean[leaf, rows] = learner.predict(X_data[rows])
         mean = (mean - self.scaling.y_mean) / self.scaling.y_scale
@@ -683,13 +842,21 @@ class LearnerExperts(ExpertBank):
 
     def get_state(self):
         """The fitted learners (every M-step fits new clones, so they are not
-        changed later), the variances and the fallbacks."""
+        changed later), the variances, the GP noises and the fallbacks."""
         variance = None if self.variance is None else self.variance.copy()
-        return list(self.learners), variance, dict(self.fallbacks), set(self.failed)
+        noise = (self.noise.copy(), list(self._sigma2))
+        return (
+            list(self.learners),
+            variance,
+            noise,
+            dict(self.fallbacks),
+            set(self.failed),
+        )
 
     def set_state(self, state):
-        learners, self.variance, self.fallbacks, self.failed = state
+        learners, self.variance, noise, self.fallbacks, self.failed = state
         self.learners = list(learners)
+        self.noise, self._sigma2 = noise[0].copy(), list(noise[1])
 
 
 class _HostCopies:
@@ -754,7 +921,7 @@ class _ConstantClassifier:
 class _ConstantRegressor:
     """A leaf's regressor that failed: the weighted mean and standard
     deviation of its samples (a Gaussian-process expert's variance is the
-    latter, its noise ``alpha`` 0)."""
+    latter, its noise 0)."""
 
     def __init__(self, mean, std):
         self.mean, self.std, self.alpha = float(mean), float(std), 0.0
@@ -765,3 +932,184 @@ class _ConstantRegressor:
 
 
 _CONSTANTS = (_ConstantClassifier, _ConstantRegressor)
+
+
+# -- the kernels and objective of Gaussian-process experts --------------------------
+
+
+@cache
+def _sklearn_default_kernel():
+    return GaussianProcessRegressor(optimizer=None).fit([[0.0]], [0.0]).kernel_
+
+
+def _default_kernel():
+    """The kernel of a ``GaussianProcessRegressor(kernel=None)``, as this
+    scikit-learn version makes it (``C() * RBF()``, fixed before 1.8)."""
+    return clone(_sklearn_default_kernel())
+
+
+def _split_white(kernel):
+    """``kernel`` without its ``WhiteKernel`` summands (those of its
+    top-level sums), and those summands. A kernel that is only white noise
+    is kept whole."""
+    if isinstance(kernel, WhiteKernel):
+        return None, [kernel]
+    if not isinstance(kernel, Sum):
+        return kernel, []
+    left, white_left = _split_white(kernel.k1)
+    right, white_right = _split_white(kernel.k2)
+    whites = white_left + white_right
+    if left is None and right is None:
+        return kernel, []
+    if left is None or right is None:
+        return (right if left is None else left), whites
+    return (Sum(left, right) if whites else kernel), whites
+
+
+class _OnColumns(Kernel):
+    """``kernel`` on the first ``n_columns`` columns of ``X`` (the others are
+    the weights that ``_WeightedNoise`` reads)."""
+
+    def __init__(self, kernel, n_columns):
+        self.kernel = kernel
+        self.n_columns = n_columns
+
+    def get_params(self, deep=True):
+        params = {"kernel": self.kernel, "n_columns": self.n_columns}
+        if deep:
+            params.update(
+                ("kernel__" + key, value)
+                for key, value in self.kernel.get_params().items()
+            )
+        return params
+
+    @property
+    def hyperparameters(self):
+        return [
+            Hyperparameter(
+                "kernel__" + h.name, h.value_type, h.bounds, h.n_elements, h.fixed
+            )
+            for h in self.kernel.hyperparameters
+        ]
+
+    @property
+    def theta(self):
+        return self.kernel.theta
+
+    @theta.setter
+    def theta(self, theta):
+        self.kernel.theta = theta
+
+    @property
+    def bounds(self):
+        return self.kernel.bounds
+
+    def __eq__(self, other):
+        return (
+            type(self) is type(other)
+            and self.kernel == other.kernel
+            and self.n_columns == other.n_columns
+        )
+
+    def __call__(self, X, Y=None, eval_gradient=False):
+        X = np.asarray(X)[:, : self.n_columns]
+        Y = None if Y is None else np.asarray(Y)[:, : self.n_columns]
+        return self.kernel(X, Y, eval_gradient=eval_gradient)
+
+    def diag(self, X):
+        return self.kernel.diag(np.asarray(X)[:, : self.n_columns])
+
+    def is_stationary(self):
+        return self.kernel.is_stationary()
+
+    def __repr__(self):
+        return repr(self.kernel)
+
+
+class _WeightedNoise(Kernel):
+    """White noise of variance ``noise_level / r_i`` at sample ``i``, with
+    ``1 / r_i`` the last column of ``X``: a ``WhiteKernel`` whose noise each
+    sample's responsibility scales; zero between distinct calls' samples."""
+
+    def __init__(self, noise_level=1.0, noise_level_bounds=(1e-5, 1e5)):
+        self.noise_level = noise_level
+        self.noise_level_bounds = noise_level_bounds
+
+    @property
+    def hyperparameter_noise_level(self):
+        return Hyperparameter("noise_level", "numeric", self.noise_level_bounds)
+
+    def __call__(self, X, Y=None, eval_gradient=False):
+        X = np.asarray(X)
+        if Y is not None:
+            if eval_gradient:
+                raise ValueError("Gradient can only be evaluated when Y is None.")
+            return np.zeros((len(X), len(Y)))
+        K = np.diag(self.noise_level * X[:, -1])
+        if not eval_gradient:
+            return K
+        if self.hyperparameter_noise_level.fixed:
+            return K, np.empty((len(X), len(X), 0))
+        return K, K[:, :, np.newaxis].copy()
+
+    def diag(self, X):
+        return self.noise_level * np.asarray(X)[:, -1]
+
+    def is_stationary(self):
+        return False
+
+    def __repr__(self):
+        return f"{type(self).__name__}(noise_level={self.noise_level:.3g})"
+
+
+def _weighted_objective(optimizer, extra, alpha):
+    """The GP optimiser ``optimizer`` ("fmin_l_bfgs_b" or a callable) on the
+    weighted marginal likelihood.
+
+    With responsibilities ``r_i`` and noise variance ``v = sigma^2 + alpha``,
+    the weighted likelihood ``prod_i N(y_i; f_i, v) ** r_i`` integrated over
+    the GP prior of ``f`` is ``N(y; 0, K + v / r)`` times ``prod_i (2 pi
+    v / r_i) ** (1 / 2) (2 pi v) ** (-r_i / 2)``: the GP's marginal
+    likelihood with per-sample noise ``v / r_i`` plus ``extra * log(v)``,
+    ``extra = (n - sum_i r_i) / 2``, and a constant. Without that term the
+    noise would shrink by about ``sum_i r_i / n``. ``sigma^2`` is the last
+    hyper-parameter (``theta[-1]`` its log).
+    """
+
+    def corrected(objective):
+        def function(theta, eval_gradient=True):
+            sigma2 = math.exp(theta[-1])
+            shift = extra * math.log(sigma2 + alpha)
+            if not eval_gradient:
+                return objective(theta, eval_gradient=False) - shift
+            value, gradient = objective(theta, eval_gradient=True)
+            gradient = np.array(gradient, dtype=float)
+            gradient[-1] -= extra * sigma2 / (sigma2 + alpha)
+            return value - shift, gradient
+
+        return function
+
+    def minimise(objective, initial_theta, bounds):
+        function = corrected(objective)
+        if callable(optimizer):
+            return optimizer(function, initial_theta, bounds=bounds)
+        result = scipy.optimize.minimize(
+            function,
+            initial_theta,
+            method="L-BFGS-B",
+            jac=True,
+            bounds=bounds,
+            options=_GP_LBFGS_OPTIONS,
+        )
+        if result.status != 0:
+            warnings.warn(
+                f"lbfgs failed to converge on a GP expert's hyper-parameters "
+                f"(status={result.status}): {result.message}",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return result.x, result.fun
+
+    if optimizer != "fmin_l_bfgs_b" and not callable(optimizer):
+        raise ValueError(f"Unknown optimizer {optimizer}.")
+    return minimise
