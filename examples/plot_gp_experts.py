@@ -38,15 +38,14 @@ X_test, y_test = sample(1000, rng)
 # %%
 # A single GP and a mixture of two GP experts
 # -------------------------------------------
-# Both use the kernel ``1.0 * RBF() + WhiteKernel()``, so both learn their
-# noise level. In the mixture, every expert is a clone of ``expert`` and sees
-# its responsibilities ``r`` as a per-sample noise ``alpha / r`` added to the
-# kernel. A noise held only in ``alpha`` (as the user guide advises, since a
-# ``WhiteKernel`` is not rescaled by ``r``) would be the same for both
-# experts, and suits neither regime. Here the ``WhiteKernel`` lets each expert
-# learn its own noise ``w``, and ``alpha=1e-3`` still pushes out the samples
-# whose responsibility is well below ``alpha / w``: the weighting is no
-# longer the exact weighted likelihood, but closer to a soft threshold.
+# The single GP needs a ``WhiteKernel`` to learn its noise level. In the
+# mixture, every expert is a clone of ``expert``, fit to its
+# responsibilities ``r`` with a per-sample noise ``sigma_j^2 / r`` (plus the
+# tiny default ``alpha / r``): ``sigma_j^2`` is the expert's own noise
+# variance, fit with its kernel's hyper-parameters by the weighted marginal
+# likelihood. So the default ``GaussianProcessRegressor()`` (kernel
+# ``C() * RBF()``) is the whole expert; a ``WhiteKernel`` in its kernel would
+# be taken as the start and bounds of ``sigma_j^2``.
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, WhiteKernel
 
@@ -55,23 +54,25 @@ from hmexperts import MixtureOfExpertsRegressor
 single = GaussianProcessRegressor(
     1.0 * RBF() + WhiteKernel(), n_restarts_optimizer=1, random_state=0
 ).fit(X_train, y_train)
-expert = GaussianProcessRegressor(1.0 * RBF() + WhiteKernel(), alpha=1e-3)
-mixture = MixtureOfExpertsRegressor(n_experts=2, expert=expert, random_state=0).fit(
-    X_train, y_train
-)
+mixture = MixtureOfExpertsRegressor(
+    n_experts=2, expert=GaussianProcessRegressor(), random_state=0
+).fit(X_train, y_train)
 linear = MixtureOfExpertsRegressor(n_experts=8, random_state=0).fit(X_train, y_train)
 
 print("single GP kernel:", single.kernel_)
 for j, gp in enumerate(mixture.experts_):
-    print(f"expert {j} kernel: ", gp.kernel_)
+    noise_sd = np.sqrt(mixture.expert_variance_[j])
+    print(f"expert {j} kernel: {gp.kernel_}, noise sd {noise_sd:.3f}")
 
 # %%
 # Held-out log-likelihood
 # -----------------------
 # For the mixtures, :meth:`~hmexperts.MixtureOfExpertsRegressor.log_likelihood`
-# gives ``log p(y | x)``. For the single GP the predictive density is
-# Gaussian; the standard deviation from ``predict(return_std=True)`` already
-# includes the ``WhiteKernel`` noise, to which we add the GP's ``alpha``.
+# gives ``log p(y | x)``: each GP expert's density is Gaussian, with its
+# latent predictive variance plus its noise variance ``expert_variance_``.
+# For the single GP the predictive density is Gaussian too; the standard
+# deviation from ``predict(return_std=True)`` already includes the
+# ``WhiteKernel`` noise, to which we add the GP's ``alpha``.
 from scipy.stats import norm
 
 mean, std = single.predict(X_test, return_std=True)
