@@ -38,13 +38,15 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     expert : None, "softmax" or classifier, default=None
         The expert at each leaf. ``None`` or ``"softmax"``: a
         multinomial-logistic expert, fit by the same weighted Newton solver
-        as the gates. A scikit-learn
-        classifier with ``predict_proba`` (a calibrated SVC, a Gaussian
-        process, a tree, naive Bayes, a ``Pipeline``...): a clone per leaf, fit
-        to the responsibilities as ``expert_weighting`` says; its density in
-        the E-step is its ``predict_proba``, clipped at 1e-6 and
-        renormalised. A leaf whose training samples hold a single class
-        predicts that class.
+        as the gates; from 30 classes on, every class takes its own Newton
+        step from its block of the Hessian, whose full size grows with the
+        square of the classes (1,000 classes: 20 EM iterations in
+        seconds). A scikit-learn classifier with ``predict_proba`` (a
+        calibrated SVC, a Gaussian process, a tree, naive Bayes, a
+        ``Pipeline``...): a clone per leaf, fit to the responsibilities as
+        ``expert_weighting`` says; its density in the E-step is its
+        ``predict_proba``, clipped at 1e-6 and renormalised. A leaf whose
+        training samples hold a single class predicts that class.
     gate_features : None, list of int or str, or array-like of bool, default=None
         The columns of ``X`` the gates read (their "concomitant
         variables"): integer indices, a boolean mask, or column names when

@@ -169,6 +169,11 @@ class LinearGaussianExperts(ExpertBank):
         }
 
 
+# The number of classes from which softmax experts take per-class Newton
+# steps (``benchmarks/bench_many_classes.py``).
+PER_CLASS_FROM = 30
+
+
 class SoftmaxExperts(NewtonComponent, ExpertBank):
     """Multinomial-logistic experts: ``p_j(c | x) = softmax(x^T W_j)_c``.
 
@@ -190,6 +195,11 @@ class SoftmaxExperts(NewtonComponent, ExpertBank):
         self.n_classes = n_classes
         self.alpha = alpha
         self.coefs = None
+        # From PER_CLASS_FROM classes on, the Newton step solves every class
+        # on its own, from its diagonal block of the Hessian (``softmax_sums``
+        # with ``per_class``): the full Hessian's cost grows with the square
+        # of the classes, and its system with their cube.
+        self.per_class = n_classes >= PER_CLASS_FROM
 
     @property
     def coef(self):
@@ -223,7 +233,8 @@ class SoftmaxExperts(NewtonComponent, ExpertBank):
         if grouped is not None:
             take, X, outer = grouped
             targets = take(targets)
-        return add_stats(stats, [softmax_sums(X, targets, self.coef, xp, outer)])
+        sums = softmax_sums(X, targets, self.coef, xp, outer, self.per_class)
+        return add_stats(stats, [sums])
 
     def predict_log_proba(self, X, xp, mask=None):
         """Each expert's class log-probabilities, (n_classes, n_leaves, n_samples).

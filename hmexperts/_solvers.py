@@ -295,7 +295,7 @@ def softmax_logits(X, coef, xp):
     return xp.reshape(flat @ xp.matrix_transpose(X), (k, g, X.shape[0]))
 
 
-def softmax_sums(X, targets, coef, xp, outer=None):
+def softmax_sums(X, targets, coef, xp, outer=None, per_class=False):
     """One chunk's sums for a batch of softmax models with soft targets.
 
     At the coefficients ``coef``, with ``g_i = softmax(coef_g^T x_i)`` and
@@ -308,7 +308,13 @@ def softmax_sums(X, targets, coef, xp, outer=None):
     - ``curvature``: the negative Hessian ``sum_i s_i (diag(g_i) - g_i
       g_i^T) kron x_i x_i^T``, only the upper triangles of its class pairs
       and of every block packed: (n_models, n_pairs, n_params * (n_params +
-      1) / 2).
+      1) / 2);
+    - with ``per_class``, instead of ``curvature``, ``class_curvature``:
+      the negative Hessian's diagonal blocks ``sum_i s_i g_ci (1 - g_ci)
+      x_i x_i^T``, one per class, without the blocks that couple classes:
+      (n_models, n_classes, n_params * (n_params + 1) / 2). Its cost grows
+      with the number of classes, not with its square
+      (``newton_direction``).
 
     All float64. The sums run over sub-chunks of rows small enough for the
     CPU's cache: every per-sample temporary lives for one sub-chunk.
@@ -330,6 +336,8 @@ def softmax_sums(X, targets, coef, xp, outer=None):
     n, p = X.shape[-2:]
     n_models, _, k = coef.shape
     ka, kb, _ = _triangle(k)
+    if per_class:  # the class blocks stand where the pairs would
+        ka = kb = np.arange(k)
     n_pairs, width = len(ka), p * (p + 1) // 2
     first, second = _on(ka, X, xp), _on(kb, X, xp)
     diagonal = xp.asarray((ka == kb)[:, None, None], dtype=xp.float64, device=device(X))
@@ -357,9 +365,11 @@ def softmax_sums(X, targets, coef, xp, outer=None):
         else:  # (K * G, rows) @ (rows, P)
             flat = xp.reshape(resid, (k * n_models, resid.shape[-1])) @ X_rows
             grad = grad + xp.permute_dims(xp.reshape(flat, (k, n_models, p)), (1, 0, 2))
-        pa = xp.take(prob, first, axis=0)
-        # curv[q, g, i] = s_gi (delta_ab p_a - p_a p_b) for pair q = (a, b)
-        curv = pa * (diagonal - xp.take(prob, second, axis=0)) * s[None, :, :]
+        if per_class:  # curv[c, g, i] = s_gi p_c
+            curv = prob * (1.0 - prob) * s[None, :, :]
+        else:  # curv[q, g, i] = s_gi (delta_ab p_a - p_a p_b) for pair q = (a, b)
+            pa = xp.take(prob, first, axis=0)
+            curv = pa * (diagonal - xp.take(prob, second, axis=0)) * s[None, :, :]
         outer_rows = _outer_chunk(X, outer, rows, xp)
         if grouped:  # (G, pairs, rows) @ (G, rows, T)
             hess = hess + xp.permute_dims(curv, (1, 0, 2)) @ outer_rows
@@ -371,7 +381,7 @@ def softmax_sums(X, targets, coef, xp, outer=None):
     return {
         "objective": objective,
         "gradient": xp.permute_dims(grad, (0, 2, 1)),
-        "curvature": hess,
+        "class_curvature" if per_class else "curvature": hess,
         "mass": mass,
     }
 
@@ -401,9 +411,30 @@ def newton_direction(sums, coef, alpha, xp, penalty_name="alpha", extra_gradient
     grad = sums["gradient"] - alpha * coef
     if extra_gradient is not None:
         grad = grad + extra_gradient
+    if "class_curvature" in sums:
+        return _per_class_direction(
+            sums["class_curvature"], grad, alpha, xp, penalty_name
+        )
     hess = _full_hessian(sums["curvature"], k, p, alpha, xp)
     grad = xp.reshape(xp.permute_dims(grad, (0, 2, 1)), (n_models, k * p, 1))
     step = _solve(hess, grad, xp, penalty_name)
+    return xp.permute_dims(xp.reshape(step, (n_models, k, p)), (0, 2, 1))
+
+
+def _per_class_direction(packed, grad, alpha, xp, penalty_name):
+    """The ascent direction of every class on its own: ``(C_c + alpha I)^-1
+    grad_c`` with ``C_c`` the class's diagonal block of the negative
+    Hessian (``softmax_sums`` with ``per_class``), floored like
+    ``newton_direction``'s: positive definite, so an ascent direction, which
+    EM halves where it overshoots. ``grad``: (n_models, n_params,
+    n_classes)."""
+    n_models, p, k = grad.shape
+    blocks = _symmetric(packed, p, xp)  # (G, K, P, P)
+    blocks = xp.reshape(blocks, (n_models * k, p, p))
+    ridge = xp.maximum(_ridge_floor(blocks, xp), xp.full_like(blocks[:, 0, 0], alpha))
+    lhs = blocks + ridge[:, None, None] * eye_like(p, blocks, xp)
+    rhs = xp.reshape(xp.permute_dims(grad, (0, 2, 1)), (n_models * k, p, 1))
+    step = _solve(lhs, rhs, xp, penalty_name)
     return xp.permute_dims(xp.reshape(step, (n_models, k, p)), (0, 2, 1))
 
 
