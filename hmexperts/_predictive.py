@@ -14,7 +14,8 @@ A quantile of a mixture has no closed form. It lies between the smallest
 and the largest of the experts' quantiles (the mixture CDF is an average of
 the experts' CDFs), so it is found in that bracket for every row and every
 level at once: safeguarded Newton steps on ``F(y) - q`` (a step that leaves
-the bracket is a bisection), to a relative tolerance of 1e-10. For a
+the bracket is a bisection), until a step moves less than 1e-12 of the
+bracket's width. For a
 discrete family the quantile is the smallest value ``k`` with ``F(k) >=
 q``, found by bisection on the integers of the bracket.
 """
@@ -299,11 +300,16 @@ class PredictiveMixin:
                 "per row of X."
             )
         z = (y - self._scaling.y_mean) / self._scaling.y_scale
-        if getattr(dist, "dist", None) is stats.norm:
+        law = getattr(dist, "dist", None)
+        if isinstance(law, type(stats.norm)):
             mean, std = dist.mean()[:, :, 0], dist.std()[:, :, 0]
             crps = crps_gaussian_mixture(prior, mean, std, z)
         else:
             crps = crps_numerical(dist, prior, z)
+        if isinstance(law, type(stats.t)):
+            # a Student t of nu <= 1 has no mean: its CRPS is infinite
+            heavy = np.reshape(dist.kwds["df"], (-1,)) <= 1
+            crps = np.where(prior[heavy].sum(axis=0) > 0, np.inf, crps)
         return self._scaling.y_scale * crps
 
     def _data_units(self, z):

@@ -204,6 +204,31 @@ def test_crps_is_its_definition(expert):
     np.testing.assert_allclose(got, expected, rtol=0.03)
 
 
+def test_crps_of_gaussian_laws_is_the_closed_form():
+    """Linear and learner experts take the closed form (the numerical
+    integral agrees only to about 1e-6), and a Student t without a mean an
+    infinite CRPS."""
+    from hmexperts._predictive import crps_gaussian_mixture
+
+    for expert in ("linear", "ridge"):
+        model, X, y, _ = _fit(expert)
+        dist, prior, _ = model._laws(X[:20], "crps")
+        z = (y[:20] - model._scaling.y_mean) / model._scaling.y_scale
+        mean, std = dist.mean()[:, :, 0], dist.std()[:, :, 0]
+        closed = model._scaling.y_scale * crps_gaussian_mixture(prior, mean, std, z)
+        np.testing.assert_allclose(crps(model, X[:20], y[:20]), closed, rtol=1e-12)
+    cauchy = MixtureOfExpertsRegressor.from_parameters(
+        gate_coef=[np.zeros((1, 1, 2))],
+        gate_intercept=[np.zeros((1, 2))],
+        expert_coef=np.zeros((2, 1)),
+        expert_intercept=np.zeros(2),
+        expert="student_t",
+        expert_variance=np.ones(2),
+        expert_df=np.array([1.0, 5.0]),
+    )
+    assert np.all(np.isinf(crps(cauchy, np.zeros((3, 1)), np.zeros(3))))
+
+
 def test_gaussian_crps_closed_form_equals_the_integral():
     model, X, y, _ = _fit("linear")
     from hmexperts._predictive import crps_gaussian_mixture, crps_numerical
