@@ -101,7 +101,7 @@ from ._components import ExpertBank
 # learner that is certain and wrong must not make the likelihood zero.
 _MIN_PROBA = 1e-6
 # A GP expert leaves out samples below this share of its largest
-# responsibility: their noise alpha / r would make them uninformative.
+# responsibility: their noise (sigma^2 + alpha) / r makes them uninformative.
 _GP_MIN_RESPONSIBILITY = 1e-3
 # A leaf that owns fewer samples than this above the threshold is fit on its
 # this-many highest-responsibility samples instead.
