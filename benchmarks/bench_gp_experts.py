@@ -8,7 +8,9 @@ deviation ``--noise``, and fits
   kernel=1.0 * RBF(), alpha=noise**2), max_samples_per_expert=cap)``, for
   every cap in ``--caps``: each GP expert is fit on at most ``cap`` samples
   (drawn in proportion to its responsibilities), and re-optimises its
-  kernel at every M-step, starting from the previous M-step's;
+  kernel at every M-step, starting from the previous M-step's, with its
+  own noise variance on top of ``alpha`` (``results/learner_experts.txt``
+  was measured before the experts learned it: ``alpha`` was their noise);
 - one ``GaussianProcessRegressor`` with the same kernel and ``alpha`` on a
   random subset of ``cap`` samples, for comparison at the same cost per GP (a
   single GP on all ``--n`` samples is not fit: it is cubic in ``n``; the
