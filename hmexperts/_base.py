@@ -666,7 +666,9 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
                 "'sample_weight', 'threshold' or 'auto'."
             )
         continuing = self._can_continue()
-        inputs = DaskInputs(X, y, sample_weight)
+        inputs = DaskInputs(X, y, sample_weight)  # refuses several targets
+        if self._is_regression:
+            self._n_targets = None
         n_samples, n_features = inputs.X.shape
         if continuing and n_features != self.n_features_in_:
             raise ValueError(

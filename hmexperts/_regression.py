@@ -67,7 +67,9 @@ class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfEx
         responsibilities as ``expert_weighting`` says; its density in the
         E-step is a Gaussian around its prediction with a per-leaf variance
         from the weighted residuals (for a ``GaussianProcessRegressor``, its
-        own predictive variance plus its noise ``alpha``), floored by
+        latent predictive variance plus its noise variance ``sigma_j^2 +
+        alpha``, where ``sigma_j^2`` is fit with the kernel's
+        hyper-parameters by the weighted marginal likelihood), floored by
         ``min_variance``.
     gate_features : None, list of int or str, or array-like of bool, default=None
         The columns of ``X`` the gates read (their "concomitant
@@ -86,10 +88,13 @@ class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfEx
             default="auto"
         How a learner ``expert`` is fit to its responsibilities ``r_ij``
         (times the sample weights). ``"auto"``: through ``sample_weight`` if
-        its ``fit`` takes one (also as a ``Pipeline``'s last step), per-sample noise
-        ``alpha / r_ij`` for a ``GaussianProcessRegressor`` (samples below 1e-3
-        of the leaf's largest responsibility are left out; the kernel's
-        hyper-parameters are warm-started from the previous M-step), else
+        its ``fit`` takes one (also as a ``Pipeline``'s last step),
+        per-sample noise ``(sigma_j^2 + alpha) / r_ij`` for a
+        ``GaussianProcessRegressor``, ``sigma_j^2`` the expert's noise
+        variance fit with the kernel's hyper-parameters (samples below 1e-3
+        of the leaf's largest responsibility are left out; the
+        hyper-parameters are warm-started from the previous M-step, and
+        ``n_restarts_optimizer`` applies at the first M-step only), else
         ``"threshold"``. ``"sample_weight"``: all samples, weighted by
         ``r_ij``. ``"threshold"``: the samples with ``r_ij >=
         responsibility_threshold`` (at least the 5 most responsible ones).
@@ -237,7 +242,10 @@ class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfEx
         Intercepts of the experts.
     expert_variance_ : ndarray of shape (n_leaves,)
         Noise variances of the experts (linear experts), or the squared
-        scales of Student-t experts.
+        scales of Student-t experts; for ``GaussianProcessRegressor``
+        experts, their noise variances ``sigma_j^2 + alpha`` in the units
+        of ``y`` (each expert's density adds its latent predictive
+        variance).
     expert_dispersion_ : ndarray of shape (n_leaves,)
         Dispersions of gamma experts, ``Var(y) / E(y)^2``.
     expert_df_ : ndarray of shape (n_leaves,)
@@ -495,8 +503,9 @@ class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfEx
         final, _ = _final_step(self.expert)
         if isinstance(final, GaussianProcessRegressor) and np.ndim(final.alpha) > 0:
             raise ValueError(
-                "A GaussianProcessRegressor expert needs a scalar alpha (its noise "
-                "variance, which EM divides by each sample's responsibility); got "
+                "A GaussianProcessRegressor expert needs a scalar alpha (a noise "
+                "variance added to the learned one, which EM divides by each "
+                "sample's responsibility); got "
                 f"an array of shape {np.shape(final.alpha)}."
             )
 

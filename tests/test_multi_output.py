@@ -137,6 +137,20 @@ def test_dask_refuses_several_targets():
         )
 
 
+def test_a_dask_fit_scores_one_target_in_memory():
+    """A Dask fit records its single target like an in-memory one: the
+    model then scores NumPy and Dask input."""
+    da = pytest.importorskip("dask.array")
+    X, Y = draw(400, 10)
+    model = MixtureOfExpertsRegressor(2, random_state=0)
+    model.fit(da.from_array(X, chunks=100), da.from_array(Y[:, 0], chunks=100))
+    expected = model.log_likelihood(X, Y[:, 0])
+    lazy = model.log_likelihood(
+        da.from_array(X, chunks=100), da.from_array(Y[:, 0], chunks=100)
+    )
+    np.testing.assert_allclose(lazy.compute(), expected)
+
+
 def test_partial_fit_approaches_the_batch_fit():
     X, Y = draw(3000, 7)
     batch = MixtureOfExpertsRegressor(2, random_state=0).fit(X, Y)
