@@ -28,6 +28,7 @@ predictor and its scale parameter (``eta_derivatives``), from which
 """
 
 import math
+from abc import ABC, abstractmethod
 
 import numpy as np
 from scipy import special, stats
@@ -35,6 +36,7 @@ from scipy.optimize import brentq
 
 from ._array_api import device, is_numpy_namespace, to_numpy, wide
 from ._components import ExpertBank, add_stats, blend_stats, scale_stats
+from ._experts import LinearGaussianExperts
 from ._predictive import ScaledBinomial
 from ._scaling import robust_center_scale
 from ._solvers import (
@@ -67,7 +69,7 @@ def _clip(eta, xp):
     return xp.clip(eta, -_MAX_ETA, _MAX_ETA)
 
 
-class Family:
+class Family(ABC):
     """A GLM family: its link, log-density, Fisher weights and target checks.
 
     The log-density of one sample, per unit of weight, is
@@ -79,23 +81,47 @@ class Family:
     has_dispersion = False
     trials = False
 
+    @abstractmethod
     def check_target(self, y):
         """Raise a ValueError naming what is wrong with the target ``y``
         (a NumPy array)."""
 
+    @abstractmethod
     def start_target(self, y, xp):
         """The target as the k-means start clusters it, on the link scale."""
-        return wide(y, xp)
 
+    @abstractmethod
     def link(self, mean):
         """The link of a (host, float) mean."""
-        raise NotImplementedError
 
+    @abstractmethod
     def mean(self, eta, xp):
-        raise NotImplementedError
+        """The mean of the law at the linear predictors ``eta``."""
 
+    @abstractmethod
+    def log_density(self, y, eta, shape, xp):
+        """Log-density of every expert at every row, (n_leaves, n_rows)."""
+
+    @abstractmethod
+    def fisher(self, y, eta, xp):
+        """Score and expected curvature by ``eta``, per unit of ``shape``."""
+
+    @abstractmethod
+    def derivatives(self, y, eta, shape, xp):
+        """Observed derivatives of the log-density by ``eta`` (and, with a
+        dispersion, by the log-shape), for the information matrix."""
+
+    @abstractmethod
     def variance(self, mean, dispersion, xp):
-        raise NotImplementedError
+        """The law's variance at its mean."""
+
+    @abstractmethod
+    def draw(self, mean, dispersion, random_state):
+        """Draws of the target (host arrays)."""
+
+    @abstractmethod
+    def distribution(self, mean, shape, trials):
+        """The SciPy law of the target (``leaf_distribution``)."""
 
 
 class Poisson(Family):
@@ -580,7 +606,7 @@ class GLMExperts(ExpertBank):
         return attributes
 
 
-class StudentTExperts(ExpertBank):
+class StudentTExperts(LinearGaussianExperts):
     """Robust linear experts: ``y | x, leaf j ~ t_nu_j(x^T beta_j, sigma_j^2)``.
 
     Fit as a scale mixture of Gaussians (Peel & McLachlan, 2000): given the
@@ -592,8 +618,10 @@ class StudentTExperts(ExpertBank):
     parameters, an exact M-step of the complete-data likelihood, so EM is
     monotone. (ECME would instead maximise the observed likelihood in
     ``nu``, which needs a pass over the data per trial value.) An outlier
-    gets a small ``u`` and cannot drag its expert. The penalty is that of
-    the linear-Gaussian experts, ``alpha ||beta_j||^2 / (2 sigma_j^2)``.
+    gets a small ``u`` and cannot drag its expert. Given the ``u``, the
+    bank is a linear-Gaussian one (its M-step, penalty ``alpha ||beta_j||^2
+    / (2 sigma_j^2)``, prediction and attributes are inherited), with the
+    degrees of freedom besides.
 
     Parameters
     ----------
@@ -604,19 +632,13 @@ class StudentTExperts(ExpertBank):
     """
 
     def __init__(self, n_leaves, alpha, min_variance):
-        self.n_leaves = n_leaves
-        self.alpha = alpha
-        self.min_variance = min_variance
-        self.coef = None
-        self.variance = None
+        super().__init__(n_leaves, alpha, min_variance)
         self.df = None
 
     def init_params(self, n_params, like, xp):
         """Zero coefficients, unit scale, 10 degrees of freedom."""
-        dev = device(like)
-        self.coef = xp.zeros((self.n_leaves, n_params), dtype=xp.float64, device=dev)
-        self.variance = xp.ones((self.n_leaves,), dtype=xp.float64, device=dev)
-        self.df = xp.full((self.n_leaves,), 10.0, dtype=xp.float64, device=dev)
+        super().init_params(n_params, like, xp)
+        self.df = xp.full((self.n_leaves,), 10.0, dtype=xp.float64, device=device(like))
 
     def get_state(self):
         return self.coef, self.variance, self.df
@@ -625,15 +647,11 @@ class StudentTExperts(ExpertBank):
         self.coef, self.variance, self.df = state
 
     def n_free_params(self, n_params):
-        return self.n_leaves * (n_params + 2)
-
-    def penalty(self, xp):
-        squares = xp.sum(self.coef**2, axis=1)
-        return 0.5 * self.alpha * float(xp.sum(squares / self.variance))
+        return super().n_free_params(n_params) + self.n_leaves
 
     def _standard_residuals(self, X, y, xp):
         """``delta^2 = (y - x^T beta)^2 / sigma^2`` of every expert."""
-        resid = wide(y, xp)[None, :] - _predicted(self, X, xp)
+        resid = wide(y, xp)[None, :] - self.predict(X, xp)
         return resid**2 / self.variance[:, None]
 
     def _constants(self, xp):
@@ -670,23 +688,13 @@ class StudentTExperts(ExpertBank):
         return add_stats(stats, new)
 
     def m_step(self, stats, xp):
-        """Coefficients and scale by weighted least squares, then the degrees
-        of freedom: each an exact maximiser of the complete-data objective."""
-        p = self.coef.shape[1]
-        gram = symmetric(stats["gram"], p, xp)
-        ridge = xp.full_like(self.variance, self.alpha)
-        self.coef = ridge_solve(gram, stats["xy"], ridge, xp, self.coef)
-        fitted = xp.sum((gram @ self.coef[:, :, None])[:, :, 0] * self.coef, axis=1)
-        rss = stats["yy"] - 2 * xp.sum(self.coef * stats["xy"], axis=1) + fitted
-        rss = xp.maximum(rss, xp.zeros_like(rss))
-        mass = stats["mass"]
-        tiny = 10 * xp.finfo(xp.float64).eps
-        variance = (rss + self.alpha * xp.sum(self.coef**2, axis=1)) / xp.maximum(
-            mass, xp.full_like(mass, tiny)
-        )
-        self.variance = xp.maximum(variance, xp.full_like(variance, self.min_variance))
+        """Coefficients and scale by the linear-Gaussian M-step on the
+        ``u``-weighted sums, then the degrees of freedom: each an exact
+        maximiser of the complete-data objective."""
+        super().m_step(stats, xp)
         self.df = xp.asarray(
-            self._update_df(stats["log_u"], mass, xp), device=device(self.coef)
+            self._update_df(stats["log_u"], stats["mass"], xp),
+            device=device(self.coef),
         )
 
     def _update_df(self, log_u, mass, xp):
@@ -711,10 +719,6 @@ class StudentTExperts(ExpertBank):
             else:
                 new[j] = brentq(equation, MIN_DF, MAX_DF, xtol=1e-10)
         return new
-
-    def predict(self, X, xp):
-        """Each expert's location, (n_leaves, n_samples)."""
-        return _predicted(self, X, xp)
 
     def predict_mean_variance(self, X, xp, mask=None):
         """Each expert's location and variance ``sigma^2 nu / (nu - 2)``
@@ -744,7 +748,7 @@ class StudentTExperts(ExpertBank):
         """Derivatives of the log-density by the location ``eta`` and
         ``tau = log sigma^2``, at the fitted ``nu`` (held fixed)."""
         nu = self.df[:, None]
-        resid = wide(y, xp)[None, :] - _predicted(self, X, xp)
+        resid = wide(y, xp)[None, :] - self.predict(X, xp)
         inv = 1.0 / self.variance[:, None]
         q = resid**2 * inv / nu
         a = (nu + 1) / nu
@@ -757,11 +761,4 @@ class StudentTExperts(ExpertBank):
         }
 
     def attributes(self, scaling, xp):
-        coef = self.expand(self.coef[:, :, None], xp)
-        slopes, intercept = scaling.to_original(coef, xp, target=True)
-        return {
-            "expert_coef_": slopes[:, :, 0],
-            "expert_intercept_": intercept[:, 0],
-            "expert_variance_": scaling.y_scale**2 * self.variance,
-            "expert_df_": self.df,
-        }
+        return {**super().attributes(scaling, xp), "expert_df_": self.df}
