@@ -480,26 +480,39 @@ def make_vowels(
         speaker_sd,
         token_sd,
     )
+    return _vowel_bunch(
+        "make_vowels",
+        data,
+        target,
+        vowel_names,
+        feature_names,
+        {"speaker": speaker, "group": group},
+        descr,
+        as_frame,
+        return_X_y,
+    )
+
+
+def _vowel_bunch(
+    name, data, target, vowel_names, feature_names, rows, descr, as_frame, return_X_y
+):
+    """A vowel loader's result, as scikit-learn's loaders give it: ``(X,
+    y)``, or a Bunch with ``rows`` (per-row arrays: speaker, group, ...)
+    beside the data; with ``as_frame``, pandas objects and a ``frame`` of
+    the features, ``rows`` and the target."""
     frame = None
     if as_frame:
         try:
             import pandas as pd
         except ImportError as error:
             raise ImportError(
-                "make_vowels with as_frame=True requires pandas; install it (pip "
+                f"{name} with as_frame=True requires pandas; install it (pip "
                 "install pandas) or use as_frame=False."
             ) from error
         data = pd.DataFrame(data, columns=feature_names)
         target = pd.Series(target, name="target")
-        frame = pd.concat(
-            [
-                data,
-                pd.Series(speaker, name="speaker"),
-                pd.Series(group, name="group"),
-                target,
-            ],
-            axis=1,
-        )
+        columns = [pd.Series(values, name=key) for key, values in rows.items()]
+        frame = pd.concat([data, *columns, target], axis=1)
     if return_X_y:
         return data, target
     return Bunch(
@@ -507,8 +520,7 @@ def make_vowels(
         target=target,
         target_names=np.asarray(vowel_names),
         feature_names=feature_names,
-        speaker=speaker,
-        group=group,
+        **rows,
         frame=frame,
         DESCR=descr,
     )
@@ -760,41 +772,16 @@ def load_peterson_barney(
     sex = np.array([_PB_SEX[value] for value in table["Sex"][rows]])
     repetition = repetition[rows]
 
-    frame = None
-    if as_frame:
-        try:
-            import pandas as pd
-        except ImportError as error:
-            raise ImportError(
-                "load_peterson_barney with as_frame=True requires pandas; install "
-                "it (pip install pandas) or use as_frame=False."
-            ) from error
-        data = pd.DataFrame(data, columns=feature_names)
-        target = pd.Series(target, name="target")
-        frame = pd.concat(
-            [
-                data,
-                pd.Series(speaker, name="speaker"),
-                pd.Series(group, name="group"),
-                pd.Series(sex, name="sex"),
-                pd.Series(repetition, name="repetition"),
-                target,
-            ],
-            axis=1,
-        )
-    if return_X_y:
-        return data, target
-    return Bunch(
-        data=data,
-        target=target,
-        target_names=np.asarray(vowel_names),
-        feature_names=feature_names,
-        speaker=speaker,
-        group=group,
-        sex=sex,
-        repetition=repetition,
-        frame=frame,
-        DESCR=_data_file("README.rst").read_text(encoding="utf-8"),
+    return _vowel_bunch(
+        "load_peterson_barney",
+        data,
+        target,
+        vowel_names,
+        feature_names,
+        {"speaker": speaker, "group": group, "sex": sex, "repetition": repetition},
+        _data_file("README.rst").read_text(encoding="utf-8"),
+        as_frame,
+        return_X_y,
     )
 
 
