@@ -890,8 +890,10 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         )
 
     def _chunk_width(self, n_leaves):
-        """Elements per row of the E-step's widest per-chunk temporary."""
-        return n_leaves * (len(getattr(self, "classes_", ())) or 1) + 2
+        """Elements per row of the E-step's widest per-chunk temporary: a
+        value per leaf and class, or per leaf and target."""
+        outputs = len(getattr(self, "classes_", ())) or getattr(self, "_n_targets", 0)
+        return n_leaves * (outputs or 1) + 2
 
     def _warn_convergence(self, monitor, experts):
         """The ConvergenceWarning of a fit whose kept run did not converge,

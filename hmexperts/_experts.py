@@ -322,20 +322,11 @@ class MultivariateGaussianExperts(ExpertBank):
         Y = wide(chunk.y, xp)
         resp = wide(resp, xp)
         Xw = wide(X, xp)
+        weighted = xp.matrix_transpose(resp[:, :, None] * Y[None, :, :])  # (L, T, n)
         new = {
             "gram": gram_sums(X, resp, xp, self.outer(chunk)),
-            "xy": xp.stack(
-                [
-                    xp.matrix_transpose(Xw * resp[j, :][:, None]) @ Y
-                    for j in range(self.n_leaves)
-                ]
-            ),
-            "yy": xp.stack(
-                [
-                    xp.matrix_transpose(Y * resp[j, :][:, None]) @ Y
-                    for j in range(self.n_leaves)
-                ]
-            ),
+            "xy": xp.matrix_transpose(weighted @ Xw),
+            "yy": weighted @ Y,
             "mass": xp.sum(resp, axis=1),
         }
         return add_stats(stats, new)
@@ -388,8 +379,7 @@ class MultivariateGaussianExperts(ExpertBank):
 
     def predict(self, X, xp):
         """Each expert's mean, (n_leaves, n_samples, n_targets)."""
-        Xw = wide(self.design(X, xp), xp)
-        return xp.stack([Xw @ self.coef[j, ...] for j in range(self.n_leaves)])
+        return wide(self.design(X, xp), xp)[None, :, :] @ self.coef
 
     def predict_mean_variance(self, X, xp, mask=None):
         """Each expert's mean (n_leaves, n_samples, n_targets) and its
