@@ -417,7 +417,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         if self._is_regression:
             y_fit = scaling.standardise_target(y_fit, xp, dtype_name)
         if trials is not None:
-            y_fit = xp.stack([y_fit, xp.astype(trials, y_fit.dtype)], axis=1)
+            y_fit = self._with_trials(y_fit, trials, xp)
         self._warn_if_overparameterised(X.shape[1], total_weight, weight_factor)
         init = None
         if not continuing and not isinstance(self.init_params, str):
@@ -583,8 +583,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         if self._is_regression:
             y_fit = scaling.standardise_target(y_fit, xp, dtype_name)
         if trials is not None:
-            trials = xp.astype(placement.to_compute(trials), y_fit.dtype)
-            y_fit = xp.stack([y_fit, trials], axis=1)
+            y_fit = self._with_trials(y_fit, placement.to_compute(trials), xp)
         n_leaves = self.n_experts**self.depth
         data = InMemoryData(Xd, y_fit, sample_weight, xp, self._chunk_width(n_leaves))
         if first:
@@ -742,6 +741,21 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
     def _family(self):
         """The GLM family of built-in experts (regression), or None."""
         return None
+
+    def _with_trials(self, y, trials, xp):
+        """Binomial targets as the experts read them: the proportion and the
+        trials of every row, ``(n_rows, 2)``, refused unless the successes
+        ``y * trials`` are whole numbers (a fit of proportions whose trials
+        were not passed would otherwise be silently wrong)."""
+        successes = to_numpy(y, xp) * to_numpy(trials, xp)
+        if not np.allclose(successes, np.round(successes), rtol=1e-5, atol=1e-6):
+            raise ValueError(
+                "expert='binomial' reads y as the proportion of successes among "
+                "every row's trials, passed as sample_weight; y * sample_weight "
+                "is not a whole number of successes (e.g. y = 0.3 with 1 trial). "
+                "Pass the number of trials of every row as sample_weight."
+            )
+        return xp.stack([y, xp.astype(trials, y.dtype)], axis=1)
 
     def _has_trials(self):
         """Whether the sample weights are the trials of binomial experts."""
@@ -1323,8 +1337,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             trials, factor, _ = check_sample_weight(
                 sample_weight, Xd.shape[0], xp, device(Xd)
             )
-            trials = xp.astype(trials / factor, y_fit.dtype)
-            y_fit = xp.stack([y_fit, trials], axis=1)
+            y_fit = self._with_trials(y_fit, trials / factor, xp)
         return Xd, y_fit, xp
 
     def _log_joint(self, X, y, method, sample_weight=None):

@@ -35,11 +35,12 @@ def host(array):
     return to_numpy(array, array_namespace(array))
 
 
-def snapshot(model, X, y, convert=host):
+def snapshot(model, X, y, convert=host, sample_weight=None):
     """Fitted attributes and outputs of ``model`` on ``(X, y)``, as NumPy.
 
     ``X`` and ``y`` are in the namespace the model takes; ``convert`` turns
-    the model's outputs into NumPy (the default accepts every library).
+    the model's outputs into NumPy (the default accepts every library);
+    ``sample_weight``: the trials of binomial experts.
     Returns a dict name -> (array, output) where ``output`` is the object the
     model returned, to check its type and dtype.
     """
@@ -54,8 +55,10 @@ def snapshot(model, X, y, convert=host):
             out[name] = getattr(model, name)
     out["predict_gates"] = model.predict_gates(X)
     out["apply"] = model.apply(X)
-    out["log_likelihood"] = model.log_likelihood(X, y)
-    out["predict_responsibilities"] = model.predict_responsibilities(X, y)
+    out["log_likelihood"] = model.log_likelihood(X, y, sample_weight)
+    out["predict_responsibilities"] = model.predict_responsibilities(
+        X, y, sample_weight
+    )
     out["predict"] = model.predict(X)
     if hasattr(model, "predict_proba"):
         out["predict_proba"] = model.predict_proba(X)

@@ -265,13 +265,21 @@ def test_expert_families_match_numpy(expert, namespace):
         params["covariance_type"] = "full"
     else:
         params.update(expert=expert, expert_features=[1])
-    reference = snapshot(MixtureOfExpertsRegressor(**params).fit(X, y, **kwargs), X, y)
+    weight = kwargs.get("sample_weight")
+    reference = snapshot(
+        MixtureOfExpertsRegressor(**params).fit(X, y, **kwargs),
+        X,
+        y,
+        sample_weight=weight,
+    )
     _, asarray = _namespace(namespace)
     xp_kwargs = {name: asarray(value) for name, value in kwargs.items()}
     with sklearn.config_context(array_api_dispatch=True):
         model = MixtureOfExpertsRegressor(**params).fit(
             asarray(X), asarray(y), **xp_kwargs
         )
-        result = snapshot(model, asarray(X), asarray(y))
+        result = snapshot(
+            model, asarray(X), asarray(y), sample_weight=xp_kwargs.get("sample_weight")
+        )
     assert_same(result, reference, "float64")
     _check_outputs(result, namespace, "float64")

@@ -253,10 +253,8 @@ def test_fit_recovers_a_known_mixture_of_each_family(family, seed):
 
 
 def test_binomial_fit_reads_the_trials():
-    # The same proportions with 1 trial or with their trials: the trials
-    # are the information, so the standard errors differ by about
-    # sqrt(mean trials), and the trials' log-likelihood is the sum of
-    # binomial log-pmfs, not of Bernoulli ones.
+    # The same proportions of twice the trials: the trials are the
+    # information, so the standard errors shrink by about sqrt(2).
     truth, _, _ = _known_mixture("binomial")
     rng = np.random.RandomState(0)
     X = rng.uniform(-2, 2, size=(1500, 2))
@@ -264,9 +262,9 @@ def test_binomial_fit_reads_the_trials():
     y = _draw(truth, "binomial", X, rng, trials)
     model = MixtureOfExpertsRegressor(2, expert="binomial", random_state=0)
     with_trials = model.fit(X, y, trials).summary(X, y, trials)
-    without = model.fit(X, y).summary(X, y)
-    ratio = np.median(without["std_error"] / with_trials["std_error"])
-    assert 0.6 * np.sqrt(trials.mean()) < ratio < 1.5 * np.sqrt(trials.mean())
+    doubled = model.fit(X, y, 2 * trials).summary(X, y, 2 * trials)
+    ratio = np.median(with_trials["std_error"] / doubled["std_error"])
+    assert abs(ratio - np.sqrt(2)) < 0.1
 
 
 # -- EM is monotone --------------------------------------------------------------
@@ -610,7 +608,7 @@ BAD_TARGETS = [
 def _good_target(family, n, rng):
     return {
         "poisson": rng.poisson(3.0, size=n).astype(float),
-        "binomial": rng.binomial(10, 0.4, size=n) / 10,
+        "binomial": rng.binomial(1, 0.4, size=n).astype(float),  # one trial
         "gamma": rng.gamma(2.0, size=n),
     }[family]
 
@@ -726,3 +724,20 @@ def test_dask_refuses_binomial_experts_and_bad_counts():
         MixtureOfExpertsRegressor(2, expert="poisson").fit(
             Xd, da.from_array(bad, chunks=200)
         )
+
+
+def test_binomial_proportions_without_their_trials_are_refused():
+    """Proportions such as 0.3 fit with the default of one trial per row
+    would be a silently wrong model: the error names sample_weight."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(100, 2))
+    trials = rng.randint(2, 10, size=100).astype(float)
+    y = rng.binomial(trials.astype(int), 0.4) / trials
+    model = MixtureOfExpertsRegressor(2, expert="binomial", random_state=0)
+    with pytest.raises(ValueError, match="Pass the number of trials"):
+        model.fit(X, y)
+    model.fit(X, y, sample_weight=trials)
+    with pytest.raises(ValueError, match="Pass the number of trials"):
+        model.log_likelihood(X, y)
+    with pytest.raises(ValueError, match="Pass the number of trials"):
+        MixtureOfExpertsRegressor(2, expert="binomial").partial_fit(X, y)
