@@ -47,7 +47,7 @@ from ._em import (
 )
 from ._gates import GateTree
 from ._init import GivenStart, check_given, initial_start, start_name
-from ._learners import LearnerExperts, _final_step
+from ._learners import LearnerExperts, _final_step, is_learner
 from ._placement import Placement, check_device, fit_placement, to_namespace
 from ._routing import (
     PredictionRouting,
@@ -85,13 +85,7 @@ def _streamable(estimator):
     """Whether ``partial_fit`` can update ``estimator``: built-in experts (a
     learner is refit on whole leaves) and no load balance (its penalty
     couples every sample)."""
-    return not _is_learner(estimator) and not estimator.load_balance > 0
-
-
-def _is_learner(estimator):
-    """Whether ``estimator``'s experts are scikit-learn learners (not a
-    built-in family, named by a string or None)."""
-    return estimator.expert is not None and not isinstance(estimator.expert, str)
+    return not is_learner(estimator) and not estimator.load_balance > 0
 
 
 @contextmanager
@@ -220,7 +214,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
                 f"expert_weighting={self.expert_weighting!r}; expected one of "
                 f"{sorted(_WEIGHTINGS)}."
             )
-        if self.expert_weighting == "sample_weight" and _is_learner(self):
+        if self.expert_weighting == "sample_weight" and is_learner(self):
             final, _ = _final_step(self.expert)
             if not has_fit_parameter(final, "sample_weight"):
                 raise ValueError(
@@ -651,14 +645,14 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
                 "which Dask input does not carry; fit binomial experts on NumPy "
                 "arrays."
             )
-        if _is_learner(self) and self.max_samples_per_expert is None:
+        if is_learner(self) and self.max_samples_per_expert is None:
             raise ValueError(
                 "A learner expert on Dask input needs max_samples_per_expert: "
                 "each leaf's learner is then fit on a subsample of at most that "
                 "many of its rows, gathered from the blocks. Set it (say 10000), "
                 "or fit on NumPy arrays."
             )
-        if _is_learner(self) and self.expert_weighting == "resample":
+        if is_learner(self) and self.expert_weighting == "resample":
             raise ValueError(
                 "expert_weighting='resample' draws from all of a leaf's rows at "
                 "once, which Dask input does not hold in one place; use "
@@ -775,7 +769,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         expert = resolve_features(
             self.expert_features, n_features, names, "expert_features"
         )
-        if expert is not None and _is_learner(self):
+        if expert is not None and is_learner(self):
             raise ValueError(
                 "expert_features selects the columns of the built-in experts; a "
                 "learner expert reads all of X. Select its columns inside the "
@@ -786,7 +780,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
     def _spec(self, n_features):
         """What a fit's tree is made of: a warm start continues a fit only
         if this has not changed."""
-        expert = self.expert if not _is_learner(self) else type(self.expert)
+        expert = self.expert if not is_learner(self) else type(self.expert)
         return (self.n_experts, self.depth, expert, *self._columns(n_features))
 
     def _can_continue(self):
@@ -967,7 +961,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         """Free parameters of the gates and of built-in experts, for inputs
         with ``n_params`` columns (the intercept's included); None for
         learner experts, whose count is unknown."""
-        if _is_learner(self):
+        if is_learner(self):
             return None
         n_leaves = self.n_experts**self.depth
         gate_columns, expert_columns = self._columns(n_params - 1)
@@ -980,7 +974,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
     def _make_experts(self, n_leaves, scaling, random_state, alpha):
         """The expert bank: built-in (with penalty ``alpha``), or a clone of
         ``expert`` per leaf."""
-        if not _is_learner(self):
+        if not is_learner(self):
             return self._builtin_experts(n_leaves, alpha)
         return LearnerExperts(
             self.expert,
@@ -1421,7 +1415,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         return self._placement.output(xp.matrix_transpose(xp.exp(log_resp)), xp)
 
     def _n_parameters(self):
-        if _is_learner(self):
+        if is_learner(self):
             raise ValueError(
                 f"The number of parameters of expert={self.expert!r} is unknown, so "
                 "bic and aic are not defined; compare held-out log_likelihood instead."

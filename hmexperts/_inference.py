@@ -39,6 +39,7 @@ from scipy import stats
 
 from ._array_api import log_softmax, to_numpy, wide
 from ._experts import SoftmaxExperts
+from ._learners import is_learner
 from ._solvers import softmax_logits
 
 # Rows per chunk: the scores of a chunk hold rows * n_leaves * n_parameters
@@ -89,7 +90,7 @@ class Layout:
             self.gate_offsets.append(offsets)
         self.n_gate = size
         self.expert_offsets = []
-        self.has_experts = not model._experts_are_learners()
+        self.has_experts = not is_learner(model)
         if not self.has_experts:  # learners: no coefficients to report
             self.softmax, self.n_tau, self.expert_block = False, 0, 0
             self.size = size

@@ -116,6 +116,12 @@ _GP_NOISE_START = 0.1
 _GP_LBFGS_OPTIONS = {"ftol": 1e-6}
 
 
+def is_learner(estimator):
+    """Whether ``estimator``'s experts are scikit-learn learners (not a
+    built-in family, named by a string or None)."""
+    return estimator.expert is not None and not isinstance(estimator.expert, str)
+
+
 def _final_step(learner):
     """The estimator that receives the fit parameters, and its parameter prefix."""
     if isinstance(learner, Pipeline):

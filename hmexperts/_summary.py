@@ -6,6 +6,7 @@ model on resampled rows, every refit started from the fitted model's
 responsibilities on its rows so that its leaves keep their labels.
 """
 
+import array_api_compat.numpy
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import clone
@@ -22,6 +23,7 @@ from ._inference import (
     observed_information,
     wald_table,
 )
+from ._learners import is_learner
 from ._scaling import check_sample_weight
 
 _METHODS = ("wald", "bootstrap")
@@ -82,9 +84,9 @@ class InferenceMixin:
         weights are trials)."""
         if sample_weight is None or self._has_trials():
             return np.ones(n)
-        import array_api_compat.numpy as xp
-
-        weight, factor, _ = check_sample_weight(sample_weight, n, xp, "cpu")
+        weight, factor, _ = check_sample_weight(
+            sample_weight, n, array_api_compat.numpy, "cpu"
+        )
         return np.asarray(weight) / factor
 
     def _covariance(self, X, y, sample_weight, method, n_boot, n_jobs, random_state):
@@ -92,7 +94,7 @@ class InferenceMixin:
         if method not in _METHODS:
             raise ValueError(f"method={method!r}; expected one of {list(_METHODS)}.")
         if method == "wald":
-            if self._experts_are_learners():
+            if is_learner(self):
                 raise ValueError(
                     f"expert={self.expert!r} has no likelihood in closed form "
                     "for its parameters, so Wald standard errors are not "
@@ -116,9 +118,6 @@ class InferenceMixin:
         )
         self._bootstrap = np.array(replicates)
         return estimate, np.cov(self._bootstrap, rowvar=False), layout
-
-    def _experts_are_learners(self):
-        return self.expert is not None and not isinstance(self.expert, str)
 
     def summary(
         self,
