@@ -1224,13 +1224,18 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             ``gate_intercept[d]`` of shape (n_experts ** d, n_experts).
         expert_coef : array-like
             (n_leaves, n_features) for regression, (n_leaves, n_features,
+            n_targets) for several targets, (n_leaves, n_features,
             n_classes) for classification.
         expert_intercept : array-like
-            (n_leaves,) or (n_leaves, n_classes).
+            (n_leaves,), (n_leaves, n_targets) or (n_leaves, n_classes).
         **kwargs : dict
-            ``expert_variance`` (n_leaves,) for regression; ``classes``
-            (n_classes,) for classification (default: ``0, 1, ...``); and any
-            constructor parameter.
+            The experts' other parameters, by ``expert``: ``expert_variance``
+            (n_leaves,) for linear and Student-t experts, ``expert_df``
+            (n_leaves,) for Student-t ones, ``expert_dispersion`` (n_leaves,)
+            for gamma ones, ``expert_covariance`` (n_leaves, n_targets,
+            n_targets) for several targets; ``classes`` (n_classes,) for
+            classification (default: ``0, 1, ...``); and any constructor
+            parameter (``expert="poisson"``, ...).
 
         Returns
         -------
