@@ -408,9 +408,10 @@ class PredictiveMixin:
         ... )
         >>> model.predict_interval(np.zeros((1, 1)), coverage=0.9).round(2)
         array([[-3.64,  3.64]])
-        >>> [r.round(1) for r in model.predict_interval(np.zeros((1, 1)), kind="hdr")]
-        [array([[-3.8, -2.2],
-               [ 2.2,  3.8]])]
+        >>> regions = model.predict_interval(np.zeros((1, 1)), kind="hdr")
+        >>> regions[0].round(1)  # one interval around each mode
+        array([[-3.8, -2.2],
+               [ 2.2,  3.8]])
         """
         (level,) = _check_levels(coverage, "coverage")
         if kind not in ("central", "hdr"):
