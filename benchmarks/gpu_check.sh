@@ -177,7 +177,12 @@ main() {
     fi
     echo "#"
     echo "# date    : $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "# commit  : $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    local commit
+    commit=$(git rev-parse --short HEAD 2>/dev/null) || commit=unknown
+    if [[ $commit != unknown ]] && ! git diff --quiet HEAD -- 2>/dev/null; then
+        commit="$commit (with uncommitted changes to tracked files)"
+    fi
+    echo "# commit  : $commit"
     echo "# device  : $DEVICE_NAME"
     echo "# host    : $(uname -srm), $(nproc 2>/dev/null || echo ?) cpus," \
         "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 2^20 }' /proc/meminfo 2>/dev/null)"
