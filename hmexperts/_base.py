@@ -67,6 +67,7 @@ from ._summary import InferenceMixin
 from ._validation import check_int, check_real, resolve_features
 
 _WEIGHTINGS = {"auto", "sample_weight", "threshold", "resample"}
+_ACCELERATIONS = ("squarem", None)
 _ALGORITHMS = ("em", "hard", "stochastic")
 _PRIORITIES = ("gate", "random", "order")
 _EXPERT_ATTRIBUTES = (
@@ -136,6 +137,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         expert_alpha=1e-2,
         max_iter=100,
         tol=1e-4,
+        acceleration="squarem",
         n_init=1,
         init_params="kmeans",
         random_state=None,
@@ -162,6 +164,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         self.expert_alpha = expert_alpha
         self.max_iter = max_iter
         self.tol = tol
+        self.acceleration = acceleration
         self.n_init = n_init
         self.init_params = init_params
         self.random_state = random_state
@@ -193,6 +196,11 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         check_int(self.max_iter, "max_iter", min_val=0)
         check_real(self.tol, "tol", min_val=0)
         check_int(self.n_init, "n_init", min_val=1)
+        if self.acceleration not in _ACCELERATIONS:
+            raise ValueError(
+                f"acceleration={self.acceleration!r}; expected one of "
+                f"{list(_ACCELERATIONS)}."
+            )
         check_scalar(self.verbose, "verbose", (Integral, bool), min_val=0)
         if isinstance(self.expert, str):
             if self.expert not in self._builtin_names:
@@ -842,6 +850,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
                     objective_offset=offset,
                     routing=routing,
                     drop_rtol=drop_tolerance(),
+                    acceleration=self.acceleration,
                 )
             if best is None or monitor.objective > best[2].objective:
                 best = (gates, experts, monitor, init)

@@ -19,6 +19,12 @@ through this protocol, chunk by chunk, and never asks which one it has:
 - ``penalty(xp)``: the log-prior subtracted from the log-likelihood;
 - ``get_state()`` / ``set_state(state)``: an explicit, cheap snapshot of the
   parameters, for EM to return its best iterate;
+- ``free_parameters(xp)`` / ``set_free_parameters(free, xp)``: the
+  parameters in coordinates free of constraints (a list of float64 arrays;
+  variances and shapes as logarithms), in which EM's accelerator
+  extrapolates (``_em.Squarem``), and back, moved into their domain
+  (floors, bounds); None from ``free_parameters`` (learner experts) turns
+  the accelerator off;
 - ``online_update(running, batch, gamma, xp)`` and ``online_m_step(running,
   total, gamma, xp)``: stepwise EM on a stream (``partial_fit``): the
   running statistics per unit of weight, blended with a batch's by the step
@@ -189,6 +195,11 @@ class Component(ABC):
     @abstractmethod
     def set_state(self, state):
         """Restore a snapshot of ``get_state``."""
+
+    def free_parameters(self, xp):
+        """The parameters as float64 arrays free of constraints, for EM's
+        accelerator; None (the default) where they cannot be extrapolated."""
+        return None
 
     def online_update(self, running, batch, gamma, xp):
         """Stepwise EM (Cappe & Moulines, 2009): the running statistics per

@@ -396,6 +396,95 @@ def initial_m_step(data, gates, experts, xp, resp_init, passes=None):
         active = [name for name in active if components[name].refine(stats[name], xp)]
 
 
+# SQUAREM extrapolates only where EM is slow: when the second EM step of a
+# cycle gains at least _SQUAREM_MIN_RATE times the first's (near a maximum
+# EM's gains shrink by about the square of its rate of convergence; where
+# they shrink faster, an extrapolation gains less than the pass it costs).
+# A rejected proposal is pulled back halfway to plain EM at most
+# _SQUAREM_BACKTRACKS times. Chosen on benchmarks/bench_acceleration.py.
+_SQUAREM_MIN_RATE = 0.5
+_SQUAREM_BACKTRACKS = 1
+
+
+class Squarem:
+    """SQUAREM, the squared iterative method of Varadhan & Roland (2008),
+    scheme S3, over the components' free parameters.
+
+    From ``theta_0`` two EM steps give ``theta_1`` and ``theta_2``; with
+    ``r = theta_1 - theta_0``, ``v = theta_2 - 2 theta_1 + theta_0`` and the
+    step ``a = ||r|| / ||v||``, the proposal is ``theta_0 + 2 a r + a^2 v``,
+    which is ``theta_2`` at ``a = 1``: for a linearly converging EM it
+    cancels the slowest direction of the error. EM keeps the proposal only
+    if its objective is at least ``theta_2``'s; otherwise ``a`` moves
+    halfway to 1 and the proposal is tried again (``_SQUAREM_BACKTRACKS``
+    times), and then EM goes on from ``theta_2``. So the objective never
+    decreases, as in plain EM; a proposal costs one pass over the data.
+    """
+
+    def __init__(self, components, xp):
+        self.components = components
+        self.xp = xp
+        self.points = []
+
+    def _free(self):
+        return [a for c in self.components for a in c.free_parameters(self.xp)]
+
+    def _set(self, free):
+        i = 0
+        for component in self.components:
+            k = len(component.free_parameters(self.xp))
+            component.set_free_parameters(free[i : i + k], self.xp)
+            i += k
+
+    def restart(self):
+        """Start a cycle from the current parameters."""
+        self.points = [self._free()]
+
+    def record(self):
+        """Record the parameters after an EM step; True once the cycle has
+        its two steps."""
+        self.points.append(self._free())
+        return len(self.points) == 3
+
+    def first_step(self, objectives):
+        """The step length of the cycle's proposal, or None: when EM is
+        fast (``objectives``, the cycle's three, gain less than
+        ``_SQUAREM_MIN_RATE`` from one step to the next), when ``a <= 1``
+        (plain EM) or when it is undefined (``v = 0``)."""
+        low, middle, high = objectives
+        if high - middle < _SQUAREM_MIN_RATE * (middle - low):
+            return None
+        xp = self.xp
+        theta0, theta1, theta2 = self.points
+        self._r = [b - a for a, b in zip(theta0, theta1, strict=True)]
+        self._v = [
+            c - 2.0 * b + a for a, b, c in zip(theta0, theta1, theta2, strict=True)
+        ]
+        sr2 = sum(float(xp.sum(d * d)) for d in self._r)
+        sv2 = sum(float(xp.sum(d * d)) for d in self._v)
+        if not (sv2 > 0 and math.isfinite(sr2 / sv2)):
+            return None
+        return self._longer(math.sqrt(sr2 / sv2))
+
+    @staticmethod
+    def _longer(step):
+        return step if step > 1.0 + 1e-3 else None
+
+    def propose(self, step):
+        """Set the components at the proposal of step length ``step``."""
+        self._set(
+            [
+                a + (2.0 * step) * d + (step * step) * e
+                for a, d, e in zip(self.points[0], self._r, self._v, strict=True)
+            ]
+        )
+
+    def reject(self, step):
+        """The proposal lowered the objective: the next step to try (halfway
+        to plain EM), or None."""
+        return self._longer(0.5 * (step + 1.0))
+
+
 def run_em(
     data,
     gates,
@@ -409,6 +498,7 @@ def run_em(
     objective_offset=0.0,
     routing=_SOFT_EM,
     drop_rtol=_DROP_RTOL,
+    acceleration=None,
 ):
     """Run EM in place on ``gates`` and ``experts``; they end at the best iterate.
 
@@ -425,7 +515,8 @@ def run_em(
     max_iter : int
         Largest number of EM iterations; 0 only initialises.
     tol : float
-        Convergence threshold on the change of the objective.
+        Convergence threshold on the change of the objective over one EM
+        step.
     verbose : int
         0 silent; 1 a line every ``_PROGRESS_SECONDS`` at most; 2 a line
         per iteration (objective, change, passes, seconds).
@@ -437,6 +528,11 @@ def run_em(
     drop_rtol : float
         Relative decrease of the objective taken for round-off
         (``drop_tolerance``).
+    acceleration : {None, "squarem"}
+        ``"squarem"`` extrapolates after every two EM steps (``Squarem``)
+        where EM is monotone and every component has free parameters; an
+        accepted extrapolation counts as an iteration (it costs a pass, as
+        an EM step does). None runs plain EM.
 
     Returns
     -------
@@ -456,17 +552,38 @@ def run_em(
     # Whether the objective can decrease in exact arithmetic: a refit of a
     # learner or a random E-step may lower it.
     monotone = experts.monotone and routing.monotone
+    accelerator = None
+    components = (gates, experts)
+    if acceleration == "squarem" and monotone:
+        if all(c.free_parameters(xp) is not None for c in components):
+            accelerator = Squarem(components, xp)
     if resp_init is not None:
         initial_m_step(data, gates, experts, xp, resp_init, passes)
     monitor.initial_passes = len(passes)
     stats, current = make_pass()
     _check_finite(current)
     monitor.report(current)
+    if accelerator is not None:
+        accelerator.restart()
     # Non-monotone EM: the best objective and a snapshot of its parameters.
     best = (current, _snapshot(gates, experts))
     highest = current
     last_print = time.perf_counter()
-    for n_iter in range(1, max_iter + 1):
+
+    def progress(start, before, label):
+        nonlocal last_print
+        now = time.perf_counter()
+        if verbose >= 2 or (verbose and now - last_print > _PROGRESS_SECONDS):
+            change = monitor.history[-1] - monitor.history[-2]
+            print(
+                f"  iteration {monitor.n_iter:4d}  objective {monitor.history[-1]:.6f}  "
+                f"change {change:+.3e}  {len(passes) - before} "
+                f"pass(es)  {now - start:.3f} s/iteration{label}",
+                flush=True,
+            )
+            last_print = now
+
+    while monitor.n_iter < max_iter:
         start, before = time.perf_counter(), len(passes)
         previous_state = _snapshot(gates, experts) if monotone else None
         previous = monitor.history[-1]
@@ -484,18 +601,10 @@ def run_em(
                 stats, current = make_pass()
         _check_finite(current)
         monitor.report(current)
-        now = time.perf_counter()
-        if verbose >= 2 or (verbose and now - last_print > _PROGRESS_SECONDS):
-            print(
-                f"  iteration {n_iter:4d}  objective {current:.6f}  "
-                f"change {current - previous:+.3e}  {len(passes) - before} "
-                f"pass(es)  {now - start:.3f} s/iteration",
-                flush=True,
-            )
-            last_print = now
+        progress(start, before, "")
         if monotone:
             if highest - current > drop_rtol * max(1.0, abs(highest)):
-                monitor.decreased = (n_iter, highest - current)
+                monitor.decreased = (monitor.n_iter, highest - current)
                 monitor.restored = previous
                 _restore(previous_state, gates, experts)
                 return monitor
@@ -504,6 +613,28 @@ def run_em(
             best = (current, _snapshot(gates, experts))
         if monitor.converged:
             break
+        # an extrapolation is followed by an EM step, which tests convergence
+        if accelerator is None or not accelerator.record():
+            continue
+        if monitor.n_iter + 1 < max_iter:
+            start, before = time.perf_counter(), len(passes)
+            em_point = (stats, current, _snapshot(gates, experts))
+            step, tries = accelerator.first_step(monitor.history[-3:]), 0
+            while step is not None and tries <= _SQUAREM_BACKTRACKS:
+                tries += 1
+                accelerator.propose(step)
+                stats, current = make_pass()
+                if current >= highest:
+                    break
+                step = accelerator.reject(step)
+            if step is not None and current >= highest:
+                highest = current
+                monitor.report(current)
+                progress(start, before, f" (extrapolated, step {step:.3g})")
+            elif tries:
+                stats, current, state = em_point
+                _restore(state, gates, experts)
+        accelerator.restart()
     if not monotone and best[0] > monitor.history[-1]:
         monitor.restored = best[0]
         _restore(best[1], gates, experts)

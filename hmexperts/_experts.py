@@ -159,6 +159,15 @@ class LinearGaussianExperts(ExpertBank):
     def set_state(self, state):
         self.coef, self.variance = state
 
+    def free_parameters(self, xp):
+        """Coefficients and log-variances."""
+        return [self.coef, xp.log(self.variance)]
+
+    def set_free_parameters(self, free, xp):
+        variance = xp.exp(free[1])
+        self.coef = free[0]
+        self.variance = xp.maximum(variance, xp.full_like(variance, self.min_variance))
+
     def attributes(self, scaling, xp):
         coef = self.expand(self.coef[:, :, None], xp)
         slopes, intercept = scaling.to_original(coef, xp, target=True)
@@ -259,9 +268,23 @@ class SoftmaxExperts(NewtonComponent, ExpertBank):
     def set_state(self, state):
         self.coef = state
 
+    def free_parameters(self, xp):
+        """The coefficients (no constraints)."""
+        return [self.coef]
+
+    def set_free_parameters(self, free, xp):
+        self.coef = free[0]
+
     def attributes(self, scaling, xp):
         slopes, intercept = scaling.to_original(self.expand(self.coef, xp), xp)
         return {"expert_coef_": slopes, "expert_intercept_": intercept}
+
+
+def _matrix_function(matrices, function, xp):
+    """``function`` of symmetric matrices (n, T, T) through their
+    eigenvalues: ``V function(Lambda) V^T``."""
+    values, vectors = xp.linalg.eigh(matrices)
+    return (vectors * function(values)[:, None, :]) @ xp.matrix_transpose(vectors)
 
 
 class MultivariateGaussianExperts(ExpertBank):
@@ -309,6 +332,18 @@ class MultivariateGaussianExperts(ExpertBank):
 
     def set_state(self, state):
         self.coef, self.covariance = state
+
+    def free_parameters(self, xp):
+        """Coefficients and the covariances' matrix logarithms (for one
+        target, the log-variance of ``LinearGaussianExperts``)."""
+        return [self.coef, _matrix_function(self.covariance, xp.log, xp)]
+
+    def set_free_parameters(self, free, xp):
+        log_covariance = 0.5 * (free[1] + xp.matrix_transpose(free[1]))
+        self.coef = free[0]
+        self.covariance = self._floored(
+            _matrix_function(log_covariance, xp.exp, xp), xp
+        )
 
     def n_free_params(self, n_params):
         t = self.n_targets

@@ -423,6 +423,16 @@ class GLMExperts(ExpertBank):
     def set_state(self, state):
         self.coef, self.shape = state
 
+    def free_parameters(self, xp):
+        """Coefficients and log-shapes (zero for the families without a
+        dispersion, which extrapolation keeps at zero)."""
+        return [self.coef, xp.log(self.shape)]
+
+    def set_free_parameters(self, free, xp):
+        shape = xp.exp(free[1])
+        self.coef = free[0]
+        self.shape = xp.minimum(shape, xp.full_like(shape, 1.0 / self.min_variance))
+
     def n_free_params(self, n_params):
         return self.n_leaves * (n_params + self.family.has_dispersion)
 
@@ -645,6 +655,16 @@ class StudentTExperts(LinearGaussianExperts):
 
     def set_state(self, state):
         self.coef, self.variance, self.df = state
+
+    def free_parameters(self, xp):
+        """Coefficients, log-variances and log degrees of freedom."""
+        return [*super().free_parameters(xp), xp.log(self.df)]
+
+    def set_free_parameters(self, free, xp):
+        super().set_free_parameters(free[:2], xp)
+        df = xp.exp(free[2])
+        df = xp.maximum(df, xp.full_like(df, MIN_DF))
+        self.df = xp.minimum(df, xp.full_like(df, MAX_DF))
 
     def n_free_params(self, n_params):
         return super().n_free_params(n_params) + self.n_leaves

@@ -81,6 +81,13 @@ class GateTree(NewtonComponent):
     def set_state(self, state):
         self.coefs = list(state)
 
+    def free_parameters(self, xp):
+        """Every level's coefficients (no constraints)."""
+        return list(self.coefs)
+
+    def set_free_parameters(self, free, xp):
+        self.coefs = list(free)
+
     def log_prior(self, X, xp):
         """Log prior of every leaf, ``sum over the path of log g_v(child | x)``.
 
