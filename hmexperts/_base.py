@@ -17,6 +17,7 @@ from numbers import Integral
 
 import array_api_compat.numpy
 import numpy as np
+from joblib import effective_n_jobs
 from array_api_compat import array_namespace
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
@@ -139,6 +140,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         tol=1e-4,
         acceleration="squarem",
         n_init=1,
+        n_jobs=None,
         init_params="kmeans",
         random_state=None,
         warm_start=False,
@@ -166,6 +168,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         self.tol = tol
         self.acceleration = acceleration
         self.n_init = n_init
+        self.n_jobs = n_jobs
         self.init_params = init_params
         self.random_state = random_state
         self.warm_start = warm_start
@@ -196,6 +199,13 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         check_int(self.max_iter, "max_iter", min_val=0)
         check_real(self.tol, "tol", min_val=0)
         check_int(self.n_init, "n_init", min_val=1)
+        if self.n_jobs is not None:
+            check_int(self.n_jobs, "n_jobs")
+            if self.n_jobs == 0:
+                raise ValueError(
+                    "n_jobs=0; expected None, a positive number of threads, or "
+                    "a negative one (-1: one per CPU)."
+                )
         if self.acceleration not in _ACCELERATIONS:
             raise ValueError(
                 f"acceleration={self.acceleration!r}; expected one of "
@@ -426,7 +436,13 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             given = check_given(self.init_params, X.shape[0], n_leaves)
             init = placement.to_compute(xp.asarray(given, device=device(X)))
         data = InMemoryData(
-            Xd, y_fit, sample_weight, xp, self._chunk_width(n_leaves), init
+            Xd,
+            y_fit,
+            sample_weight,
+            xp,
+            self._chunk_width(n_leaves),
+            init,
+            n_threads=effective_n_jobs(self.n_jobs),
         )
         start_sample = (Xd[sample, :], y_fit[sample, ...], sample_weight[sample])
         marginal = self._target_marginal(y_fit, sample_weight, xp)
@@ -587,7 +603,14 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         if trials is not None:
             y_fit = self._with_trials(y_fit, placement.to_compute(trials), xp)
         n_leaves = self.n_experts**self.depth
-        data = InMemoryData(Xd, y_fit, sample_weight, xp, self._chunk_width(n_leaves))
+        data = InMemoryData(
+            Xd,
+            y_fit,
+            sample_weight,
+            xp,
+            self._chunk_width(n_leaves),
+            n_threads=effective_n_jobs(self.n_jobs),
+        )
         if first:
             gates, experts = self._start_stream(
                 data, Xd, y_fit, sample_weight, scaling, xp, factor

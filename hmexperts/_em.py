@@ -31,11 +31,12 @@ are float64 and the objective is summed in float64.
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._array_api import device, logsumexp, wide
+from ._array_api import device, is_numpy_namespace, logsumexp, wide
 from ._components import Chunk, add_stats, scale_stats
 from ._routing import leaves_per_sample, top_k_mask
 from ._solvers import outer_products, row_chunks
@@ -206,11 +207,17 @@ class InMemoryData:
         chunk's number of rows, ``row_chunks``).
     init : array of shape (n_samples, n_leaves) or None
         Initial responsibilities given by the user, read with the chunks.
+    n_threads : int
+        Threads that a pass spreads its chunks over (NumPy arrays only:
+        NumPy releases the GIL in its array operations). The chunks'
+        statistics are summed in the chunks' order whatever the threads,
+        so the sums do not depend on ``n_threads``.
     """
 
-    def __init__(self, X, y, sample_weight, xp, width, init=None):
+    def __init__(self, X, y, sample_weight, xp, width, init=None, n_threads=1):
         self.X, self.y, self.sample_weight = X, y, wide(sample_weight, xp)
         self.init = init
+        self.n_threads = n_threads if is_numpy_namespace(xp) else 1
         self.n_samples = X.shape[0]
         # X is the same in every pass: its rows' outer products, which every
         # Gram matrix and Newton step needs, are made once if they fit
@@ -242,8 +249,15 @@ class InMemoryData:
             )
 
     def map_reduce(self, function):
-        """``function(chunk)`` summed over the chunks (``add_stats``)."""
+        """``function(chunk)`` summed over the chunks (``add_stats``), in
+        their order; on ``n_threads`` threads if there are several chunks."""
         total = None
+        threads = min(self.n_threads, len(self.slices))
+        if threads > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                for stats in pool.map(function, self.chunks()):
+                    total = add_stats(total, stats)
+            return total
         for chunk in self.chunks():
             total = add_stats(total, function(chunk))
         return total

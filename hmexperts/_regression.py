@@ -206,6 +206,15 @@ class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfEx
     n_init : int, default=1
         Number of initialisations; the one with the best final objective is
         kept.
+    n_jobs : int, default=None
+        Threads over which EM's passes spread their chunks of rows (the
+        E-step and the statistics of every chunk; NumPy releases the GIL in
+        its array operations) when the data are NumPy arrays of more than
+        one chunk (about 2^17 / (n_leaves + 2) rows each). None means 1
+        unless in a ``joblib.parallel_config`` context; -1 means one per
+        CPU. The chunks' sums are added in the same order whatever the
+        threads, so the fit does not depend on ``n_jobs``. BLAS stays at
+        ``hmexperts.get_config()["n_threads"]`` threads per chunk.
     init_params : {"kmeans", "random"} or array-like of shape \
             (n_samples, n_leaves), default="kmeans"
         Initial responsibilities, which the first M-step turns into gates
@@ -357,6 +366,7 @@ class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfEx
         tol=1e-4,
         acceleration="squarem",
         n_init=1,
+        n_jobs=None,
         init_params="kmeans",
         random_state=None,
         warm_start=False,
@@ -385,6 +395,7 @@ class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfEx
             tol=tol,
             acceleration=acceleration,
             n_init=n_init,
+            n_jobs=n_jobs,
             init_params=init_params,
             random_state=random_state,
             warm_start=warm_start,

@@ -1,0 +1,92 @@
+"""EM on one and on two threads (``n_jobs``): the chunks of a pass spread
+over a thread pool.
+
+Every pass of EM reads the data in chunks of rows; with ``n_jobs=2`` two
+threads take the chunks (NumPy releases the GIL in its array operations),
+and their statistics are summed in the chunks' order, so both settings give
+the same fit (checked here: equal ``lower_bounds_``). Each setting fits
+``make_moe`` regression data for ``--iters`` plain EM iterations
+(``acceleration=None``, ``tol=0``) and the time of the EM loop alone
+(``run_em``, the k-means start left out) is divided by the passes it made;
+the fastest of ``--repeats``. BLAS is held at one thread per chunk (the
+library's default), so the two threads are the only parallelism.
+
+Run from the repository root, on an otherwise idle machine::
+
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/bench_chunk_threads.py
+"""
+
+import argparse
+import time
+import warnings
+
+from _common import print_machine
+from sklearn.exceptions import ConvergenceWarning
+
+import hmexperts._base as base
+from hmexperts import MixtureOfExpertsRegressor
+from hmexperts.datasets import make_moe
+
+SHAPES = [(4, 1, 5), (2, 4, 32), (4, 3, 8)]  # (n_experts, depth, features): 4, 16, 64 leaves
+
+
+def em_seconds_per_pass(X, y, n_experts, depth, n_jobs, iters, repeats):
+    """The fastest EM loop's seconds per pass, and its lower bounds."""
+    best, bounds = float("inf"), None
+    run_em = base.run_em
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        monitor = run_em(*args, **kwargs)
+        timed.seconds = (time.perf_counter() - start) / len(monitor.passes)
+        return monitor
+
+    base.run_em = timed
+    try:
+        for _ in range(repeats):
+            model = MixtureOfExpertsRegressor(
+                n_experts,
+                depth=depth,
+                max_iter=iters,
+                tol=0,
+                acceleration=None,
+                random_state=0,
+                n_jobs=n_jobs,
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model.fit(X, y)
+            best = min(best, timed.seconds)
+            bounds = model.lower_bounds_
+    finally:
+        base.run_em = run_em
+    return best, bounds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=float, nargs="+", default=[1e5, 1e6])
+    parser.add_argument("--iters", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print_machine()
+    print(f"{args.iters} EM iterations, seconds per pass of the EM loop, fastest of {args.repeats}")
+    print(f"{'n':>9s} {'leaves':>6s} {'feat':>4s} {'1 thread':>9s} {'2 threads':>9s} {'speed-up':>8s}  same fit")
+    for n in map(int, args.n):
+        for n_experts, depth, features in SHAPES:
+            X, y, _ = make_moe(n, features, n_experts=n_experts, depth=depth, random_state=0)
+            one, bounds_one = em_seconds_per_pass(
+                X, y, n_experts, depth, None, args.iters, args.repeats
+            )
+            two, bounds_two = em_seconds_per_pass(
+                X, y, n_experts, depth, 2, args.iters, args.repeats
+            )
+            print(
+                f"{n:9d} {n_experts**depth:6d} {features:4d} {one:9.4f} {two:9.4f} "
+                f"{one / two:8.2f}  {bounds_one == bounds_two}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
