@@ -339,7 +339,7 @@ def _softmax_normalised(logits, xp):
     return scaled / total[None, ...], xp.log(total) + top
 
 
-def softmax_sums(X, targets, coef, xp, outer=None, per_class=False):
+def softmax_sums(X, targets, coef, xp, outer=None, per_class=False, log_prob=None):
     """One chunk's sums for a batch of softmax models with soft targets.
 
     At the coefficients ``coef``, with ``g_i = softmax(coef_g^T x_i)`` and
@@ -381,6 +381,10 @@ def softmax_sums(X, targets, coef, xp, outer=None, per_class=False):
     coef : array of shape (n_models, n_params, n_classes)
     outer : array or None
         The rows' outer products, if kept (grouped like ``X``).
+    log_prob : array of shape (n_classes, n_models, n_rows) or None
+        The models' log-probabilities ``log g_ci`` at ``coef`` on these rows,
+        where the caller has them already (the E-step's gates): they replace
+        the logits and their normalisation.
 
     Returns
     -------
@@ -412,11 +416,16 @@ def softmax_sums(X, targets, coef, xp, outer=None, per_class=False):
         T = wide(targets[:, :, rows], xp)
         s = xp.sum(T, axis=0)  # (G, rows)
         mass = mass + xp.sum(s, axis=1)
-        logits = softmax_logits(X_rows, coef, xp)  # (K, G, rows)
-        prob, log_norm = _softmax_normalised(logits, xp)
-        objective = objective + xp.sum(
-            xp.sum(T * logits, axis=0) - s * log_norm, axis=1
-        )
+        if log_prob is None:
+            logits = softmax_logits(X_rows, coef, xp)  # (K, G, rows)
+            prob, log_norm = _softmax_normalised(logits, xp)
+            objective = objective + xp.sum(
+                xp.sum(T * logits, axis=0) - s * log_norm, axis=1
+            )
+        else:
+            log_g = wide(log_prob[:, :, rows], xp)
+            prob = xp.exp(log_g)
+            objective = objective + xp.sum(xp.sum(T * log_g, axis=0), axis=1)
         weighted = prob * s[None, :, :]  # s_i g_ai
         resid = T - weighted  # (K, G, rows)
         if grouped:  # (G, K, rows) @ (G, rows, P)

@@ -110,3 +110,23 @@ def test_outer_rows_are_the_upper_triangles(shape):
     outer = _outer_rows(X, xp)
     assert outer.dtype == np.float64 and outer.shape == expected.shape
     np.testing.assert_allclose(outer, expected, rtol=1e-7)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("per_class", [False, True])
+def test_given_log_probabilities_give_the_same_sums(grouped, per_class, monkeypatch):
+    """The E-step's log-probabilities of the gates, when handed over, stand
+    in for the logits: the same sums to round-off."""
+    monkeypatch.setattr(_solvers, "_CHUNK_ELEMENTS", 7)
+    monkeypatch.setattr(_solvers, "_MIN_CHUNK_ROWS", 1)
+    X, targets, coef = _problem(4, 3, grouped, seed=2)
+    if grouped:
+        logits = np.einsum("gnp,gpk->kgn", X, coef)
+    else:
+        logits = np.einsum("np,gpk->kgn", X, coef)
+    log_prob = logits - np.log(np.exp(logits).sum(axis=0))
+    fresh = softmax_sums(X, targets, coef, xp, per_class=per_class)
+    given = softmax_sums(X, targets, coef, xp, per_class=per_class, log_prob=log_prob)
+    assert fresh.keys() == given.keys()
+    for key in fresh:
+        np.testing.assert_allclose(given[key], fresh[key], rtol=1e-11, atol=1e-12)
