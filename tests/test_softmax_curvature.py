@@ -11,6 +11,7 @@ of a few rows.
 """
 
 import array_api_compat.numpy as xp
+import array_api_strict
 import numpy as np
 import pytest
 
@@ -102,14 +103,15 @@ def test_class_curvature_is_the_dense_diagonal_blocks(grouped, monkeypatch):
 
 
 @pytest.mark.parametrize("shape", [(50, 4), (3, 20, 5), (7, 1), (0, 3)])
-def test_outer_rows_are_the_upper_triangles(shape):
+@pytest.mark.parametrize("namespace", [xp, array_api_strict], ids=["numpy", "strict"])
+def test_outer_rows_are_the_upper_triangles(shape, namespace):
     X = np.random.RandomState(0).normal(size=shape).astype(np.float32)
     p = shape[-1]
     iu = np.triu_indices(p)
     expected = np.einsum("...i,...j->...ij", X, X).astype(np.float64)[..., iu[0], iu[1]]
-    outer = _outer_rows(X, xp)
-    assert outer.dtype == np.float64 and outer.shape == expected.shape
-    np.testing.assert_allclose(outer, expected, rtol=1e-7)
+    outer = _outer_rows(namespace.asarray(X), namespace)
+    assert outer.dtype == namespace.float64 and outer.shape == expected.shape
+    np.testing.assert_allclose(np.asarray(outer), expected, rtol=1e-7)
 
 
 @pytest.mark.parametrize("grouped", [False, True])
