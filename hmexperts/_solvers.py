@@ -321,10 +321,22 @@ def softmax_logits(X, coef, xp):
 _MIN_PAIR_ROWS = 8
 
 
-def _class_groups(k, n_models):
+def _class_groups(k, n_models, width):
     """Consecutive classes ``a`` in ranges ``[first, last)`` whose pairs
-    ``(a, b > a)``, over ``n_models`` models, reach ``_MIN_PAIR_ROWS`` rows
-    together (the last range may have fewer)."""
+    ``(a, b > a)``, over ``n_models`` models, make one matrix product with
+    the outer products (``width`` per row) together.
+
+    All pairs make one product when their weights are no wider than the
+    outer products: each product reads all the outer products, which
+    then cost more than copying the pairs' weights into one array
+    (measured at 33 parameters, 4 classes, 1-4 models: 1.5-2x faster than a
+    product per class). Otherwise every class makes its own, except that
+    classes with fewer than ``_MIN_PAIR_ROWS`` rows are joined to the next
+    (the last range may have fewer)."""
+    if k < 2:
+        return []
+    if k * (k - 1) // 2 * n_models <= max(width, _MIN_PAIR_ROWS):
+        return [(0, k - 1)]
     groups, first, rows = [], 0, 0
     for a in range(k - 1):
         rows += (k - 1 - a) * n_models
@@ -407,7 +419,7 @@ def softmax_sums(X, targets, coef, xp, outer=None, per_class=False, log_prob=Non
         hess = xp.zeros((n_models, k, width), dtype=xp.float64, device=dev)
     else:  # the pairs (a, b > a) of every group of classes a (_class_groups)
         # grouped, every model's product is its own
-        groups = _class_groups(k, 1 if grouped else n_models)
+        groups = _class_groups(k, 1 if grouped else n_models, width)
         pairs = []
         for first, last in groups:
             count = sum(k - 1 - a for a in range(first, last))

@@ -53,13 +53,16 @@ def _dense_hessian(X, targets, coef):
 @pytest.mark.parametrize("grouped", [False, True])
 @pytest.mark.parametrize("keep_outer", [False, True])
 @pytest.mark.parametrize("chunk_elements", [7, 2**17])
+@pytest.mark.parametrize("n_params", [3, 6])
 def test_newton_hessian_equals_the_dense_formula(
-    n_classes, grouped, keep_outer, chunk_elements, monkeypatch
+    n_classes, grouped, keep_outer, chunk_elements, n_params, monkeypatch
 ):
+    # 3 parameters: a product per class (or group of classes) of the pairs'
+    # weights; 6: one for all pairs, up to 5 classes (_class_groups)
     monkeypatch.setattr(_solvers, "_CHUNK_ELEMENTS", chunk_elements)
     monkeypatch.setattr(_solvers, "_MIN_CHUNK_ROWS", 1)
     n_models, alpha = 3, 0.25
-    X, targets, coef = _problem(n_classes, n_models, grouped)
+    X, targets, coef = _problem(n_classes, n_models, grouped, p=n_params)
     outer = _outer_rows(X, xp) if keep_outer else None
     sums = softmax_sums(X, targets, coef, xp, outer)
     p = coef.shape[1]
