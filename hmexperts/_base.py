@@ -47,6 +47,7 @@ from ._em import (
     summary_pass,
 )
 from ._gates import GateTree
+from ._grow import grow_tree
 from ._init import GivenStart, check_given, initial_start, start_name
 from ._learners import LearnerExperts, _final_step, is_learner
 from ._placement import Placement, check_device, fit_placement, to_namespace
@@ -65,10 +66,13 @@ from ._scaling import (
     weight_factor,
 )
 from ._summary import InferenceMixin
+from ._tree import Tree
 from ._validation import check_int, check_real, resolve_features
 
 _WEIGHTINGS = {"auto", "sample_weight", "threshold", "resample"}
 _ACCELERATIONS = ("squarem", None)
+_SPLIT_CRITERIA = ("bic", "validation")
+_MAX_LEAVES = 4096
 _ALGORITHMS = ("em", "hard", "stochastic")
 _PRIORITIES = ("gate", "random", "order")
 _EXPERT_ATTRIBUTES = (
@@ -121,6 +125,11 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         n_experts=2,
         *,
         depth=1,
+        tree="balanced",
+        max_leaves=8,
+        split_criterion="bic",
+        validation_fraction=0.2,
+        n_split_candidates=4,
         expert=None,
         gate_features=None,
         expert_features=None,
@@ -149,6 +158,11 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
     ):
         self.n_experts = n_experts
         self.depth = depth
+        self.tree = tree
+        self.max_leaves = max_leaves
+        self.split_criterion = split_criterion
+        self.validation_fraction = validation_fraction
+        self.n_split_candidates = n_split_candidates
         self.expert = expert
         self.gate_features = gate_features
         self.expert_features = expert_features
@@ -260,7 +274,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
                 f"init_params={self.init_params!r}; expected 'kmeans', 'random' or an "
                 "array of responsibilities of shape (n_samples, n_leaves)."
             )
-        n_leaves = self.n_experts**self.depth
+        n_leaves = self._check_tree()
         self._check_routing(n_leaves)
         if self.algorithm not in _ALGORITHMS:
             raise ValueError(
@@ -274,10 +288,64 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
                 "E-step, but training keeps every leaf: set top_k < n_leaves or "
                 "algorithm='hard', or leave gate_noise=0."
             )
-        if n_leaves > 4096:
+        return n_leaves
+
+    def _shape(self):
+        """The gate tree's shape the parameters give: a ``Tree``, or None
+        for ``tree="grow"`` (grown by the fit)."""
+        if isinstance(self.tree, str):
+            if self.tree == "balanced":
+                n_leaves = self.n_experts**self.depth
+                if n_leaves > _MAX_LEAVES:
+                    raise ValueError(
+                        f"n_experts={self.n_experts} and depth={self.depth} give "
+                        f"{n_leaves} leaves; at most {_MAX_LEAVES} are supported. "
+                        "Decrease n_experts or depth."
+                    )
+                return Tree.balanced(self.n_experts, self.depth)
+            if self.tree == "grow":
+                return None
             raise ValueError(
-                f"n_experts={self.n_experts} and depth={self.depth} give {n_leaves} "
-                "leaves; at most 4096 are supported. Decrease n_experts or depth."
+                f"tree={self.tree!r}; expected 'balanced', 'grow' or a nested "
+                "list of the tree's shape, such as [[0, 1], 2]."
+            )
+        return Tree.from_nested(self.tree)
+
+    def _check_tree(self):
+        """Validate the tree's parameters; the number of leaves (at most,
+        for a grown tree)."""
+        shape = self._shape()
+        if shape is None:
+            check_int(self.max_leaves, "max_leaves", min_val=1)
+            if self.split_criterion not in _SPLIT_CRITERIA:
+                raise ValueError(
+                    f"split_criterion={self.split_criterion!r}; expected one of "
+                    f"{list(_SPLIT_CRITERIA)}."
+                )
+            check_real(
+                self.validation_fraction,
+                "validation_fraction",
+                min_val=0,
+                max_val=1,
+                include_boundaries="neither",
+            )
+            check_int(self.n_split_candidates, "n_split_candidates", min_val=1)
+            if self.load_balance > 0:
+                raise ValueError(
+                    "load_balance needs a balanced tree; a grown tree has none."
+                )
+            n_leaves = self.max_leaves
+        else:
+            n_leaves = shape.n_leaves
+            if self.load_balance > 0 and shape.balanced_shape() is None:
+                raise ValueError(
+                    "load_balance needs a balanced tree; this tree's gates or "
+                    "leaves differ in their children or depth."
+                )
+        if n_leaves > _MAX_LEAVES:
+            raise ValueError(
+                f"The tree has {n_leaves} leaves; at most {_MAX_LEAVES} are "
+                "supported. Give fewer leaves (or a smaller max_leaves)."
             )
         return n_leaves
 
@@ -326,11 +394,16 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             raise ValueError(self._too_few_samples(n_leaves, n_positive))
 
     def _too_few_samples(self, n_leaves, n_positive):
+        if self._shape() is None:
+            size = f"tree='grow' with max_leaves={self.max_leaves}"
+            remedy = "Decrease max_leaves"
+        else:
+            size = f"n_experts={self.n_experts} and depth={self.depth}"
+            remedy = "Decrease n_experts or depth"
         return (
-            f"{type(self).__name__} with n_experts={self.n_experts} and "
-            f"depth={self.depth} has {n_leaves} leaves and needs at least as "
-            f"many samples with positive weight; got n_samples={n_positive}. "
-            "Decrease n_experts or depth, or provide more data."
+            f"{type(self).__name__} with {size} has {n_leaves} leaves and needs "
+            "at least as many samples with positive weight; got "
+            f"n_samples={n_positive}. {remedy}, or provide more data."
         )
 
     # -- fit --------------------------------------------------------------------
@@ -430,7 +503,9 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             y_fit = scaling.standardise_target(y_fit, xp, dtype_name)
         if trials is not None:
             y_fit = self._with_trials(y_fit, trials, xp)
-        self._warn_if_overparameterised(X.shape[1], total_weight, weight_factor)
+        self._warn_if_overparameterised(
+            X.shape[1], total_weight, weight_factor, n_leaves
+        )
         init = None
         if not continuing and not isinstance(self.init_params, str):
             given = check_given(self.init_params, X.shape[0], n_leaves)
@@ -462,9 +537,22 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
     ):
         """EM on ``data`` (in memory or Dask), then the fitted state."""
         xp = placement.xp
-        gates, experts, monitor = self._run_restarts(
-            data, scaling, start_sample, xp, continuing, weight_factor
-        )
+        shape = None if continuing else self._shape()
+        if not continuing and shape is None:
+            gates, experts, monitor, history = grow_tree(
+                self, data, scaling, start_sample, xp, weight_factor
+            )
+            self._warn_convergence(monitor, experts)
+            experts.warn_fallbacks()
+        else:
+            gates, experts, monitor = self._run_restarts(
+                data, scaling, start_sample, xp, continuing, weight_factor, shape
+            )
+            history = self.__dict__.get("growth_history_") if continuing else None
+        if history is None:
+            self.__dict__.pop("growth_history_", None)
+        else:
+            self.growth_history_ = history
         # A fit ends any stream; partial_fit continues the fit as a stream
         # whose running statistics are the fit's.
         self.__dict__.pop("_stream", None)
@@ -580,7 +668,14 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             sample_weight = sample_weight * (stream.weight_factor / factor)
         y_fit = self._stream_target(y, xp_in, X.dtype)
         if first:
-            self._check_n_samples(sample_weight, self.n_experts**self.depth, xp_in)
+            shape = self._shape()
+            if shape is None:
+                raise ValueError(
+                    "partial_fit cannot grow a tree (tree='grow'): fit on a "
+                    "first batch with fit, then continue with partial_fit, or "
+                    "give the tree's shape."
+                )
+            self._check_n_samples(sample_weight, shape.n_leaves, xp_in)
             placement = fit_placement(X, xp_in, check_device(self.device), self.device)
         else:
             placement = self._placement
@@ -602,7 +697,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             y_fit = scaling.standardise_target(y_fit, xp, dtype_name)
         if trials is not None:
             y_fit = self._with_trials(y_fit, placement.to_compute(trials), xp)
-        n_leaves = self.n_experts**self.depth
+        n_leaves = shape.n_leaves if first else self.n_leaves_
         data = InMemoryData(
             Xd,
             y_fit,
@@ -655,7 +750,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             # a first batch is a start: it need not converge
             warnings.simplefilter("ignore", ConvergenceWarning)
             gates, experts, _ = self._run_restarts(
-                data, scaling, start_sample, xp, False, factor
+                data, scaling, start_sample, xp, False, factor, self._shape()
             )
         experts.bind(None, xp)
         return gates, experts
@@ -669,6 +764,12 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             raise ValueError(
                 f"device={self.device!r}, but Dask arrays are fit on their "
                 "workers' CPUs; use device=None or 'cpu'."
+            )
+        if self._shape() is None:
+            raise ValueError(
+                "tree='grow' fits many trial trees on the rows in memory; fit a "
+                "grown tree on NumPy arrays (or a sample of the Dask array), "
+                "then give its shape: tree=model.tree_.to_nested()."
             )
         if self._has_trials():
             raise ValueError(
@@ -732,7 +833,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         self.n_features_in_ = n_features
         if hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
-        self._warn_if_overparameterised(n_features, total_weight, factor)
+        self._warn_if_overparameterised(n_features, total_weight, factor, n_leaves)
         init = None
         if not continuing and not isinstance(self.init_params, str):
             init = check_given(self.init_params, n_samples, n_leaves)
@@ -812,7 +913,13 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         """What a fit's tree is made of: a warm start continues a fit only
         if this has not changed."""
         expert = self.expert if not is_learner(self) else type(self.expert)
-        return (self.n_experts, self.depth, expert, *self._columns(n_features))
+        return (
+            self.n_experts,
+            self.depth,
+            repr(self.tree),
+            expert,
+            *self._columns(n_features),
+        )
 
     def _can_continue(self):
         """Whether ``fit`` continues the last fit (``warm_start``)."""
@@ -822,12 +929,49 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             and self._fitted_spec == self._spec(self.n_features_in_)
         )
 
-    def _run_restarts(self, data, scaling, start_sample, xp, continuing, weight_factor):
+    def _continue_em(self, data, gates, experts, scaling, xp):
+        """EM to convergence on ``data`` from the current parameters of
+        ``gates`` and ``experts`` (a grown tree's kept split)."""
+        experts.bind(data, xp)
+        routing = self._routing(check_random_state(self.random_state))
+        with thread_limit():
+            return run_em(
+                data,
+                gates,
+                experts,
+                resp_init=None,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                xp=xp,
+                verbose=self.verbose,
+                objective_offset=-scaling.log_y_scale,
+                routing=routing,
+                drop_rtol=drop_tolerance(),
+                acceleration=self.acceleration,
+            )
+
+    def _run_restarts(
+        self,
+        data,
+        scaling,
+        start_sample,
+        xp,
+        continuing,
+        weight_factor,
+        tree=None,
+        *,
+        given=None,
+        max_iter=None,
+        quiet=False,
+    ):
         """EM from ``n_init`` starts (one, continuing a warm start) on
         ``data`` (any source of chunks), keeping the best: its gates, experts
         and monitor. ``start_sample``: the sampled rows (design, target,
-        weights) that cluster starts are drawn from."""
-        n_leaves = self.n_experts**self.depth
+        weights) that cluster starts are drawn from; ``tree``: the shape of
+        new gates. ``given``: a start (``resp_init``) instead of the
+        parameters' (one run); ``max_iter``: instead of the parameter's;
+        ``quiet``: no convergence warning (a grown tree's trial fits)."""
+        n_leaves = tree.n_leaves if tree is not None else self._gates.n_leaves
         offset = -scaling.log_y_scale
         random_state = check_random_state(self.random_state)
         routing = self._routing(random_state)
@@ -835,7 +979,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         # which leaves the objective, and the fit, as with the given weights.
         gate_alpha = self.gate_alpha * weight_factor
         expert_alpha = self.expert_alpha * weight_factor
-        n_runs = 1 if continuing else self.n_init
+        n_runs = 1 if continuing or given is not None else self.n_init
         n_params = start_sample[0].shape[1]
         gate_columns, expert_columns = self._columns(n_params - 1)
         best, start = None, time.perf_counter()
@@ -849,16 +993,21 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
                 gates.alpha, gates.balance = gate_alpha, self.load_balance
                 experts.update_penalties(expert_alpha, self._min_variance())
             else:
-                gates = GateTree(
-                    self.n_experts, self.depth, gate_alpha, self.load_balance
-                ).select(gate_columns, n_params)
+                gates = GateTree(tree, gate_alpha, self.load_balance).select(
+                    gate_columns, n_params
+                )
                 experts = self._make_experts(
                     n_leaves, scaling, random_state, expert_alpha
                 ).select(expert_columns, n_params)
                 gates.init_params(gates.width(n_params), start_sample[0], xp)
                 experts.init_params(experts.width(n_params), start_sample[0], xp)
-                with thread_limit():
-                    resp_init = self._start(start_sample, xp, random_state, init)
+                if given is not None:
+                    resp_init = given
+                else:
+                    with thread_limit():
+                        resp_init = self._start(
+                            start_sample, xp, random_state, init, tree
+                        )
             experts.bind(data, xp)
             with thread_limit():
                 monitor = run_em(
@@ -866,7 +1015,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
                     gates,
                     experts,
                     resp_init=resp_init,
-                    max_iter=self.max_iter,
+                    max_iter=self.max_iter if max_iter is None else max_iter,
                     tol=self.tol,
                     xp=xp,
                     verbose=self.verbose,
@@ -894,8 +1043,9 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
                 f"{monitor.objective:.6f}; {time.perf_counter() - start:.2f} s in all.",
                 flush=True,
             )
-        self._warn_convergence(monitor, experts)
-        experts.warn_fallbacks()
+        if not quiet:
+            self._warn_convergence(monitor, experts)
+            experts.warn_fallbacks()
         return gates, experts, monitor
 
     def _routing(self, random_state, seed=None):
@@ -912,9 +1062,10 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             seed=seed if random_draws else None,
         )
 
-    def _start(self, start_sample, xp, random_state, init):
+    def _start(self, start_sample, xp, random_state, init, tree):
         """The start of initialisation ``init``: the given responsibilities,
-        or clusters of the sampled rows (``_init``)."""
+        or clusters of the sampled rows (``_init``) placed at the leaves of
+        ``tree``."""
         if not isinstance(self.init_params, str):
             return GivenStart()
         method = self.init_params if init == 0 else "random"
@@ -922,8 +1073,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             *start_sample,
             xp,
             transform=self._start_transform(start_sample[1], start_sample[2], xp),
-            n_experts=self.n_experts,
-            depth=self.depth,
+            tree=tree,
             n_classes=None if self._is_regression else len(self.classes_),
             random_state=random_state,
             method=method,
@@ -967,10 +1117,12 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
                 stacklevel=3,
             )
 
-    def _warn_if_overparameterised(self, n_features, total_weight, weight_factor):
+    def _warn_if_overparameterised(
+        self, n_features, total_weight, weight_factor, n_leaves
+    ):
         """Warn when the model has more free parameters than samples (the sum
         of the sample weights, which count as repetitions of samples)."""
-        n_params = self._n_free_params(n_features + 1)
+        n_params = self._n_free_params(n_features + 1, n_leaves)
         if n_params is None or n_params <= total_weight:
             return
         weights = (
@@ -980,26 +1132,28 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             else ""
         )
         warnings.warn(
-            f"{type(self).__name__} with n_experts={self.n_experts} and "
-            f"depth={self.depth} has {n_params} free parameters for "
-            f"{total_weight:.4g} samples{weights}: it will fit noise. Decrease "
-            "n_experts or depth, and choose them by cross-validated "
-            "log-likelihood (hmexperts.metrics.log_likelihood_scorer).",
+            f"{type(self).__name__} with {n_leaves} leaves has {n_params} free "
+            f"parameters for {total_weight:.4g} samples{weights}: it will fit "
+            "noise. Decrease n_experts or depth (or max_leaves), and choose "
+            "them by cross-validated log-likelihood "
+            "(hmexperts.metrics.log_likelihood_scorer), or grow the tree "
+            "(tree='grow').",
             UserWarning,
             stacklevel=3,
         )
 
-    def _n_free_params(self, n_params):
-        """Free parameters of the gates and of built-in experts, for inputs
-        with ``n_params`` columns (the intercept's included); None for
-        learner experts, whose count is unknown."""
+    def _n_free_params(self, n_params, n_leaves):
+        """Free parameters of the gates of any tree of ``n_leaves`` leaves
+        (``n_leaves - 1`` softmax models' worth: a gate of ``k`` children
+        has ``k - 1``) and of built-in experts, for inputs with ``n_params``
+        columns (the intercept's included); None for learner experts, whose
+        count is unknown."""
         if is_learner(self):
             return None
-        n_leaves = self.n_experts**self.depth
         gate_columns, expert_columns = self._columns(n_params - 1)
-        gates = GateTree(self.n_experts, self.depth, 1.0).select(gate_columns, n_params)
+        gates = GateTree(Tree([[]]), 1.0).select(gate_columns, n_params)
         experts = self._builtin_experts(n_leaves, 1.0).select(expert_columns, n_params)
-        return gates.n_free_params(gates.width(n_params)) + experts.n_free_params(
+        return (n_leaves - 1) * gates.width(n_params) + experts.n_free_params(
             experts.width(n_params)
         )
 
@@ -1028,6 +1182,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
                 delattr(self, name)
         self._scaling, self._gates, self._experts = scaling, gates, experts
         self.n_leaves_ = gates.n_leaves
+        self.tree_ = gates.tree
         if hasattr(self, "n_features_in_"):
             self._fitted_spec = self._spec(self.n_features_in_)
         xp = placement.xp
@@ -1310,7 +1465,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
                 )
         params = {k: v for k, v in kwargs.items() if k in cls._get_param_names()}
         model = cls(n_experts, depth=depth, **params)
-        gates = GateTree(n_experts, depth, model.gate_alpha)
+        gates = GateTree.balanced(n_experts, depth, model.gate_alpha)
         gates.coefs = [
             np.concatenate([c, i[:, None, :]], axis=1)
             for c, i in zip(gate_coef, gate_intercept, strict=True)

@@ -35,6 +35,31 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         ``n_experts ** depth`` leaves, each holding one expert.
     depth : int, default=1
         Number of levels of gates; 1 is a flat mixture of experts.
+    tree : "balanced", "grow" or nested list, default="balanced"
+        The shape of the gate tree. ``"balanced"``: ``depth`` levels of
+        gates with ``n_experts`` children each. A nested list gives any
+        shape: a list is a gate over its items, any other item a leaf
+        (``[[0, 1], 2]``: the root's first child a gate of two leaves, its
+        second a leaf); gates may have any number of children and leaves
+        any depth. ``"grow"``: grown from a single expert, splitting in
+        every round the leaf whose split (into ``max(n_experts, 2)``
+        leaves, started from the parent and refit) most improves
+        ``split_criterion``, until no split pays or the tree would exceed
+        ``max_leaves`` (Waterhouse & Robinson, 1996); ``depth`` is then
+        unused, and ``growth_history_`` records the rounds.
+    max_leaves : int, default=8
+        ``tree="grow"``: the most leaves the grown tree may have.
+    split_criterion : {"bic", "validation"}, default="bic"
+        ``tree="grow"``: what a split must improve. ``"bic"``: the BIC of
+        the training data; ``"validation"``: the log-likelihood of
+        ``validation_fraction`` of the rows, held out while the tree grows
+        (the final tree is then refit on all rows).
+    validation_fraction : float, default=0.2
+        ``tree="grow"`` with ``split_criterion="validation"``: the share of
+        the rows held out, drawn with ``random_state``.
+    n_split_candidates : int, default=4
+        ``tree="grow"``: the leaves tried in every round, those with the
+        largest expected negative log-likelihood of their rows.
     expert : None, "softmax" or classifier, default=None
         The expert at each leaf. ``None`` or ``"softmax"``: a
         multinomial-logistic expert, fit by the same weighted Newton solver
@@ -206,7 +231,9 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     classes_ : ndarray of shape (n_classes,)
         Class labels.
     gate_coef_ : list of ndarray
-        ``gate_coef_[d]`` has shape (n_experts ** d, n_features, n_experts):
+        One entry per batch of gates (``tree_.batches``; in a balanced tree
+        batch ``d`` is level ``d``). ``gate_coef_[d]`` has shape
+        (n_experts ** d, n_features, n_experts) in a balanced tree:
         the weights of every gate of level ``d`` (root: ``d=0``).
     gate_intercept_ : list of ndarray
         ``gate_intercept_[d]`` has shape (n_experts ** d, n_experts).
@@ -225,7 +252,16 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         on them; for a classifier also the constant classifier of a leaf
         whose samples hold one class. Only with a learner ``expert``.
     n_leaves_ : int
-        ``n_experts ** depth``.
+        The number of leaves (``n_experts ** depth`` for a balanced tree).
+    tree_ : Tree
+        The fitted tree's shape (``tree_.to_nested()`` as a nested list of
+        leaf numbers, ``tree_.children`` every node's children, node 0 the
+        root, ``tree_.depth``, ``tree_.batches``: the gates stored in each
+        entry of ``gate_coef_``).
+    growth_history_ : list of GrowthStep
+        ``tree="grow"`` only: every round of growth, with the split leaf
+        (None when no split paid), the kept tree's score and the score of
+        every candidate.
     n_iter_ : int
         EM iterations run by the kept initialisation.
     converged_ : bool

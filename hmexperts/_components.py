@@ -352,6 +352,8 @@ class NewtonComponent(Component):
             Whether another pass is worth making; if not, the coefficients
             are the best found.
         """
+        if not self.coefs:  # no model (a tree of one leaf has no gate)
+            return False
         sums = self._batch_sums(stats)
         objective = [
             softmax_penalised(s, c, self.alpha, xp)

@@ -216,13 +216,31 @@ class InMemoryData:
 
     def __init__(self, X, y, sample_weight, xp, width, init=None, n_threads=1):
         self.X, self.y, self.sample_weight = X, y, wide(sample_weight, xp)
+        self.xp = xp
         self.init = init
         self.n_threads = n_threads if is_numpy_namespace(xp) else 1
         self.n_samples = X.shape[0]
         # X is the same in every pass: its rows' outer products, which every
         # Gram matrix and Newton step needs, are made once if they fit
         self.outer = outer_products(X, xp)
+        self.width = width
         self.slices = row_chunks(self.n_samples, width)
+
+    def subset(self, rows, init=None):
+        """The data of ``rows`` (an index array), with the initial
+        responsibilities ``init`` (n_rows, n_leaves) if given."""
+        xp = self.xp
+        rows = xp.asarray(rows, device=device(self.X))
+        part = InMemoryData.__new__(InMemoryData)
+        part.xp = xp
+        part.X, part.y = xp.take(self.X, rows, axis=0), xp.take(self.y, rows, axis=0)
+        part.sample_weight = xp.take(self.sample_weight, rows, axis=0)
+        part.init = init
+        part.n_samples = part.X.shape[0]
+        part.outer = None if self.outer is None else xp.take(self.outer, rows, axis=0)
+        part.slices = row_chunks(part.n_samples, self.width)
+        part.n_threads, part.width = self.n_threads, self.width
+        return part
 
     def chunks(self):
         """The chunks of one pass, in order."""

@@ -1,22 +1,23 @@
 """The tree of gates: leaf priors, node posteriors and the gates' M-step.
 
-A tree of ``depth`` levels in which every internal node has ``n_experts``
-children has ``n_experts ** depth`` leaves. Level ``d`` holds
-``n_experts ** d`` gates, stored as one batch of softmax models of shape
-``(n_experts ** d, n_params, n_experts)``. Nodes are numbered level by level
-so that child ``c`` of node ``v`` is node ``v * n_experts + c`` of the next
-level: the leaves under any node form a contiguous block, and the posterior
-of a node is a reshape and a sum of the leaf posteriors.
+The tree's shape is a ``_tree.Tree``: any rooted tree whose gates have two
+or more children, with leaves at any depth; the balanced tree of
+``n_experts ** depth`` leaves is one of them. The gates are stored in
+*batches* (``Tree.batches``: the gates of one depth with the same number of
+children), each one softmax model of shape ``(n_gates, n_params,
+n_children)``; the balanced tree has one batch per level. The leaves are
+numbered depth first, so the leaves under any node form a contiguous range
+and the posterior of a node is a sum of consecutive leaf posteriors.
 
-The tree is a ``NewtonComponent``: its statistics are, per level, the sums
+The tree is a ``NewtonComponent``: its statistics are, per batch, the sums
 of a weighted multinomial logistic regression whose targets are the
 posteriors of each gate's children (``softmax_sums`` at the current gates),
-and its M-step is a Newton step for every gate of every level at once.
+and its M-step is a Newton step for every gate of every batch at once.
 
-With ``balance > 0`` the gates also pay for uneven expert importance (the
-load-balancing loss of Shazeer et al., 2017): ``balance`` times the total
-sample weight times the squared coefficient of variation of the leaves'
-summed priors ``I_j``. Its gradient is linear in the sums
+With ``balance > 0`` (balanced trees) the gates also pay for uneven expert
+importance (the load-balancing loss of Shazeer et al., 2017): ``balance``
+times the total sample weight times the squared coefficient of variation of
+the leaves' summed priors ``I_j``. Its gradient is linear in the sums
 ``dI_j / dW_v`` that every chunk adds to the statistics, so the Newton step
 takes it in; EM's step halving keeps the penalised objective from going
 down.
@@ -25,36 +26,55 @@ down.
 from ._array_api import device, log_softmax, wide
 from ._components import NewtonComponent, add_stats
 from ._solvers import group_rows, softmax_logits, softmax_sums
+from ._tree import Tree
 
 
 class GateTree(NewtonComponent):
-    """Gates of an HME, one batched softmax model per level.
+    """Gates of an HME, one batched softmax model per batch of the tree.
 
     Parameters
     ----------
-    n_experts : int
-        Children per gate (branching factor).
-    depth : int
-        Number of gate levels.
+    tree : Tree
+        The tree's shape (``Tree.balanced(n_experts, depth)`` for a
+        balanced one).
     alpha : float
         L2 penalty on every gate coefficient (intercepts included).
     balance : float, default=0.0
         Weight of the load-balancing penalty, ``balance * sum_i w_i * CV^2``
-        of the leaves' importance ``I_j = sum_i w_i pi_j(x_i)``.
+        of the leaves' importance ``I_j = sum_i w_i pi_j(x_i)`` (balanced
+        trees only).
     """
 
     penalty_name = "gate_alpha"
 
-    def __init__(self, n_experts, depth, alpha, balance=0.0):
-        self.n_experts = n_experts
-        self.depth = depth
+    def __init__(self, tree, alpha, balance=0.0):
+        self.tree = tree
         self.alpha = alpha
         self.balance = balance
         self.coefs = None
+        shape = tree.balanced_shape()
+        if balance > 0 and shape is None and tree.gates:
+            raise ValueError("The load-balancing penalty needs a balanced tree.")
+        self._balanced = shape
+
+    @classmethod
+    def balanced(cls, n_experts, depth, alpha, balance=0.0):
+        """The gates of the balanced tree of ``n_experts ** depth`` leaves."""
+        return cls(Tree.balanced(n_experts, depth), alpha, balance)
+
+    @property
+    def n_experts(self):
+        """Children per gate of a balanced tree."""
+        return self._balanced[0] if self._balanced else None
+
+    @property
+    def depth(self):
+        """Levels of a balanced tree (0 for a single leaf)."""
+        return self._balanced[1] if self._balanced else self.tree.max_depth
 
     @property
     def coef(self):
-        """The coefficients of every level, (n_experts ** d, n_params, n_experts)."""
+        """The coefficients of every batch, (n_gates, n_params, n_children)."""
         return self.coefs
 
     @coef.setter
@@ -63,14 +83,17 @@ class GateTree(NewtonComponent):
 
     @property
     def n_leaves(self):
-        return self.n_experts**self.depth
+        return self.tree.n_leaves
 
     def init_params(self, n_params, like, xp):
         """Uniform gates: every coefficient zero."""
-        k = self.n_experts
         self.coefs = [
-            xp.zeros((k**d, n_params, k), dtype=xp.float64, device=device(like))
-            for d in range(self.depth)
+            xp.zeros(
+                (len(batch.nodes), n_params, batch.n_children),
+                dtype=xp.float64,
+                device=device(like),
+            )
+            for batch in self.tree.batches
         ]
 
     def get_state(self):
@@ -82,7 +105,7 @@ class GateTree(NewtonComponent):
         self.coefs = list(state)
 
     def free_parameters(self, xp):
-        """Every level's coefficients (no constraints)."""
+        """Every batch's coefficients (no constraints)."""
         return list(self.coefs)
 
     def set_free_parameters(self, free, xp):
@@ -101,16 +124,42 @@ class GateTree(NewtonComponent):
         """
         X = self.design(X, xp)
         n = X.shape[0]
-        log_prior = xp.zeros((1, n), dtype=xp.float64, device=device(X))
-        for coef in self.coefs:
-            log_gate = log_softmax(softmax_logits(X, coef, xp), 0, xp)  # (K, G, n)
-            # child c of node v is node v * K + c of the next level
-            log_path = xp.permute_dims(log_prior[None, :, :] + log_gate, (1, 0, 2))
-            log_prior = xp.reshape(log_path, (-1, n))
+        current = xp.zeros((1, n), dtype=xp.float64, device=device(X))
+        dev = device(X)
+        leaf_rows, leaf_ids = [], []
+        for level in self.tree.levels:
+            parts, offset = [], 0
+            for b in level.batches:
+                coef = self.coefs[b]
+                gates = coef.shape[0]
+                parent = current if len(level.batches) == 1 else current[offset : offset + gates, :]
+                offset += gates
+                log_gate = log_softmax(softmax_logits(X, coef, xp), 0, xp)  # (K, G, n)
+                # child c of gate v: row v * K + c of the level's children
+                log_path = xp.permute_dims(parent[None, :, :] + log_gate, (1, 0, 2))
+                parts.append(xp.reshape(log_path, (-1, n)))
+            children = parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
+            if level.all_leaves_in_order:
+                leaf_rows.append(children)
+            elif level.leaf_positions.size:
+                positions = xp.asarray(level.leaf_positions, device=dev)
+                leaf_rows.append(xp.take(children, positions, axis=0))
+            leaf_ids.extend(level.leaf_ids.tolist())
+            if level.gates_in_order:
+                current = children
+            elif level.next_gates.size:
+                current = xp.take(children, xp.asarray(level.next_gates, device=dev), axis=0)
+        if not leaf_rows:  # a single leaf, no gate
+            return current
+        log_prior = leaf_rows[0] if len(leaf_rows) == 1 else xp.concat(leaf_rows, axis=0)
+        if leaf_ids != list(range(len(leaf_ids))):
+            order = sorted(range(len(leaf_ids)), key=leaf_ids.__getitem__)
+            log_prior = xp.take(log_prior, xp.asarray(order, device=dev), axis=0)
         return log_prior
 
     def node_posteriors(self, resp, level, xp):
-        """Posterior mass of every node of ``level`` from the leaf posteriors.
+        """Posterior mass of every node of ``level`` of a balanced tree from
+        the leaf posteriors.
 
         Returns
         -------
@@ -120,30 +169,57 @@ class GateTree(NewtonComponent):
         n_nodes = self.n_experts**level
         return xp.sum(xp.reshape(resp, (n_nodes, -1, n)), axis=1)
 
-    def _targets(self, node_mass, level, xp):
-        """Mass of every child of every gate of ``level``, (K, G, n)."""
-        n, k = node_mass.shape[1], self.n_experts
-        children = self.node_posteriors(node_mass, level + 1, xp)  # (G * K, n)
-        return xp.permute_dims(xp.reshape(children, (k**level, k, n)), (1, 0, 2))
+    def node_mass(self, resp, xp):
+        """Posterior mass of every node (n_nodes, n_samples), the sums of the
+        leaf posteriors under each."""
+        rows = [
+            xp.sum(resp[lo:hi, :], axis=0) for lo, hi in self.tree.ranges
+        ]
+        return xp.stack(rows, axis=0)
+
+    def _level_targets(self, resp, index, xp):
+        """Per batch of depth ``index``: the mass of every child of every
+        gate (K, G, n) and of every gate (G, n)."""
+        level = self.tree.levels[index]
+        n = resp.shape[1]
+        if self._balanced:
+            k = self.n_experts
+            children = self.node_posteriors(resp, index + 1, xp)  # (G * K, n)
+            targets = xp.permute_dims(xp.reshape(children, (k**index, k, n)), (1, 0, 2))
+            return [(targets, self.node_posteriors(resp, index, xp))]
+        membership = xp.asarray(level.membership, device=device(resp))
+        children = membership @ wide(resp, xp)  # (n_children, n)
+        out, offset = [], 0
+        for b in level.batches:
+            batch = self.tree.batches[b]
+            size = len(batch.nodes) * batch.n_children
+            block = xp.reshape(
+                children[offset : offset + size, :], (len(batch.nodes), batch.n_children, n)
+            )
+            offset += size
+            targets = xp.permute_dims(block, (1, 0, 2))
+            out.append((targets, xp.sum(targets, axis=0)))
+        return out
 
     def accumulate(self, stats, chunk, resp, xp):
-        """Add the chunk's sums: for every level, its gates' ``softmax_sums``
+        """Add the chunk's sums: for every batch, its gates' ``softmax_sums``
         with the children's posteriors as targets (every gate on the rows
         that reach it, when few do: hard or truncated EM); with load
         balance, the sums behind the penalty's gradient."""
-        levels = []
+        batches = [None] * len(self.tree.batches)
         X, outer = self.design(chunk.X, xp), self.outer(chunk)
-        for level, coef in enumerate(self.coefs):
-            targets = self._targets(resp, level, xp)
-            node_mass = self.node_posteriors(resp, level, xp)
-            grouped = group_rows(X, node_mass, xp, outer)
-            if grouped is not None:
-                take, X_level, outer_level = grouped
-                targets = take(targets)
-            else:
-                X_level, outer_level = X, outer
-            levels.append(softmax_sums(X_level, targets, coef, xp, outer_level))
-        new = {"levels": levels}
+        for index, level in enumerate(self.tree.levels):
+            for b, (targets, node_mass) in zip(
+                level.batches, self._level_targets(resp, index, xp), strict=True
+            ):
+                grouped = group_rows(X, node_mass, xp, outer)
+                if grouped is not None:
+                    take, X_batch, outer_batch = grouped
+                    targets = take(targets)
+                else:
+                    X_batch, outer_batch = X, outer
+                batches[b] = softmax_sums(X_batch, targets, self.coefs[b], xp, outer_batch)
+        new = {"levels": batches}
         if self.balance > 0:
             new["balance"] = self._balance_sums(chunk, xp)
         return add_stats(stats, new)

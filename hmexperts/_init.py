@@ -110,8 +110,7 @@ def initial_start(
     weight_sample,
     xp,
     *,
-    n_experts,
-    depth,
+    tree,
     n_classes,
     random_state,
     method,
@@ -141,13 +140,13 @@ def initial_start(
         ]
     )
     weight = to_numpy(weight_sample, xp)
-    n_leaves = n_experts**depth
+    n_leaves = tree.n_leaves
     if method == "kmeans":
         labels, centers = _kmeans(joint, weight, n_leaves, random_state)
     else:
         labels, centers = _nearest_drawn(joint, weight, n_leaves, random_state)
     leaf_of_cluster = _leaf_of_cluster(
-        centers, labels, weight, X_sample.shape[1] - 1, n_experts, n_leaves
+        centers, labels, weight, X_sample.shape[1] - 1, tree
     )
     return ClusterStart(centers, leaf_of_cluster, n_classes, transform)
 
@@ -181,14 +180,16 @@ _SHAPE = (
 )
 
 
-def _leaf_of_cluster(centers, labels, weight, n_features, n_experts, n_leaves):
+def _leaf_of_cluster(centers, labels, weight, n_features, tree):
     """The leaf of every cluster: placed so that siblings are neighbours in
-    input space. At every node the clusters are sorted along the leading
-    principal axis of their centres in ``x`` and cut into ``n_experts``
-    consecutive groups, a split the node's gate can draw."""
+    input space. At every gate the clusters are sorted along the leading
+    principal axis of their centres in ``x`` and cut into consecutive
+    groups, one per child, as many clusters as the child has leaves: a split
+    the gate can draw."""
+    n_leaves = tree.n_leaves
     mass = np.bincount(labels, weights=weight, minlength=n_leaves)
     leaf_of_cluster = np.empty(n_leaves, dtype=np.intp)
-    tree_order = _tree_order(centers[:, :n_features], mass, n_experts)
+    tree_order = _tree_order(centers[:, :n_features], mass, tree)
     leaf_of_cluster[tree_order] = np.arange(n_leaves)
     return leaf_of_cluster
 
@@ -238,11 +239,13 @@ def _lexicographic_order(rows):
     return order
 
 
-def _tree_order(centers, mass, n_experts):
-    """Order of clusters along the leaves of a tree with branching ``n_experts``.
+def _tree_order(centers, mass, tree, node=0):
+    """Order of the clusters along the leaves of ``tree`` under ``node``
+    (one cluster per leaf).
 
     Recursively sorts the clusters along the leading principal axis of their
-    (mass-weighted) centres and cuts them into ``n_experts`` equal groups.
+    (mass-weighted) centres and cuts them into consecutive groups, one per
+    child of the node, of the sizes of the children's leaf ranges.
     """
     ids = np.arange(len(centers))
     if len(ids) <= 1:
@@ -252,7 +255,12 @@ def _tree_order(centers, mass, n_experts):
     centred = centers - mean
     _, _, vt = np.linalg.svd(np.sqrt(w)[:, None] * centred, full_matrices=False)
     ids = ids[np.argsort(centred @ vt[0], kind="stable")]
-    groups = np.split(ids, n_experts)
+    children = tree.children[node]
+    sizes = [tree.ranges[c][1] - tree.ranges[c][0] for c in children]
+    groups = np.split(ids, np.cumsum(sizes)[:-1])
     return np.concatenate(
-        [g[_tree_order(centers[g], mass[g], n_experts)] for g in groups]
+        [
+            g[_tree_order(centers[g], mass[g], tree, child)]
+            for g, child in zip(groups, children, strict=True)
+        ]
     )

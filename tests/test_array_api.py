@@ -70,7 +70,7 @@ def _run_core(xp, dtype_name, task):
     X = add_intercept(xp.asarray(X, dtype=dtype), xp)
     resp = xp.asarray(resp, dtype=dtype)
     weight = xp.ones((300,), dtype=dtype)
-    gates = GateTree(2, 2, alpha=0.1)
+    gates = GateTree.balanced(2, 2, alpha=0.1)
     if task == "regression":
         y = xp.asarray(y, dtype=dtype)
         experts = LinearGaussianExperts(4, alpha=0.1, min_variance=1e-3)

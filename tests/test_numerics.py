@@ -163,7 +163,7 @@ def test_newton_on_soft_targets_never_decreases_its_objective():
 def test_gate_tree_log_prior_is_the_product_along_paths():
     rng = np.random.RandomState(0)
     k, depth, n, p = 3, 3, 7, 3
-    tree = GateTree(k, depth, alpha=1.0)
+    tree = GateTree.balanced(k, depth, alpha=1.0)
     tree.coef = [rng.normal(size=(k**d, p, k)) for d in range(depth)]
     X = np.column_stack([rng.normal(size=(n, p - 1)), np.ones(n)])
     log_prior = tree.log_prior(X, xp)
@@ -179,7 +179,7 @@ def test_gate_tree_log_prior_is_the_product_along_paths():
 
 def test_node_posteriors_sum_the_leaves_below():
     rng = np.random.RandomState(0)
-    tree = GateTree(2, 3, alpha=1.0)
+    tree = GateTree.balanced(2, 3, alpha=1.0)
     resp = rng.uniform(size=(8, 5))
     np.testing.assert_allclose(
         tree.node_posteriors(resp, 1, xp), [resp[:4].sum(0), resp[4:].sum(0)]
@@ -316,7 +316,7 @@ def test_gate_priors_form_a_consistent_tree(n_experts, depth, scale, seed):
     # For any weights, however extreme: leaf priors are a distribution, and
     # the prior of every node is the sum of its children's (marginalisation).
     rng = np.random.RandomState(seed)
-    tree = GateTree(n_experts, depth, alpha=1.0)
+    tree = GateTree.balanced(n_experts, depth, alpha=1.0)
     tree.coef = [
         scale * rng.normal(size=(n_experts**d, 3, n_experts)) for d in range(depth)
     ]
@@ -325,7 +325,7 @@ def test_gate_priors_form_a_consistent_tree(n_experts, depth, scale, seed):
     assert np.all(np.isfinite(prior)) and np.all(prior >= 0)
     np.testing.assert_allclose(prior.sum(axis=0), 1.0, rtol=1e-12)
     if depth > 1:
-        shallower = GateTree(n_experts, depth - 1, alpha=1.0)
+        shallower = GateTree.balanced(n_experts, depth - 1, alpha=1.0)
         shallower.coef = tree.coef[:-1]
         np.testing.assert_allclose(
             tree.node_posteriors(prior, depth - 1, xp),

@@ -102,10 +102,10 @@ def test_grouped_gate_fit_equals_the_dense_fit():
     leaf = rng.randint(0, 9, size=300)
     resp = np.zeros((9, 300))
     resp[leaf, np.arange(300)] = rng.uniform(0.5, 2.0, size=300)
-    tree = GateTree(3, 2, alpha=0.1)
+    tree = GateTree.balanced(3, 2, alpha=0.1)
     tree.init_params(4, X, xp)
-    targets = tree._targets(resp, 1, xp)  # level 1: 3 gates, 3 children
-    node_mass = tree.node_posteriors(resp, 1, xp)
+    # level 1: 3 gates, 3 children
+    ((targets, node_mass),) = tree._level_targets(resp, 1, xp)
     dense = _SoftTargets(X, targets, tree.coef[1], 0.1).fit()
     outer = outer_products(X, xp)
     take, X_grouped, outer_grouped = group_rows(X, node_mass, xp, outer)
