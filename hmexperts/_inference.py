@@ -13,9 +13,11 @@ covariance of the Wald intervals.
 
 The parameters, in the standardised units the fit uses:
 
-- every gate, its coefficients of children ``1 .. n_experts - 1`` minus
-  those of child 0 (the softmax is unchanged by a common shift, so child 0
-  is the reference, fixed at zero, as flexmix's concomitant model does);
+- every gate (one per internal node of the tree, in ``Tree.gates``
+  order), its coefficients of children ``1 .. k - 1`` minus those of
+  child 0 for a gate of ``k`` children (the softmax is unchanged by a
+  common shift, so child 0 is the reference, fixed at zero, as flexmix's
+  concomitant model does; a gate of one child has none);
 - every expert's coefficients (softmax experts: classes ``1 .. n_classes -
   1`` minus class 0) and, where it has one, ``tau``: the log-variance
   (Gaussian, Student-t) or the log-shape (gamma). The Student-t degrees of
@@ -52,10 +54,13 @@ class Layout:
     reported one is.
 
     ``rows`` lists the reported parameters (coefficients) as dicts with
-    ``kind``, ``node``, ``output``, ``column`` (the design's column, the
-    intercept last), ``group`` (the model and output whose coefficients
-    share a linear map to data units) and ``index`` (its position in the
-    information matrix).
+    ``kind``, ``node`` (a gate's node id in the tree, an expert's leaf),
+    ``output``, ``column`` (the design's column, the intercept last),
+    ``group`` (the model and output whose coefficients share a linear map
+    to data units) and ``index`` (its position in the information matrix).
+    The gates come in the order of ``Tree.gates`` (batch by batch, as
+    ``GateTree.coefs`` stores them); ``gate_offsets[b][g]`` is where gate
+    ``g`` of batch ``b`` starts.
     """
 
     def __init__(self, model):
@@ -63,16 +68,14 @@ class Layout:
         n_design = model.n_features_in_ + 1
         self.gate_columns = _columns(gates, n_design)
         self.expert_columns = _columns(experts, n_design)
-        k = gates.n_experts
         self.rows = []
         self.gate_offsets = []
         size = 0
-        node = 0
-        for level in range(gates.depth):
+        for batch in gates.tree.batches:
             offsets = []
-            for _ in range(k**level):
+            for node in batch.nodes:
                 offsets.append(size)
-                for c in range(1, k):
+                for c in range(1, batch.n_children):
                     group = ("gate", node, c)
                     for column in self.gate_columns:
                         self.rows.append(
@@ -86,7 +89,6 @@ class Layout:
                             }
                         )
                         size += 1
-                node += 1
             self.gate_offsets.append(offsets)
         self.n_gate = size
         self.expert_offsets = []
@@ -166,7 +168,7 @@ def observed_information(model, Xd, y_fit, weight, xp):
     target, ``weight``: frequency weights (NumPy)."""
     layout = Layout(model)
     gates, experts = model._gates, model._experts
-    n, n_leaves, k = Xd.shape[0], gates.n_leaves, gates.n_experts
+    n, n_leaves, tree = Xd.shape[0], gates.n_leaves, gates.tree
     info = np.zeros((layout.size, layout.size))
     rows = max(1, _SCORE_ELEMENTS // max(1, n_leaves * layout.size))
     for start in range(0, n, rows):
@@ -180,22 +182,23 @@ def observed_information(model, Xd, y_fit, weight, xp):
         # gates: every node's softmax over its children
         xg = to_numpy(wide(gates.design(X, xp), xp), xp)
         p_g = xg.shape[1]
-        for level, coef in enumerate(gates.coefs):
+        for b, (batch, coef) in enumerate(zip(tree.batches, gates.coefs, strict=True)):
+            k = batch.n_children
+            if k < 2:  # a gate of one child has no parameters
+                continue
             logits = softmax_logits(gates.design(X, xp), coef, xp)
             probs = to_numpy(xp.exp(log_softmax(logits, 0, xp)), xp)  # (K, G, m)
-            span = k ** (gates.depth - level)  # leaves under a node
-            for v in range(k**level):
-                minus_g, curvature = _softmax_blocks(probs[:, v, :], xg)
-                offset = layout.gate_offsets[level][v]
+            for g, node in enumerate(batch.nodes):
+                minus_g, curvature = _softmax_blocks(probs[:, g, :], xg)
+                offset = layout.gate_offsets[b][g]
                 block = slice(offset, offset + (k - 1) * p_g)
-                for c in range(k):
-                    first = v * span + c * (span // k)
-                    leaves = slice(first, first + span // k)
+                for c, child in enumerate(tree.children[node]):
+                    leaves = slice(*tree.ranges[child])  # the leaves under the child
                     score = minus_g.copy()
                     if c > 0:
                         score[:, c - 1, :] += xg
                     scores[:, leaves, block] += score.reshape(m, 1, -1)
-                mass = resp[v * span : (v + 1) * span].sum(axis=0)
+                mass = resp[slice(*tree.ranges[node])].sum(axis=0)
                 hessian[block, block] -= curvature(w * mass)
         # experts
         xe = to_numpy(wide(experts.design(X, xp), xp), xp)
@@ -309,12 +312,10 @@ def estimates(model, layout):
     order: the gates' and softmax experts' relative to their reference."""
     xp = model._placement.xp
     values = np.zeros(layout.size)
-    k = model._gates.n_experts
-    for level, coef in enumerate(model._gates.coefs):
-        coef = to_numpy(coef, xp)  # (G, p, K)
-        for v in range(k**level):
-            offset = layout.gate_offsets[level][v]
-            relative = coef[v, :, 1:] - coef[v, :, :1]  # (p, K-1)
+    for b, coef in enumerate(model._gates.coefs):
+        coef = to_numpy(coef, xp)  # (G, p, K) of batch b
+        for g, offset in enumerate(layout.gate_offsets[b]):
+            relative = coef[g, :, 1:] - coef[g, :, :1]  # (p, K-1)
             values[offset : offset + relative.size] = relative.T.ravel()
     if not layout.has_experts:
         return values[[row["index"] for row in layout.rows]]

@@ -3,7 +3,8 @@
 A mixin of both estimators. The Wald standard errors come from the
 observed information matrix (``_inference``); the bootstrap refits the
 model on resampled rows, every refit started from the fitted model's
-responsibilities on its rows so that its leaves keep their labels.
+responsibilities on its rows so that its leaves keep their labels, and
+with the fitted tree's shape (a grown tree is not grown again).
 """
 
 import array_api_compat.numpy
@@ -55,18 +56,40 @@ def _pandas():
 def _refit(model, X, y, sample_weight, seed):
     """One bootstrap replicate: the model refit on rows drawn with
     replacement, started from the fitted model's responsibilities on them;
-    its reported coefficients in data units."""
+    its reported coefficients in data units, in the order of the model's.
+
+    A grown tree (``tree="grow"``) is refit with its fitted shape
+    (``tree_.to_nested()``), whose nodes are numbered anew: the replicate's
+    rows are matched to the model's by every gate's path from the root."""
     rng = np.random.RandomState(seed)
     n = X.shape[0]
     rows = rng.randint(n, size=n)
     Xb, yb = _safe_indexing(X, rows), _safe_indexing(y, rows)
     wb = None if sample_weight is None else np.asarray(sample_weight)[rows]
     start = model.predict_responsibilities(Xb, yb, wb if model._has_trials() else None)
-    replica = clone(model).set_params(
-        init_params=start, n_init=1, warm_start=False, verbose=0
-    )
+    params = {"init_params": start, "n_init": 1, "warm_start": False, "verbose": 0}
+    if isinstance(model.tree, str) and model.tree == "grow":
+        params["tree"] = model.tree_.to_nested()
+    replica = clone(model).set_params(**params)
     replica.fit(Xb, yb, sample_weight=wb)
-    return _coefficients(replica)[0]
+    values, layout, _ = _coefficients(replica)
+    if replica.tree_.children == model.tree_.children:
+        return values
+    position = {_row_key(replica.tree_, row): r for r, row in enumerate(layout.rows)}
+    return values[[position[_row_key(model.tree_, row)] for row in Layout(model).rows]]
+
+
+def _row_key(tree, row):
+    """A reported coefficient, with its gate named by its path from the
+    root (the child positions taken) rather than by its node id."""
+    node = row["node"]
+    if row["kind"] == "gate":
+        path = []
+        while tree.parent[node] != -1:
+            path.append(tree.children[tree.parent[node]].index(node))
+            node = tree.parent[node]
+        node = tuple(path[::-1])
+    return row["kind"], node, row["output"], row["column"]
 
 
 def _coefficients(model):
@@ -134,9 +157,10 @@ class InferenceMixin:
         """Table of the coefficients with standard errors, z and p-values.
 
         One row per coefficient, in the data's units: every gate's
-        coefficients of its children ``1 .. n_experts - 1`` relative to
-        child 0 (the reference, fixed at zero, as flexmix reports a
-        concomitant model), and every expert's coefficients (a classifier's
+        coefficients of its children ``1 .. k - 1`` relative to child 0
+        for a gate of ``k`` children (the reference, fixed at zero, as
+        flexmix reports a concomitant model; ``k = n_experts`` in a
+        balanced tree), and every expert's coefficients (a classifier's
         softmax experts: classes ``classes_[1:]`` relative to
         ``classes_[0]``). Learner experts have no coefficients: their
         table holds the gates only.
@@ -182,12 +206,14 @@ class InferenceMixin:
         -------
         table : pandas.DataFrame
             Columns ``kind`` ("gate" or "expert"), ``node`` (the gate's
-            node, numbered level by level from the root 0, or the expert's
-            leaf), ``output`` (the gate's child, the class, or the
-            target's column: 0 for one target), ``feature`` (the
-            column's name, or its index without names; "intercept"),
-            ``estimate``, ``std_error``, ``z``, ``p_value`` (two-sided),
-            ``ci_low`` and ``ci_high``.
+            node in ``tree_``, node 0 the root, numbered level by level in
+            a balanced tree; or the expert's leaf), ``output`` (the gate's
+            child, the class, or the target's column: 0 for one target),
+            ``feature`` (the column's name, or its index without names;
+            "intercept"), ``estimate``, ``std_error``, ``z``, ``p_value``
+            (two-sided), ``ci_low`` and ``ci_high``. The gates come first,
+            in the order of ``tree_.gates`` (that of ``gate_coef_``), then
+            the experts by leaf.
 
         Examples
         --------
