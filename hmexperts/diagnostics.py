@@ -47,9 +47,45 @@ def _as_numpy(array):
     return to_numpy(array, array_namespace(array))
 
 
-def _tree_shape(estimator):
-    """``(n_experts, depth)`` of a fitted estimator's gate tree."""
-    return int(estimator.gate_intercept_[0].shape[-1]), len(estimator.gate_coef_)
+def _tree(estimator):
+    """A fitted estimator's gate tree (``tree_``, a ``Tree`` of any shape)."""
+    return estimator.tree_
+
+
+def _cut(tree, level):
+    """The nodes that the gates above ``level`` choose among: every node of
+    depth ``level`` and every leaf above it, in leaf order. Level 0 is the
+    root alone, ``tree.max_depth`` the leaves; in a balanced tree, the
+    nodes of ``level``."""
+    nodes = [
+        v
+        for v in range(tree.n_nodes)
+        if tree.depth[v] == level or (tree.depth[v] < level and not tree.children[v])
+    ]
+    return sorted(nodes, key=lambda v: tree.ranges[v][0])
+
+
+def _node_mass(weights, tree, nodes):
+    """Mass of every node of ``nodes`` from leaf weights of shape (...,
+    n_leaves): the sum of the leaves below each, shape (..., len(nodes))."""
+    weights = np.asarray(weights, dtype=float)
+    return np.stack(
+        [weights[..., slice(*tree.ranges[v])].sum(axis=-1) for v in nodes], axis=-1
+    )
+
+
+def _check_level(level, tree):
+    """``level`` must be a gate level, 0 (the root) to ``max_depth - 1``."""
+    depth = tree.max_depth
+    if (
+        isinstance(level, bool)
+        or not isinstance(level, (int, np.integer))
+        or not 0 <= level < depth
+    ):
+        raise ValueError(
+            f"level={level!r}; expected None or an integer gate level from 0 (the "
+            f"root) to {depth - 1} (depth - 1)."
+        )
 
 
 def _entropy(p, axis=-1):
@@ -65,13 +101,6 @@ def _routing(estimator, X, y=None):
     if y is None:
         return _as_numpy(estimator.predict_gates(X))
     return _as_numpy(estimator.predict_responsibilities(X, y))
-
-
-def _node_mass(weights, n_experts, level):
-    """Mass of every node of ``level`` (0 = root, ``depth`` = leaves) from leaf
-    weights of shape (..., n_leaves): the sum of the leaves below each node."""
-    n_nodes = n_experts**level
-    return weights.reshape(*weights.shape[:-1], n_nodes, -1).sum(axis=-1)
 
 
 def _check_labels(labels, n_samples, name="labels"):
@@ -223,10 +252,12 @@ def gate_entropy(estimator, X, *, level=None):
 
     ``level=l``: the entropy of the choice made at level ``l`` of the tree,
     ``sum_v P(v | x) H(g_v(. | x))`` averaged over samples, where ``v`` runs
-    over the gates of level ``l``, ``P(v | x)`` is the prior of reaching gate
-    ``v`` and ``g_v(. | x)`` is its softmax over its children. It lies between
-    0 and ``log(n_experts)``; by the chain rule of entropy the levels' values
-    sum to the value for ``level=None``.
+    over the gates of level ``l`` (depth ``l`` from the root; in a tree of
+    any shape, ``tree_.depth``), ``P(v | x)`` is the prior of reaching gate
+    ``v`` and ``g_v(. | x)`` is its softmax over its children. It lies
+    between 0 and the log of the most children of a gate of that level
+    (``log(n_experts)`` in a balanced tree); by the chain rule of entropy
+    the levels' values sum to the value for ``level=None``.
 
     Parameters
     ----------
@@ -235,8 +266,8 @@ def gate_entropy(estimator, X, *, level=None):
     X : array-like of shape (n_samples, n_features)
         Inputs.
     level : int, default=None
-        Gate level, from 0 (the root) to ``depth - 1``; ``None`` for the
-        leaf prior as a whole.
+        Gate level, from 0 (the root) to ``tree_.max_depth - 1`` (``depth -
+        1`` in a balanced tree); ``None`` for the leaf prior as a whole.
 
     Returns
     -------
@@ -262,19 +293,12 @@ def gate_entropy(estimator, X, *, level=None):
     prior = _routing(estimator, X)
     if level is None:
         return float(_entropy(prior).mean())
-    n_experts, depth = _tree_shape(estimator)
-    if (
-        isinstance(level, bool)
-        or not isinstance(level, (int, np.integer))
-        or not 0 <= level < depth
-    ):
-        raise ValueError(
-            f"level={level!r}; expected None or an integer gate level from 0 (the "
-            f"root) to {depth - 1} (depth - 1)."
-        )
-    # H(level-l choice | path above) = H(nodes at l + 1) - H(nodes at l)
-    above = _entropy(_node_mass(prior, n_experts, level))
-    below = _entropy(_node_mass(prior, n_experts, level + 1))
+    tree = _tree(estimator)
+    _check_level(level, tree)
+    # H(level-l choice | path above) = H(nodes at l + 1) - H(nodes at l), the
+    # leaves above level l in both
+    above = _entropy(_node_mass(prior, tree, _cut(tree, level)))
+    below = _entropy(_node_mass(prior, tree, _cut(tree, level + 1)))
     return float(np.maximum(below - above, 0.0).mean())
 
 

@@ -17,9 +17,11 @@ from .diagnostics import (
     _as_numpy,
     _check_estimator,
     _check_labels,
+    _check_level,
+    _cut,
     _expert_predictions,
     _node_mass,
-    _tree_shape,
+    _tree,
     expert_load,
     specialisation_matrix,
 )
@@ -213,14 +215,34 @@ def _check_resolution(resolution):
         raise ValueError(f"resolution={resolution!r}; expected an integer >= 2.")
 
 
-def _region_names(n_experts, depth, level):
-    """Names of the subtrees that ``level`` chooses among: ``"expert j"`` for
-    leaves, ``"experts a-b"`` for the leaves below an inner node."""
-    size = n_experts ** (depth - level - 1)
-    n_regions = n_experts ** (level + 1)
-    if size == 1:
-        return [f"expert {j}" for j in range(n_regions)]
-    return [f"experts {v * size}\u2013{(v + 1) * size - 1}" for v in range(n_regions)]
+def _regions(tree, level):
+    """The subtrees that the gates of ``level`` (``None``: every gate) choose
+    among, with their names and colours: ``"expert j"`` in expert ``j``'s
+    colour for a node with one leaf below it, ``"experts a-b"`` in a
+    subtree colour for a node with the leaves ``a`` to ``b`` below it. The
+    leaves above ``level`` are regions of their own.
+
+    Returns
+    -------
+    nodes : list of int
+        The regions' nodes, in leaf order.
+    names : list of str
+    colors : ndarray of shape (n_regions, 4)
+    """
+    nodes = _cut(tree, tree.max_depth if level is None else level + 1)
+    expert_colors = _colors(tree.n_leaves)
+    spans = [tree.ranges[v] for v in nodes]
+    subtrees = [i for i, (lo, hi) in enumerate(spans) if hi - lo > 1]
+    subtree_colors = _subtree_colors(len(subtrees))
+    names, colors = [], []
+    for i, (lo, hi) in enumerate(spans):
+        if hi - lo == 1:
+            names.append(f"expert {lo}")
+            colors.append(expert_colors[lo])
+        else:
+            names.append(f"experts {lo}\u2013{hi - 1}")
+            colors.append(subtree_colors[subtrees.index(i)])
+    return nodes, names, np.asarray(colors)
 
 
 def _scatter_data(ax, estimator, x, y_values):
@@ -307,8 +329,10 @@ def plot_gate_regions(
         used with a single feature.
     level : int, default=None
         ``None``: regions of the leaves. An integer from 0 (the root gate) to
-        ``depth - 1``: regions of the subtrees below the gates of that level
-        (the leaves for ``depth - 1``), named by the leaves they hold.
+        ``depth - 1`` (``tree_.max_depth - 1`` in a tree of any shape):
+        regions of the subtrees below the gates of that level (the leaves
+        for the last level), named by the leaves they hold; a leaf above
+        that level is a region of its own.
     features : pair of int or str, default=None
         The two columns to draw, as indices or as names of
         ``feature_names_in_``; the other features are held at their median.
@@ -338,24 +362,15 @@ def plot_gate_regions(
     _check_estimator(estimator)
     _check_resolution(resolution)
     X = _data(estimator, X)
-    n_experts, depth = _tree_shape(estimator)
-    if level is not None and (
-        isinstance(level, bool)
-        or not isinstance(level, (int, np.integer))
-        or not 0 <= level < depth
-    ):
-        raise ValueError(
-            f"level={level!r}; expected None or an integer gate level from 0 (the "
-            f"root) to {depth - 1} (depth - 1)."
-        )
-    region_level = depth - 1 if level is None else level
-    names = _region_names(n_experts, depth, region_level)
-    colors = (_colors if region_level == depth - 1 else _subtree_colors)(len(names))
+    tree = _tree(estimator)
+    if level is not None:
+        _check_level(level, tree)
+    nodes, names, colors = _regions(tree, level)
     feature_names = _feature_names(estimator, X.shape[1])
 
     if X.shape[1] == 1 and features is None:
         ax = _plot_gate_curves(
-            estimator, X, region_level, names, colors, feature_names[0], resolution, ax
+            estimator, X, nodes, names, colors, feature_names[0], resolution, ax
         )
         ax.set_title(
             "Gate probabilities" + ("" if level is None else f", level {level}")
@@ -364,7 +379,7 @@ def plot_gate_regions(
     pair = _select_features(estimator, X.shape[1], features, "plot_gate_regions")
     u, v, rows = _plane(X, pair, resolution)
     prior = _call(estimator.predict_gates, rows)
-    mass = _node_mass(prior, n_experts, region_level + 1)
+    mass = _node_mass(prior, tree, nodes)
     winner = mass.argmax(axis=1)
     certainty = _certainty(mass.max(axis=1), len(names))
     image = _pale(colors[winner], 0.1 + 0.6 * certainty)
@@ -412,15 +427,12 @@ def _region_handles(names, colors):
     ]
 
 
-def _plot_gate_curves(
-    estimator, X, region_level, names, colors, feature_name, resolution, ax
-):
-    """One feature: the probability of every region against it, the winner's
-    colour behind, the data as a rug."""
-    n_experts, _ = _tree_shape(estimator)
+def _plot_gate_curves(estimator, X, nodes, names, colors, feature_name, resolution, ax):
+    """One feature: the probability of every region (the subtrees below
+    ``nodes``) against it, the winner's colour behind, the data as a rug."""
     x = _axis_grid(X[:, 0], max(resolution, 2))
     mass = _node_mass(
-        _call(estimator.predict_gates, x[:, None]), n_experts, region_level + 1
+        _call(estimator.predict_gates, x[:, None]), _tree(estimator), nodes
     )
     winner = mass.argmax(axis=1)
     certainty = _certainty(mass.max(axis=1), len(names))
@@ -827,8 +839,12 @@ def plot_tree(estimator, X, y=None, *, ax=None):
     """The gate tree with the share of the data that reaches every node.
 
     The root is at the top, gates are round nodes and the experts are boxes
-    at the bottom (in their colours). Every node shows the share of the data
-    it routes, the sum of the loads
+    (in their colours), every node one row below its gate: in a balanced
+    tree the experts make the bottom row, in a tree of any shape
+    (``tree_``) an expert sits at its own depth. The experts are spread
+    evenly in the order of their numbers and every gate is above the
+    middle of its children. Every node shows the share of the data it
+    routes, the sum of the loads
     (:func:`~hmexperts.diagnostics.expert_load`) of the leaves below it, and
     every edge is as wide as the share that flows along it.
 
@@ -862,46 +878,53 @@ def plot_tree(estimator, X, y=None, *, ax=None):
     """
     _pyplot()
     load = expert_load(estimator, X, y)
-    n_experts, depth = _tree_shape(estimator)
+    tree = _tree(estimator)
+    depth = tree.max_depth
     n_leaves = len(load)
     colors = _colors(n_leaves)
     ax = _new_ax(
         ax, figsize=(min(max(5.0, 1.1 * n_leaves + 1), 16.0), 1.4 * depth + 1.8)
     )
     fontsize, compact = _tree_fontsize(ax, n_leaves, depth)
+    order = [0]  # breadth first, parents before their children
+    for v in order:
+        order.extend(tree.children[v])
     # Leaves evenly spaced; a gate sits above the middle of its children.
-    x = [np.arange(n_leaves, dtype=float)]
-    for _ in range(depth):
-        x.insert(0, x[0].reshape(-1, n_experts).mean(axis=1))
-    share = [_node_mass(load, n_experts, level) for level in range(depth + 1)]
-    for level in range(depth):
-        for child in range(n_experts ** (level + 1)):
-            parent = child // n_experts
-            ax.plot(
-                [x[level][parent], x[level + 1][child]],
-                [depth - level, depth - level - 1],
-                color="0.55",
-                lw=0.5 + 1.3 * fontsize * share[level + 1][child],
-                solid_capstyle="round",
-                zorder=1,
-            )
-    for level in range(depth):
-        for node in range(n_experts**level):
-            name = "" if compact else ("root\n" if level == 0 else "gate\n")
-            ax.text(
-                x[level][node],
-                depth - level,
-                f"{name}{share[level][node]:.0%}",
-                ha="center",
-                va="center",
-                fontsize=fontsize,
-                bbox={"boxstyle": "circle", "fc": "0.93", "ec": "0.4"},
-                zorder=2,
-            )
-    for leaf in range(n_leaves):
+    x = np.zeros(tree.n_nodes)
+    x[list(tree.leaves)] = np.arange(n_leaves, dtype=float)
+    for v in reversed(order):
+        if tree.children[v]:
+            x[v] = np.mean(x[list(tree.children[v])])
+    height = depth - np.asarray(tree.depth, dtype=float)
+    share = _node_mass(load, tree, range(tree.n_nodes))
+    for v in order[1:]:
+        parent = tree.parent[v]
+        ax.plot(
+            [x[parent], x[v]],
+            [height[parent], height[v]],
+            color="0.55",
+            lw=0.5 + 1.3 * fontsize * share[v],
+            solid_capstyle="round",
+            zorder=1,
+        )
+    for v in order:
+        if not tree.children[v]:
+            continue
+        name = "" if compact else ("root\n" if v == 0 else "gate\n")
         ax.text(
-            x[depth][leaf],
-            0,
+            x[v],
+            height[v],
+            f"{name}{share[v]:.0%}",
+            ha="center",
+            va="center",
+            fontsize=fontsize,
+            bbox={"boxstyle": "circle", "fc": "0.93", "ec": "0.4"},
+            zorder=2,
+        )
+    for leaf, v in enumerate(tree.leaves):
+        ax.text(
+            x[v],
+            height[v],
             f"{'' if compact else 'expert '}{leaf}\n{load[leaf]:.0%}",
             ha="center",
             va="center",

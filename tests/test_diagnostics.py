@@ -4,7 +4,9 @@ Properties that hold for any fit (loads sum to 1, entropies within their
 bounds, the levels' gate entropies sum to the leaf entropy), known answers
 on models whose gates are known (uniform gates from ``make_moe`` with
 ``gate_scale=0``; two far-apart clusters that two experts split), and the
-per-level entropy against a direct computation from ``gate_coef_``.
+per-level entropy against a direct computation from ``gate_coef_``, in a
+balanced tree and in one with leaves at several depths and gates of two and
+three children.
 """
 
 import numpy as np
@@ -30,6 +32,15 @@ def hme():
     X, y, truth = make_moe(400, n_experts=2, depth=2, random_state=0)
     model = MixtureOfExpertsRegressor(n_experts=2, depth=2, random_state=0)
     return model.fit(X, y), X, y, truth
+
+
+@pytest.fixture(scope="module")
+def unbalanced():
+    """A tree of any shape: the root's three children are a gate (of leaf 0
+    and a gate of leaves 1, 2), leaf 3 and a gate of leaves 4-6."""
+    X, y, _ = make_moe(400, n_experts=2, depth=3, random_state=0)
+    model = MixtureOfExpertsRegressor(tree=[[0, [1, 2]], 3, [4, 5, 6]], random_state=0)
+    return model.fit(X, y), X, y
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +140,35 @@ def test_gate_entropy_per_level_matches_the_gates(hme):
         reach = prior.reshape(len(X), 2**level, -1).sum(axis=2)
         expected = np.mean(np.sum(reach * entropy, axis=1))
         assert gate_entropy(model, X, level=level) == pytest.approx(expected)
+
+
+def test_gate_entropy_per_level_of_a_tree_of_any_shape(unbalanced):
+    """Every level's gates, from ``gate_coef_`` by batch (``tree_.batches``),
+    weighted by the prior of reaching them; leaf 3, at depth 1, takes no
+    part below level 0. The levels sum to the entropy of the leaf prior."""
+    model, X, _ = unbalanced
+    tree = model.tree_
+    assert tree.max_depth == 3
+    assert [len(tree.children[v]) for v in tree.gates] == [3, 2, 3, 2]
+    prior = model.predict_gates(X)
+    levels = []
+    for level in range(3):
+        expected = np.zeros(len(X))
+        for b, batch in enumerate(tree.batches):
+            if batch.depth != level:
+                continue
+            coef, intercept = model.gate_coef_[b], model.gate_intercept_[b]
+            gates = _softmax(np.einsum("nf,vfc->nvc", X, coef) + intercept)
+            for g, node in enumerate(batch.nodes):
+                lo, hi = tree.ranges[node]
+                reach = prior[:, lo:hi].sum(axis=1)
+                expected -= reach * np.sum(gates[:, g] * np.log(gates[:, g]), axis=1)
+        levels.append(gate_entropy(model, X, level=level))
+        assert levels[-1] == pytest.approx(expected.mean())
+        assert 0 < levels[-1] <= np.log(3)
+    assert sum(levels) == pytest.approx(gate_entropy(model, X))
+    with pytest.raises(ValueError, match=r"gate level from 0 \(the root\) to 2"):
+        gate_entropy(model, X, level=3)
 
 
 def test_sharp_gates_route_hard():

@@ -4,7 +4,9 @@ Beyond "a figure is produced", the tests check the drawn data against the
 model: region colours against ``predict_gates``, boundaries inside the
 regions of their experts, line segments where their expert is the most
 trusted, the heat map against ``specialisation_matrix``, and that the
-tree's labels do not overlap.
+tree's labels do not overlap. Trees of any shape (leaves at several depths,
+gates of two and three children) draw their regions and their nodes where
+``tree_`` puts them.
 """
 
 import itertools
@@ -69,6 +71,15 @@ def hme():
     X, y, truth = make_moe(400, n_experts=2, depth=2, random_state=0)
     model = MixtureOfExpertsRegressor(n_experts=2, depth=2, random_state=0)
     return model.fit(X, y), X, y, truth
+
+
+@pytest.fixture(scope="module")
+def unbalanced():
+    """The root's three children: a gate (of leaf 0 and a gate of leaves 1
+    and 2), leaf 3 and a gate of leaves 4-6."""
+    X, y, _ = make_moe(400, n_experts=2, depth=3, random_state=0)
+    model = MixtureOfExpertsRegressor(tree=[[0, [1, 2]], 3, [4, 5, 6]], random_state=0)
+    return model.fit(X, y), X, y
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +179,76 @@ def test_gate_regions_by_level(hme):
     assert np.mean(pixel_winner == logits.argmax(axis=1)) > 0.999
     ax = plot_gate_regions(model, X, level=1, resolution=RESOLUTION)
     assert _legend_texts(ax.get_legend()) == [f"expert {j}" for j in range(4)]
+
+
+@pytest.mark.parametrize(
+    "level, spans, names",
+    [
+        (
+            0,
+            [(0, 3), (3, 4), (4, 7)],
+            ["experts 0\u20132", "expert 3", "experts 4\u20136"],
+        ),
+        (
+            1,
+            [(0, 1), (1, 3), (3, 4), (4, 5), (5, 6), (6, 7)],
+            [
+                "expert 0",
+                "experts 1\u20132",
+                "expert 3",
+                "expert 4",
+                "expert 5",
+                "expert 6",
+            ],
+        ),
+        (2, [(j, j + 1) for j in range(7)], [f"expert {j}" for j in range(7)]),
+        (None, [(j, j + 1) for j in range(7)], [f"expert {j}" for j in range(7)]),
+    ],
+)
+def test_gate_regions_of_a_tree_of_any_shape(unbalanced, level, spans, names):
+    # A level's regions are the subtrees below its gates and the leaves
+    # above it (leaf 3, at depth 1, is a region from level 0 on); a region
+    # of one leaf has its expert's colour.
+    model, X, _ = unbalanced
+    ax = plot_gate_regions(model, X, level=level, resolution=RESOLUTION)
+    legend = ax.get_legend()
+    assert _legend_texts(legend) == names
+    prior = model.predict_gates(_grid_rows(X, RESOLUTION))
+    mass = np.column_stack([prior[:, lo:hi].sum(axis=1) for lo, hi in spans])
+    colors = [patch.get_facecolor() for patch in legend.get_patches()]
+    pixel_winner = _winner_of_pixels(ax.images[0].get_array(), colors)
+    assert np.mean(pixel_winner == mass.argmax(axis=1)) > 0.999
+    experts = plot_gate_regions(model, X, resolution=RESOLUTION).get_legend()
+    expert_colors = dict(
+        zip(_legend_texts(experts), experts.get_patches(), strict=True)
+    )
+    for name, patch in zip(names, legend.get_patches(), strict=True):
+        if name in expert_colors:
+            assert patch.get_facecolor() == expert_colors[name].get_facecolor()
+
+
+def test_gate_curves_of_a_tree_of_any_shape():
+    # one feature, tree [0, [1, 2]]: at level 0, expert 0 against experts 1-2
+    rng = np.random.RandomState(0)
+    x = rng.uniform(-3, 3, 300)
+    y = np.where(x < -1, -x, np.where(x < 1, 1.0, 2 * x - 1)) + 0.1 * rng.normal(
+        size=300
+    )
+    X = x[:, None]
+    model = MixtureOfExpertsRegressor(tree=[0, [1, 2]], random_state=0).fit(X, y)
+    ax = plot_gate_regions(model, X, level=0)
+    curves = {line.get_label(): line for line in ax.lines if line.get_label()[0] == "e"}
+    assert list(curves) == ["expert 0", "experts 1\u20132"]
+    grid = curves["expert 0"].get_xdata()
+    prior = model.predict_gates(grid[:, None])
+    np.testing.assert_allclose(curves["expert 0"].get_ydata(), prior[:, 0])
+    np.testing.assert_allclose(
+        curves["experts 1\u20132"].get_ydata(), prior[:, 1:].sum(1)
+    )
+    ax = plot_gate_regions(model, X, level=1)
+    assert [line.get_label() for line in ax.lines][:3] == [
+        f"expert {j}" for j in range(3)
+    ]
 
 
 def test_gate_regions_on_given_axes_with_regression_target(hme):
@@ -467,6 +548,48 @@ def test_tree_shows_every_node_and_its_share(hme):
     assert not _boxes_overlap(ax)
     ax = plot_tree(model, X, y)
     assert "posterior" in ax.get_title()
+
+
+def test_tree_of_any_shape_puts_every_node_at_its_depth(unbalanced):
+    # Tree [[0, [1, 2]], 3, [4, 5, 6]]: leaves at depths 1 (expert 3), 2
+    # (experts 0, 4-6) and 3 (experts 1, 2), the root and node 3 with three
+    # children. Every node sits max_depth - depth from the bottom, the
+    # leaves one apart in their order, a gate above the middle of its
+    # children; every edge joins a node to its gate, as wide as its share.
+    model, X, _ = unbalanced
+    tree = model.tree_
+    ax = plot_tree(model, X)
+    assert len(ax.texts) == tree.n_nodes == 11 and len(ax.lines) == 10
+    load = model.predict_gates(X).mean(axis=0)
+    share = [load[slice(*tree.ranges[v])].sum() for v in range(tree.n_nodes)]
+    # the gates breadth first (node ids here), then the experts
+    gates = [v for v in range(tree.n_nodes) if tree.children[v]]
+    position = {}
+    for v, text in zip(gates + list(tree.leaves), ax.texts, strict=True):
+        position[v] = np.array(text.get_position())
+        if tree.children[v]:
+            name = "root" if v == 0 else "gate"
+            assert text.get_text() == f"{name}\n{share[v]:.0%}"
+        else:
+            leaf = tree.leaf_of[v]
+            assert text.get_text() == f"expert {leaf}\n{load[leaf]:.0%}"
+            assert position[v][0] == leaf
+        assert position[v][1] == tree.max_depth - tree.depth[v]
+    for v in gates:
+        children = [position[c][0] for c in tree.children[v]]
+        assert position[v][0] == pytest.approx(np.mean(children))
+    assert position[tree.leaves[3]][1] == 2  # expert 3, one below the root
+    # the edges, node by node breadth first
+    edges = {
+        (tuple(line.get_xydata()[0]), tuple(line.get_xydata()[1])): line
+        for line in ax.lines
+    }
+    widths = []
+    for v in range(1, tree.n_nodes):
+        line = edges[(tuple(position[tree.parent[v]]), tuple(position[v]))]
+        widths.append(line.get_linewidth())
+    assert np.corrcoef(widths, share[1:])[0, 1] > 0.999
+    assert not _boxes_overlap(ax)
 
 
 @pytest.mark.parametrize("figsize", [None, (4, 3)])
