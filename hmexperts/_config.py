@@ -12,7 +12,7 @@ thread-local, as scikit-learn's is.
 import threading
 from contextlib import contextmanager, nullcontext
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 __all__ = ["config_context", "get_config", "set_config"]
 
@@ -121,9 +121,32 @@ def config_context(*, n_threads="unchanged"):
         set_config(**old)
 
 
+_CONTROLLER = []
+
+
+def _controller():
+    """One ``ThreadpoolController`` for the process: finding the loaded
+    libraries costs about 4 ms, which every limit would pay again (as
+    scikit-learn, the controller is made once)."""
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
+
+
+@contextmanager
+def _limited(n_threads):
+    _LOCAL.limited = n_threads
+    try:
+        with _controller().limit(limits=n_threads):
+            yield
+    finally:
+        _LOCAL.limited = None
+
+
 def thread_limit():
-    """A context in which BLAS and OpenMP use at most ``n_threads`` threads."""
+    """A context in which BLAS and OpenMP use at most ``n_threads`` threads
+    (nothing to do inside another such context with the same limit)."""
     n_threads = _config()["n_threads"]
-    if n_threads is None:
+    if n_threads is None or getattr(_LOCAL, "limited", None) == n_threads:
         return nullcontext()
-    return threadpool_limits(limits=n_threads)
+    return _limited(n_threads)
