@@ -17,8 +17,8 @@ from numbers import Integral
 
 import array_api_compat.numpy
 import numpy as np
-from joblib import effective_n_jobs
 from array_api_compat import array_namespace
+from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state, check_scalar
@@ -1406,9 +1406,13 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         ----------
         gate_coef : list of array-like
             ``gate_coef[d]`` of shape (n_experts ** d, n_features,
-            n_experts).
+            n_experts): level ``d`` of a balanced tree. With ``tree=`` (a
+            nested list, among ``kwargs``), one array per batch of its
+            gates (``tree_.batches``), shape (n_gates, n_features,
+            n_children).
         gate_intercept : list of array-like
-            ``gate_intercept[d]`` of shape (n_experts ** d, n_experts).
+            ``gate_intercept[d]`` of shape (n_experts ** d, n_experts), or
+            (n_gates, n_children) per batch.
         expert_coef : array-like
             (n_leaves, n_features) for regression, (n_leaves, n_features,
             n_targets) for several targets, (n_leaves, n_features,
@@ -1445,27 +1449,50 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         """
         gate_coef = [np.asarray(c, dtype=np.float64) for c in gate_coef]
         gate_intercept = [np.asarray(c, dtype=np.float64) for c in gate_intercept]
-        depth = len(gate_coef)
-        if depth == 0 or len(gate_intercept) != depth:
+        params = {k: v for k, v in kwargs.items() if k in cls._get_param_names()}
+        shape = params.get("tree", "balanced")
+        if len(gate_coef) != len(gate_intercept) or not (
+            gate_coef or not isinstance(shape, str)
+        ):
             raise ValueError(
                 "gate_coef and gate_intercept need one array per level of the "
-                f"tree; got {len(gate_coef)} and {len(gate_intercept)}."
+                f"tree (per batch of tree_.batches for a tree of another shape); "
+                f"got {len(gate_coef)} and {len(gate_intercept)}."
             )
-        n_experts, n_features = gate_coef[0].shape[-1], gate_coef[0].shape[1]
+        if isinstance(shape, str):
+            depth = len(gate_coef)
+            n_experts = gate_coef[0].shape[-1]
+            tree = Tree.balanced(n_experts, depth)
+            params = {"depth": depth, **params}
+        else:
+            tree = Tree.from_nested(shape)
+            n_experts = params.pop("n_experts", 2)
+            if len(gate_coef) != len(tree.batches):
+                raise ValueError(
+                    f"tree={shape!r} stores its gates in {len(tree.batches)} "
+                    "batches (tree_.batches: the gates of one depth with the same "
+                    f"number of children); got {len(gate_coef)} gate_coef arrays."
+                )
+        n_features = (
+            gate_coef[0].shape[1] if gate_coef else np.asarray(expert_coef).shape[1]
+        )
         for d, (coef, intercept) in enumerate(
             zip(gate_coef, gate_intercept, strict=True)
         ):
-            shape = (n_experts**d, n_features, n_experts)
-            if coef.shape != shape or intercept.shape != (shape[0], n_experts):
+            batch = tree.batches[d]
+            expected = (len(batch.nodes), n_features, batch.n_children)
+            if coef.shape != expected or intercept.shape != (
+                expected[0],
+                expected[2],
+            ):
                 raise ValueError(
                     f"gate_coef[{d}] has shape {coef.shape} and gate_intercept[{d}] "
-                    f"{intercept.shape}; level {d} of a tree with n_experts="
-                    f"{n_experts} and {n_features} features needs {shape} and "
-                    f"{(shape[0], n_experts)}."
+                    f"{intercept.shape}; its gates (depth {batch.depth}, "
+                    f"{batch.n_children} children each) with {n_features} features "
+                    f"need {expected} and {(expected[0], expected[2])}."
                 )
-        params = {k: v for k, v in kwargs.items() if k in cls._get_param_names()}
-        model = cls(n_experts, depth=depth, **params)
-        gates = GateTree.balanced(n_experts, depth, model.gate_alpha)
+        model = cls(n_experts, **params)
+        gates = GateTree(tree, model.gate_alpha)
         gates.coefs = [
             np.concatenate([c, i[:, None, :]], axis=1)
             for c, i in zip(gate_coef, gate_intercept, strict=True)
@@ -1474,7 +1501,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         experts = model._experts_from(
             np.asarray(expert_coef, dtype=np.float64),
             np.asarray(expert_intercept, dtype=np.float64),
-            n_experts**depth,
+            tree.n_leaves,
             n_features,
             **extra,
         )

@@ -226,15 +226,20 @@ class InMemoryData:
         self.width = width
         self.slices = row_chunks(self.n_samples, width)
 
-    def subset(self, rows, init=None):
+    def subset(self, rows, init=None, weight=None):
         """The data of ``rows`` (an index array), with the initial
-        responsibilities ``init`` (n_rows, n_leaves) if given."""
+        responsibilities ``init`` (n_rows, n_leaves) and the sample weights
+        ``weight`` (n_rows,) if given."""
         xp = self.xp
         rows = xp.asarray(rows, device=device(self.X))
         part = InMemoryData.__new__(InMemoryData)
         part.xp = xp
         part.X, part.y = xp.take(self.X, rows, axis=0), xp.take(self.y, rows, axis=0)
-        part.sample_weight = xp.take(self.sample_weight, rows, axis=0)
+        part.sample_weight = (
+            xp.take(self.sample_weight, rows, axis=0)
+            if weight is None
+            else xp.asarray(weight, dtype=xp.float64, device=device(self.X))
+        )
         part.init = init
         part.n_samples = part.X.shape[0]
         part.outer = None if self.outer is None else xp.take(self.outer, rows, axis=0)
@@ -608,7 +613,8 @@ def run_em(
         if verbose >= 2 or (verbose and now - last_print > _PROGRESS_SECONDS):
             change = monitor.history[-1] - monitor.history[-2]
             print(
-                f"  iteration {monitor.n_iter:4d}  objective {monitor.history[-1]:.6f}  "
+                f"  iteration {monitor.n_iter:4d}  "
+                f"objective {monitor.history[-1]:.6f}  "
                 f"change {change:+.3e}  {len(passes) - before} "
                 f"pass(es)  {now - start:.3f} s/iteration{label}",
                 flush=True,

@@ -132,7 +132,11 @@ class GateTree(NewtonComponent):
             for b in level.batches:
                 coef = self.coefs[b]
                 gates = coef.shape[0]
-                parent = current if len(level.batches) == 1 else current[offset : offset + gates, :]
+                parent = (
+                    current
+                    if len(level.batches) == 1
+                    else current[offset : offset + gates, :]
+                )
                 offset += gates
                 log_gate = log_softmax(softmax_logits(X, coef, xp), 0, xp)  # (K, G, n)
                 # child c of gate v: row v * K + c of the level's children
@@ -148,10 +152,14 @@ class GateTree(NewtonComponent):
             if level.gates_in_order:
                 current = children
             elif level.next_gates.size:
-                current = xp.take(children, xp.asarray(level.next_gates, device=dev), axis=0)
+                current = xp.take(
+                    children, xp.asarray(level.next_gates, device=dev), axis=0
+                )
         if not leaf_rows:  # a single leaf, no gate
             return current
-        log_prior = leaf_rows[0] if len(leaf_rows) == 1 else xp.concat(leaf_rows, axis=0)
+        log_prior = (
+            leaf_rows[0] if len(leaf_rows) == 1 else xp.concat(leaf_rows, axis=0)
+        )
         if leaf_ids != list(range(len(leaf_ids))):
             order = sorted(range(len(leaf_ids)), key=leaf_ids.__getitem__)
             log_prior = xp.take(log_prior, xp.asarray(order, device=dev), axis=0)
@@ -172,9 +180,7 @@ class GateTree(NewtonComponent):
     def node_mass(self, resp, xp):
         """Posterior mass of every node (n_nodes, n_samples), the sums of the
         leaf posteriors under each."""
-        rows = [
-            xp.sum(resp[lo:hi, :], axis=0) for lo, hi in self.tree.ranges
-        ]
+        rows = [xp.sum(resp[lo:hi, :], axis=0) for lo, hi in self.tree.ranges]
         return xp.stack(rows, axis=0)
 
     def _level_targets(self, resp, index, xp):
@@ -194,7 +200,8 @@ class GateTree(NewtonComponent):
             batch = self.tree.batches[b]
             size = len(batch.nodes) * batch.n_children
             block = xp.reshape(
-                children[offset : offset + size, :], (len(batch.nodes), batch.n_children, n)
+                children[offset : offset + size, :],
+                (len(batch.nodes), batch.n_children, n),
             )
             offset += size
             targets = xp.permute_dims(block, (1, 0, 2))
@@ -218,7 +225,9 @@ class GateTree(NewtonComponent):
                     targets = take(targets)
                 else:
                     X_batch, outer_batch = X, outer
-                batches[b] = softmax_sums(X_batch, targets, self.coefs[b], xp, outer_batch)
+                batches[b] = softmax_sums(
+                    X_batch, targets, self.coefs[b], xp, outer_batch
+                )
         new = {"levels": batches}
         if self.balance > 0:
             new["balance"] = self._balance_sums(chunk, xp)

@@ -49,7 +49,9 @@ class _Level:
     leaf_ids: np.ndarray  # their leaf numbers
     gates_in_order: bool  # every child a gate, in the next depth's order
     all_leaves_in_order: bool  # every child a leaf, leaf_ids consecutive
-    membership: np.ndarray  # (n_children, n_leaves): 1 where the leaf is under the child
+    membership: (
+        np.ndarray
+    )  # (n_children, n_leaves): 1 where the leaf is under the child
 
 
 class Tree:
@@ -106,7 +108,9 @@ class Tree:
         gates = [v for v in range(n_nodes) if children[v]]
         keys = sorted({(depth[v], len(children[v])) for v in gates})
         self.batches = tuple(
-            Batch(d, k, tuple(v for v in gates if (depth[v], len(children[v])) == (d, k)))
+            Batch(
+                d, k, tuple(v for v in gates if (depth[v], len(children[v])) == (d, k))
+            )
             for d, k in keys
         )
         # the gates in batch order: their number in reports (``summary``)
@@ -257,7 +261,8 @@ class Tree:
                     gates_in_order=next_gates == list(range(len(kids))),
                     all_leaves_in_order=(
                         len(leaf_positions) == len(kids)
-                        and leaf_ids == list(range(leaf_ids[0], leaf_ids[0] + len(kids)))
+                        and leaf_ids
+                        == list(range(leaf_ids[0], leaf_ids[0] + len(kids)))
                     )
                     if leaf_positions
                     else False,

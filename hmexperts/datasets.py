@@ -27,6 +27,7 @@ from sklearn.utils import Bunch, check_random_state
 
 from ._classification import MixtureOfExpertsClassifier
 from ._regression import MixtureOfExpertsRegressor
+from ._tree import Tree
 from ._validation import check_int, check_real
 
 __all__ = ["load_peterson_barney", "make_expert_clusters", "make_moe", "make_vowels"]
@@ -43,6 +44,7 @@ def make_moe(
     noise=0.1,
     gate_scale=4.0,
     coef_scale=1.0,
+    tree=None,
     random_state=None,
 ):
     """Draw data from a random mixture of experts with known parameters.
@@ -75,6 +77,11 @@ def make_moe(
         Norm of every gate's weight vectors.
     coef_scale : float, default=1.0
         Standard deviation of the experts' coefficients.
+    tree : nested list or None, default=None
+        A tree of another shape than the balanced one of ``n_experts`` and
+        ``depth`` (which it replaces), as the estimators' ``tree``
+        parameter: a list is a gate over its items, any other item a leaf
+        (``[[0, 1], 2]``). Its gates are drawn as the balanced tree's.
     random_state : int, RandomState instance or None, default=None
         Seed.
 
@@ -114,14 +121,17 @@ def make_moe(
     if task == "classification":
         check_int(n_classes, "n_classes", min_val=2)
     rng = check_random_state(random_state)
-    n_leaves = n_experts**depth
+    shape = Tree.balanced(n_experts, depth) if tree is None else Tree.from_nested(tree)
+    n_leaves = shape.n_leaves
     gate_coef, gate_intercept = [], []
-    for level in range(depth):
-        directions = rng.normal(size=(n_experts**level, n_features, n_experts))
+    for batch in shape.batches:
+        n_gates, k = len(batch.nodes), batch.n_children
+        directions = rng.normal(size=(n_gates, n_features, k))
         directions -= directions.mean(axis=2, keepdims=True)
         norms = np.linalg.norm(directions, axis=1, keepdims=True)
         gate_coef.append(gate_scale * directions / np.maximum(norms, 1e-12))
-        gate_intercept.append(np.zeros((n_experts**level, n_experts)))
+        gate_intercept.append(np.zeros((n_gates, k)))
+    shaped = {} if tree is None else {"tree": tree}
     if task == "regression":
         coef = coef_scale * rng.normal(size=(n_leaves, n_features + 1))
         model = MixtureOfExpertsRegressor.from_parameters(
@@ -130,11 +140,12 @@ def make_moe(
             coef[:, :-1],
             coef[:, -1],
             expert_variance=np.full(n_leaves, float(noise) ** 2),
+            **shaped,
         )
     else:
         coef = coef_scale * rng.normal(size=(n_leaves, n_features + 1, n_classes))
         model = MixtureOfExpertsClassifier.from_parameters(
-            gate_coef, gate_intercept, coef[:, :-1], coef[:, -1]
+            gate_coef, gate_intercept, coef[:, :-1], coef[:, -1], **shaped
         )
 
     X = rng.normal(size=(n_samples, n_features))

@@ -1,0 +1,127 @@
+"""Growing a tree (``tree="grow"``) on data from known trees.
+
+Draws ``--draws`` data sets from each of two known trees of linear-Gaussian
+experts on ``--features`` inputs, ``--n`` rows to fit and as many held out:
+
+- ``balanced``: a balanced binary tree of depth 3 (8 leaves);
+- ``unbalanced``: one branch of depth 3, the other a single expert
+  (``[[[0, 1], [2, 3]], 4]``, 5 leaves).
+
+drawn by ``make_moe(tree=...)`` (gates of norm 4 along random directions,
+experts' coefficients N(0, 1), noise standard deviation 0.1). Fit
+with ``n_init=1``: the grown tree (``tree="grow"``, ``max_leaves`` the
+truth's plus 2) and the balanced tree of the truth's number of leaves (a
+depth-3 binary tree; a flat mixture of 5), and printed per draw: the
+held-out mean log-likelihood of each relative to the true model's
+(``(true - model) / |true|``, in %), the grown tree's leaves and shape, and
+the fit times. Summary: draws within 0.5% of the truth, grown trees with
+at most the truth's leaves plus one, and the median time ratio grown /
+balanced.
+
+Run from the repository root, one BLAS thread::
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/study_growth.py
+"""
+
+import argparse
+import statistics
+import time
+import warnings
+
+from _common import print_machine
+from sklearn.exceptions import ConvergenceWarning
+
+from hmexperts import MixtureOfExpertsRegressor
+from hmexperts._tree import Tree
+from hmexperts.datasets import make_moe
+
+TRUTHS = {
+    "balanced": [[[0, 1], [2, 3]], [[4, 5], [6, 7]]],
+    "unbalanced": [[[0, 1], [2, 3]], 4],
+}
+
+
+def fit(model, X, y):
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    return model, time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--draws", type=int, default=10)
+    parser.add_argument("--n", type=int, default=4000)
+    parser.add_argument("--features", type=int, default=2)
+    parser.add_argument("--criterion", default="bic")
+    parser.add_argument("--truths", nargs="*", default=list(TRUTHS))
+    args = parser.parse_args()
+    print_machine()
+    for name in args.truths:
+        shape = TRUTHS[name]
+        n_true = Tree.from_nested(shape).n_leaves
+        print(f"truth {name}: {shape}, {n_true} leaves; n={args.n} to fit and to score")
+        print(
+            f"{'draw':>4s} {'grown gap %':>11s} {'leaves':>6s} {'balanced gap %':>14s} "
+            f"{'grown s':>7s} {'balanced s':>10s}  grown tree"
+        )
+        within, small, ratios, gaps_b = 0, 0, [], []
+        for draw in range(args.draws):
+            X, y, truth = make_moe(
+                2 * args.n, args.features, tree=shape, random_state=draw
+            )
+            truth = truth.model
+            X_fit, y_fit, X_test, y_test = (
+                X[: args.n],
+                y[: args.n],
+                X[args.n :],
+                y[args.n :],
+            )
+            true_ll = truth.log_likelihood(X_test, y_test).mean()
+            grown, t_grown = fit(
+                MixtureOfExpertsRegressor(
+                    tree="grow",
+                    max_leaves=n_true + 2,
+                    split_criterion=args.criterion,
+                    random_state=draw,
+                ),
+                X_fit,
+                y_fit,
+            )
+            if name == "balanced":
+                balanced = MixtureOfExpertsRegressor(2, depth=3, random_state=draw)
+            else:
+                balanced = MixtureOfExpertsRegressor(n_true, random_state=draw)
+            balanced, t_bal = fit(balanced, X_fit, y_fit)
+            gap = (
+                100
+                * (true_ll - grown.log_likelihood(X_test, y_test).mean())
+                / abs(true_ll)
+            )
+            gap_b = (
+                100
+                * (true_ll - balanced.log_likelihood(X_test, y_test).mean())
+                / abs(true_ll)
+            )
+            within += gap <= 0.5
+            small += grown.n_leaves_ <= n_true + 1
+            ratios.append(t_grown / t_bal)
+            gaps_b.append(gap_b)
+            print(
+                f"{draw:4d} {gap:11.2f} {grown.n_leaves_:6d} {gap_b:14.2f} "
+                f"{t_grown:7.2f} "
+                f"{t_bal:10.2f}  {grown.tree_.to_nested()}",
+                flush=True,
+            )
+        print(
+            f"grown within 0.5%: {within}/{args.draws}; at most {n_true + 1} leaves: "
+            f"{small}/{args.draws}; balanced within 0.5%: "
+            f"{sum(g <= 0.5 for g in gaps_b)}/{args.draws}; time grown / balanced: "
+            "median "
+            f"{statistics.median(ratios):.1f}\n"
+        )
+
+
+if __name__ == "__main__":
+    main()

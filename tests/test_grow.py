@@ -1,0 +1,164 @@
+"""Trees of any shape in the estimators, and growing one (``tree="grow"``)."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from test_families import assert_never_decreases
+
+from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
+from hmexperts._array_api import get_namespace
+from hmexperts._grow import _grafted
+from hmexperts.datasets import make_moe
+
+UNBALANCED = [[[0, 1], [2, 3]], 4]  # one branch of depth 3, the other one expert
+
+
+def _held_out_gap(model, truth, X, y):
+    """``(true - model) / |true|`` held-out mean log-likelihood, in %."""
+    true = truth.log_likelihood(X, y).mean()
+    return 100 * (true - model.log_likelihood(X, y).mean()) / abs(true)
+
+
+def test_grown_tree_finds_an_unbalanced_truth_a_flat_mixture_misses():
+    # benchmarks/study_growth.py, draw 0: grown 0.95% from the truth with 5
+    # leaves; the flat mixture of 5 experts (n_init=1) 52%
+    X, y, truth = make_moe(8000, 2, tree=UNBALANCED, random_state=0)
+    fit, test = slice(0, 4000), slice(4000, None)
+    grown = MixtureOfExpertsRegressor(tree="grow", max_leaves=7, random_state=0)
+    grown.fit(X[fit], y[fit])
+    flat = MixtureOfExpertsRegressor(5, random_state=0).fit(X[fit], y[fit])
+    assert grown.n_leaves_ <= 6
+    gap = _held_out_gap(grown, truth.model, X[test], y[test])
+    assert gap < 2.0
+    assert _held_out_gap(flat, truth.model, X[test], y[test]) > 10 * gap
+
+
+def test_growth_history_records_every_round():
+    X, y, _ = make_moe(2000, 2, tree=UNBALANCED, random_state=1)
+    model = MixtureOfExpertsRegressor(tree="grow", max_leaves=4, random_state=0)
+    model.fit(X, y)
+    history = model.growth_history_
+    assert history[0].n_leaves == 1 and history[0].split is None
+    kept = [step for step in history if step.split is not None]
+    assert [step.n_leaves for step in kept] == list(range(2, model.n_leaves_ + 1))
+    assert np.all(np.diff([step.score for step in history]) >= 0)
+    assert model.n_leaves_ == model.tree_.n_leaves <= 4
+    for step in kept:  # the kept split was the best candidate of its round
+        assert step.split == max(step.candidates, key=step.candidates.get)
+
+
+def test_growth_stops_when_no_split_pays():
+    # one linear expert is the truth: no split beats BIC
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(1000, 2))
+    y = X @ [1.0, -2.0] + 0.1 * rng.normal(size=1000)
+    model = MixtureOfExpertsRegressor(tree="grow", random_state=0).fit(X, y)
+    assert model.n_leaves_ == 1
+    assert model.growth_history_[-1].split is None
+
+
+def test_classifier_grows_on_held_out_likelihood():
+    X, y, _ = make_moe(
+        3000, 2, n_experts=3, task="classification", n_classes=3, random_state=0
+    )
+    model = MixtureOfExpertsClassifier(
+        tree="grow", split_criterion="validation", max_leaves=5, random_state=0
+    ).fit(X, y)
+    assert 2 <= model.n_leaves_ <= 5
+    assert model.score(X, y) > MixtureOfExpertsClassifier(1).fit(X, y).score(X, y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("acceleration", [None, "squarem"])
+def test_em_never_decreases_on_unbalanced_trees(seed, acceleration):
+    X, y, _ = make_moe(600, 2, tree=UNBALANCED, random_state=seed)
+    model = MixtureOfExpertsRegressor(
+        tree=[[0, [1, 2, 3]], 4], tol=0, max_iter=60, random_state=seed
+    ).set_params(acceleration=acceleration)
+    model.fit(X, y)
+    assert len(model.lower_bounds_) > 2
+    assert_never_decreases(model.lower_bounds_)
+
+
+def test_a_nested_balanced_shape_is_the_balanced_tree():
+    X, y, _ = make_moe(500, 2, n_experts=2, depth=2, random_state=0)
+    nested = MixtureOfExpertsRegressor(tree=[[0, 1], [2, 3]], random_state=0).fit(X, y)
+    balanced = MixtureOfExpertsRegressor(2, depth=2, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(nested.predict(X), balanced.predict(X))
+    assert nested.lower_bounds_ == balanced.lower_bounds_
+
+
+def test_make_moe_draws_from_a_tree_of_any_shape():
+    X, y, truth = make_moe(400, 3, tree=UNBALANCED, random_state=0)
+    assert truth.model.n_leaves_ == 5
+    assert truth.model.tree_.to_nested() == UNBALANCED
+    assert set(np.unique(truth.leaf)) <= set(range(5))
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"tree": "deep"}, "tree='deep'; expected 'balanced', 'grow'"),
+        ({"tree": [[0, []]]}, "empty list"),
+        ({"tree": "grow", "max_leaves": 0}, "max_leaves"),
+        ({"tree": "grow", "split_criterion": "aic"}, "split_criterion='aic'"),
+        ({"tree": "grow", "validation_fraction": 1.0}, "validation_fraction"),
+        ({"tree": "grow", "load_balance": 0.1}, "load_balance needs a balanced"),
+        ({"tree": [[0, 1], 2], "load_balance": 0.1}, "load_balance needs a balanced"),
+    ],
+)
+def test_bad_tree_parameters_are_refused(params, match):
+    X, y, _ = make_moe(100, 2, random_state=0)
+    with pytest.raises(ValueError, match=match):
+        MixtureOfExpertsRegressor(**params).fit(X, y)
+
+
+def test_partial_fit_cannot_grow_a_tree():
+    X, y, _ = make_moe(100, 2, random_state=0)
+    with pytest.raises(ValueError, match="partial_fit cannot grow a tree"):
+        MixtureOfExpertsRegressor(tree="grow").partial_fit(X, y)
+
+
+def test_a_grown_tree_continues_with_partial_fit_and_warm_start():
+    X, y, _ = make_moe(1500, 2, tree=UNBALANCED, random_state=2)
+    model = MixtureOfExpertsRegressor(tree="grow", max_leaves=4, random_state=0)
+    model.fit(X, y)
+    shape, history = model.tree_, model.growth_history_
+    model.partial_fit(X[:500], y[:500])
+    assert model.tree_ == shape
+    model.set_params(warm_start=True, max_iter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    assert model.tree_ == shape
+    assert model.growth_history_ is history
+
+
+def test_a_graft_keeps_the_tree_and_puts_the_local_mixture_at_the_leaf():
+    X, y, _ = make_moe(600, 2, tree=UNBALANCED, random_state=3)
+    model = MixtureOfExpertsRegressor(tree=[[0, 1], 2], random_state=0).fit(X, y)
+    local = MixtureOfExpertsRegressor(2, random_state=0).fit(X, y)
+    gates, experts = model._gates, model._experts
+    tree, new_gates, new_experts = _grafted(
+        model,
+        model.tree_,
+        gates,
+        experts,
+        1,
+        (local._gates, local._experts),
+        model._scaling,
+        get_namespace(X),
+        check_random_state(0),
+    )
+    assert tree.to_nested() == [[0, [1, 2]], 3]
+    Xd = np.column_stack([X, np.ones(600)])  # any design: the gates read it alike
+    old, new = gates.log_prior(Xd, np), new_gates.log_prior(Xd, np)
+    local_prior = local._gates.log_prior(Xd, np)
+    np.testing.assert_allclose(new[[0, 3]], old[[0, 2]], rtol=1e-12)
+    np.testing.assert_allclose(new[1:3], old[1] + local_prior, rtol=1e-12)
+    np.testing.assert_array_equal(new_experts.coef[[0, 3]], experts.coef[[0, 2]])
+    np.testing.assert_array_equal(new_experts.coef[1:3], local._experts.coef)
