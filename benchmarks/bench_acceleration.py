@@ -53,27 +53,47 @@ def suite():
         X, y, weight, keywords = problem(name, flexmix[name])
         keywords = {**keywords, "gate_alpha": 1e-8, "expert_alpha": 1e-8}
         keywords["n_experts"] = 2
-        problems.append((f"fx-{name}", MixtureOfExpertsRegressor, keywords, X, y, weight))
+        problems.append(
+            (f"fx-{name}", MixtureOfExpertsRegressor, keywords, X, y, weight)
+        )
     for seed in range(3):
         X, y, _ = make_moe(5000, 5, n_experts=4, random_state=seed)
-        problems.append((f"moe-4/{seed}", MixtureOfExpertsRegressor, {"n_experts": 4}, X, y, None))
+        problems.append(
+            (f"moe-4/{seed}", MixtureOfExpertsRegressor, {"n_experts": 4}, X, y, None)
+        )
         X, y, _ = make_moe(5000, 5, n_experts=2, depth=2, random_state=seed)
         problems.append(
-            (f"hme-2x2/{seed}", MixtureOfExpertsRegressor, {"n_experts": 2, "depth": 2}, X, y, None)
+            (
+                f"hme-2x2/{seed}",
+                MixtureOfExpertsRegressor,
+                {"n_experts": 2, "depth": 2},
+                X,
+                y,
+                None,
+            )
         )
         X, y, _ = make_moe(5000, 5, n_experts=4, depth=2, random_state=seed)
         problems.append(
-            (f"hme-4x2/{seed}", MixtureOfExpertsRegressor, {"n_experts": 4, "depth": 2}, X, y, None)
+            (
+                f"hme-4x2/{seed}",
+                MixtureOfExpertsRegressor,
+                {"n_experts": 4, "depth": 2},
+                X,
+                y,
+                None,
+            )
         )
         X, y, _ = make_moe(
             5000, 5, n_experts=4, task="classification", n_classes=3, random_state=seed
         )
-        problems.append((f"clf-4/{seed}", MixtureOfExpertsClassifier, {"n_experts": 4}, X, y, None))
+        problems.append(
+            (f"clf-4/{seed}", MixtureOfExpertsClassifier, {"n_experts": 4}, X, y, None)
+        )
     X, y = make_vowels(random_state=0, return_X_y=True)
-    problems.append(("vowels", MixtureOfExpertsClassifier, {"n_experts": 4}, X, y, None))
-    X, y = load_peterson_barney(
-        formants=("F1", "F2", "F3"), return_X_y=True
+    problems.append(
+        ("vowels", MixtureOfExpertsClassifier, {"n_experts": 4}, X, y, None)
     )
+    X, y = load_peterson_barney(formants=("F1", "F2", "F3"), return_X_y=True)
     problems.append(
         ("pb-vowels", MixtureOfExpertsClassifier, {"n_experts": 4}, np.log(X), y, None)
     )
@@ -82,7 +102,14 @@ def suite():
     outliers = rng.uniform(size=len(y)) < 0.05
     y = np.where(outliers, y + rng.normal(scale=10.0, size=len(y)), y)
     problems.append(
-        ("student-t", MixtureOfExpertsRegressor, {"n_experts": 3, "expert": "student_t"}, X, y, None)
+        (
+            "student-t",
+            MixtureOfExpertsRegressor,
+            {"n_experts": 3, "expert": "student_t"},
+            X,
+            y,
+            None,
+        )
     )
     return problems
 
@@ -101,7 +128,11 @@ def fit(estimator, keywords, X, y, weight, acceleration, tol, repeats, max_iter)
     try:
         for _ in range(repeats):
             model = estimator(
-                **keywords, acceleration=acceleration, tol=tol, max_iter=max_iter, random_state=0
+                **keywords,
+                acceleration=acceleration,
+                tol=tol,
+                max_iter=max_iter,
+                random_state=0,
             )
             start = time.perf_counter()
             with warnings.catch_warnings():
@@ -128,30 +159,47 @@ def main():
     for tol in args.tol:
         print(f"tol={tol:g}, max_iter={args.max_iter}, fastest of {args.repeats}")
         print(
-            f"{'problem':13s} | {'passes':>6s} {'iters':>5s} {'fit s':>6s} {'objective':>11s} |"
+            f"{'problem':13s} | {'passes':>6s} {'iters':>5s} {'fit s':>6s} "
+            f"{'objective':>11s} |"
             f" {'passes':>6s} {'iters':>5s} {'fit s':>6s} {'objective':>11s} |"
             f" {'passes':>6s} {'time':>5s} {'obj. diff':>9s}"
         )
-        print(f"{'':13s} | {'plain EM':^32s} | {'SQUAREM':^32s} | {'plain / SQUAREM':^22s}")
+        print(
+            f"{'':13s} | {'plain EM':^32s} | {'SQUAREM':^32s} | "
+            f"{'plain / SQUAREM':^22s}"
+        )
         ratios, time_ratios = [], []
         for name, estimator, keywords, X, y, weight in problems:
             rows = [
-                fit(estimator, keywords, X, y, weight, how, tol, args.repeats, args.max_iter)
+                fit(
+                    estimator,
+                    keywords,
+                    X,
+                    y,
+                    weight,
+                    how,
+                    tol,
+                    args.repeats,
+                    args.max_iter,
+                )
                 for how in (None, "squarem")
             ]
             (t0, m0, p0), (t1, m1, p1) = rows
             ratios.append(p0 / p1)
             time_ratios.append(t0 / t1)
             print(
-                f"{name:13s} | {p0:6d} {m0.n_iter_:5d} {t0:6.3f} {m0.lower_bound_:11.6f} |"
+                f"{name:13s} | {p0:6d} {m0.n_iter_:5d} {t0:6.3f} "
+                f"{m0.lower_bound_:11.6f} |"
                 f" {p1:6d} {m1.n_iter_:5d} {t1:6.3f} {m1.lower_bound_:11.6f} |"
-                f" {p0 / p1:6.2f} {t0 / t1:5.2f} {m1.lower_bound_ - m0.lower_bound_:+9.1e}",
+                f" {p0 / p1:6.2f} {t0 / t1:5.2f} "
+                f"{m1.lower_bound_ - m0.lower_bound_:+9.1e}",
                 flush=True,
             )
         geo = math.exp(statistics.fmean(math.log(r) for r in ratios))
         geo_time = math.exp(statistics.fmean(math.log(r) for r in time_ratios))
         print(
-            f"pass ratio: median {statistics.median(ratios):.2f}, geometric mean {geo:.2f}, "
+            f"pass ratio: median {statistics.median(ratios):.2f}, geometric mean "
+            f"{geo:.2f}, "
             f"min {min(ratios):.2f}, max {max(ratios):.2f}; time ratio: median "
             f"{statistics.median(time_ratios):.2f}, geometric mean {geo_time:.2f}\n"
         )

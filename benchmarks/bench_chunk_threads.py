@@ -27,7 +27,11 @@ import hmexperts._base as base
 from hmexperts import MixtureOfExpertsRegressor
 from hmexperts.datasets import make_moe
 
-SHAPES = [(4, 1, 5), (2, 4, 32), (4, 3, 8)]  # (n_experts, depth, features): 4, 16, 64 leaves
+SHAPES = [
+    (4, 1, 5),
+    (2, 4, 32),
+    (4, 3, 8),
+]  # (n_experts, depth, features): 4, 16, 64 leaves
 
 
 def em_seconds_per_pass(X, y, n_experts, depth, n_jobs, iters, repeats):
@@ -70,11 +74,19 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     print_machine()
-    print(f"{args.iters} EM iterations, seconds per pass of the EM loop, fastest of {args.repeats}")
-    print(f"{'n':>9s} {'leaves':>6s} {'feat':>4s} {'1 thread':>9s} {'2 threads':>9s} {'speed-up':>8s}  same fit")
+    print(
+        f"{args.iters} EM iterations, seconds per pass of the EM loop, fastest of "
+        f"{args.repeats}"
+    )
+    print(
+        f"{'n':>9s} {'leaves':>6s} {'feat':>4s} {'1 thread':>9s} {'2 threads':>9s} "
+        f"{'speed-up':>8s}  same fit"
+    )
     for n in map(int, args.n):
         for n_experts, depth, features in SHAPES:
-            X, y, _ = make_moe(n, features, n_experts=n_experts, depth=depth, random_state=0)
+            X, y, _ = make_moe(
+                n, features, n_experts=n_experts, depth=depth, random_state=0
+            )
             one, bounds_one = em_seconds_per_pass(
                 X, y, n_experts, depth, None, args.iters, args.repeats
             )

@@ -23,7 +23,8 @@ Cases (default ``tol=1e-4``, ``random_state=0``):
 Run from the repository root, one BLAS thread::
 
     git worktree add /tmp/before b196d30
-    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/speed_before_after.py --before /tmp/before
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \\
+        python benchmarks/speed_before_after.py --before /tmp/before
 """
 
 import argparse
@@ -58,7 +59,8 @@ def timed(make, X, y, w=None):
 reference = None
 if case == "sklearn-parts":
     X, y, _ = make_moe(100_000, 5, n_experts=4, random_state=0)
-    seconds, bound = timed(lambda: MixtureOfExpertsRegressor(4, tol=tol, random_state=0), X, y)
+    model = lambda: MixtureOfExpertsRegressor(4, tol=tol, random_state=0)
+    seconds, bound = timed(model, X, y)
     if WITH_REFERENCE:
         from sklearn_em import sklearn_em
         start = time.perf_counter()
@@ -66,7 +68,9 @@ if case == "sklearn-parts":
         reference = time.perf_counter() - start
 elif case in ("small-12cls", "many-classes"):
     if case == "small-12cls":
-        X, y, _ = make_moe(1617, 5, n_experts=4, task="classification", n_classes=12, random_state=0)
+        X, y, _ = make_moe(
+            1617, 5, n_experts=4, task="classification", n_classes=12, random_state=0
+        )
         make = lambda: MixtureOfExpertsClassifier(4, n_init=3, tol=tol, random_state=0)
     else:
         rng = np.random.default_rng(0)
@@ -83,7 +87,8 @@ else:
     from bench_acceleration import suite
     problem = {p[0]: p for p in suite()}[case]
     _, estimator, keywords, X, y, w = problem
-    seconds, bound = timed(lambda: estimator(**keywords, tol=tol, max_iter=5000, random_state=0), X, y, w)
+    model = lambda: estimator(**keywords, tol=tol, max_iter=5000, random_state=0)
+    seconds, bound = timed(model, X, y, w)
 print(json.dumps({"seconds": seconds, "bound": bound, "reference": reference}))
 """
 
@@ -118,15 +123,20 @@ def main():
     cases += [(p[0], tol) for tol in (1e-4, 1e-8) for p in suite()]
     if args.cases:
         cases = [c for c in cases if c[0].startswith(tuple(args.cases))]
-    print(f"{'case':14s} {'tol':>6s} | {'before s':>9s} {'after s':>9s} {'speed-up':>8s} | "
-          f"{'before obj':>11s} {'after obj':>11s} | reference")
+    print(
+        f"{'case':14s} {'tol':>6s} | {'before s':>9s} {'after s':>9s} "
+        f"{'speed-up':>8s} | "
+        f"{'before obj':>11s} {'after obj':>11s} | reference"
+    )
     ratios = {}
     for case, tol in cases:
         best = {"before": None, "after": None}
         reference = None
         for r in range(args.repeats):
             for name, tree in (("before", args.before), ("after", str(HERE.parent))):
-                result = run(tree, case, tol, with_reference=(name == "after" and r == 0))
+                result = run(
+                    tree, case, tol, with_reference=(name == "after" and r == 0)
+                )
                 if best[name] is None or result["seconds"] < best[name]["seconds"]:
                     best[name] = result
                 if result["reference"] is not None:
@@ -136,17 +146,29 @@ def main():
         note = ""
         if reference is not None:
             if case == "sklearn-parts":
-                note = (f"EM from scikit-learn parts {reference:.3f} s: {reference / b['seconds']:.1f}x "
-                        f"before's time, {reference / a['seconds']:.1f}x after's")
+                note = (
+                    f"EM from scikit-learn parts {reference:.3f} s: "
+                    f"{reference / b['seconds']:.1f}x "
+                    f"before's time, {reference / a['seconds']:.1f}x after's"
+                )
             else:
-                note = (f"one LogisticRegression {reference:.4f} s: before takes "
-                        f"{b['seconds'] / reference:.0f}x, after {a['seconds'] / reference:.0f}x")
-        print(f"{case:14s} {tol:6.0e} | {b['seconds']:9.3f} {a['seconds']:9.3f} "
-              f"{b['seconds'] / a['seconds']:8.2f} | {b['bound']:11.6f} {a['bound']:11.6f} | {note}",
-              flush=True)
+                note = (
+                    f"one LogisticRegression {reference:.4f} s: before takes "
+                    f"{b['seconds'] / reference:.0f}x, after "
+                    f"{a['seconds'] / reference:.0f}x"
+                )
+        print(
+            f"{case:14s} {tol:6.0e} | {b['seconds']:9.3f} {a['seconds']:9.3f} "
+            f"{b['seconds'] / a['seconds']:8.2f} | {b['bound']:11.6f} "
+            f"{a['bound']:11.6f} | {note}",
+            flush=True,
+        )
     for tol, values in ratios.items():
         geo = statistics.geometric_mean(values)
-        print(f"tol={tol:g}: speed-up median {statistics.median(values):.2f}, geometric mean {geo:.2f}")
+        print(
+            f"tol={tol:g}: speed-up median {statistics.median(values):.2f}, geometric "
+            f"mean {geo:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -121,9 +121,9 @@ def test_slow_em_reaches_the_same_maximum_in_under_half_the_passes():
 def test_each_family_reaches_plain_ems_maximum(family, keywords):
     model, X, y, weight = _random_family_problem(0, family)
     fits = {
-        how: model.set_params(
-            tol=1e-9, max_iter=3000, acceleration=how, **keywords
-        ).fit(X, y, sample_weight=weight).lower_bound_
+        how: model.set_params(tol=1e-9, max_iter=3000, acceleration=how, **keywords)
+        .fit(X, y, sample_weight=weight)
+        .lower_bound_
         for how in (None, "squarem")
     }
     assert fits["squarem"] >= fits[None] - 1e-6

@@ -27,13 +27,18 @@ def pools(monkeypatch):
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize(
     "estimator, task",
-    [(MixtureOfExpertsRegressor, "regression"), (MixtureOfExpertsClassifier, "classification")],
+    [
+        (MixtureOfExpertsRegressor, "regression"),
+        (MixtureOfExpertsClassifier, "classification"),
+    ],
 )
 def test_threads_give_the_same_fit(estimator, task, pools):
     # 16 leaves: chunks of 2**17 / 18 rows, so 30,000 rows make 5 chunks
     X, y, _ = make_moe(30_000, 3, n_experts=4, depth=2, task=task, random_state=0)
     fits = [
-        estimator(4, depth=2, max_iter=5, tol=0, random_state=0, n_jobs=n_jobs).fit(X, y)
+        estimator(4, depth=2, max_iter=5, tol=0, random_state=0, n_jobs=n_jobs).fit(
+            X, y
+        )
         for n_jobs in (None, 2)
     ]
     assert pools and all(n == 2 for n in pools)
