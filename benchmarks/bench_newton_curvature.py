@@ -61,6 +61,21 @@ GRID = [
 ]
 
 
+def code_version():
+    """The commit of the tree hmexperts is imported from, whether its
+    hmexperts/ has uncommitted changes, and that tree's path."""
+    root = Path(hmexperts.__file__).resolve().parents[1]
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "hmexperts")
+    return commit, bool(dirty), root
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -91,8 +106,9 @@ def parse_args():
 
 def load_before(commit):
     """The ``_solvers`` module of ``commit``, as ``hmexperts._solvers_before``."""
+    root = Path(hmexperts.__file__).resolve().parents[1]
     source = subprocess.run(
-        ["git", "show", f"{commit}:hmexperts/_solvers.py"],
+        ["git", "-C", str(root), "show", f"{commit}:hmexperts/_solvers.py"],
         capture_output=True,
         text=True,
         check=True,
@@ -239,16 +255,9 @@ def main():
     args = parse_args()
     print_machine()
     print(f"command : python {' '.join(sys.argv)}")
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no", "--", ":/hmexperts"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    commit, dirty, root = code_version()
     print(
-        f"hmexperts {hmexperts.__version__} at commit {commit}"
+        f"hmexperts {hmexperts.__version__} from {root}, commit {commit}"
         f"{' (uncommitted changes in hmexperts/)' if dirty else ''}; "
         f"before = _solvers.py of {args.before}\n"
     )

@@ -56,12 +56,14 @@ import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 from _common import print_machine
 from array_api_compat import array_namespace
 from sklearn.exceptions import ConvergenceWarning
 
+import hmexperts
 from hmexperts import MixtureOfExpertsRegressor
 from hmexperts._em import InMemoryData, run_em
 from hmexperts.datasets import make_moe
@@ -100,6 +102,21 @@ def parse_args():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--fit-rows", type=int, default=100_000)
     return parser.parse_args()
+
+
+def code_version():
+    """The commit of the tree hmexperts is imported from, whether its
+    hmexperts/ has uncommitted changes, and that tree's path."""
+    root = Path(hmexperts.__file__).resolve().parents[1]
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "hmexperts")
+    return commit, bool(dirty), root
 
 
 # -- the reference -------------------------------------------------------------
@@ -391,16 +408,10 @@ def main():
     args = parse_args()
     print_machine()
     print(f"command : python {' '.join(sys.argv)}")
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no", "--", ":/hmexperts"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    commit, dirty, root = code_version()
     print(
-        f"commit {commit}{' (uncommitted changes in hmexperts/)' if dirty else ''}; "
+        f"hmexperts from {root}, commit {commit}"
+        f"{' (uncommitted changes in hmexperts/)' if dirty else ''}; "
         f"{args.iters} EM iteration(s) after the first pass, best of "
         f"{args.repeats}; seconds per iteration = total / iterations"
     )
