@@ -11,12 +11,16 @@ the same fit (checked here: equal ``lower_bounds_``). Each setting fits
 the fastest of ``--repeats``. BLAS is held at one thread per chunk (the
 library's default), so the two threads are the only parallelism.
 
+It first measures what two cores give on this machine at all: two processes
+of pure Python (no shared GIL) against one; on two free cores that is 2.0.
+
 Run from the repository root, on an otherwise idle machine::
 
     OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/bench_chunk_threads.py
 """
 
 import argparse
+import multiprocessing
 import time
 import warnings
 
@@ -67,6 +71,26 @@ def em_seconds_per_pass(X, y, n_experts, depth, n_jobs, iters, repeats):
     return best, bounds
 
 
+def _spin(n):
+    start, total = time.perf_counter(), 0
+    for i in range(n):
+        total += i
+    return time.perf_counter() - start
+
+
+def machine_parallelism(n=20_000_000):
+    """How much two processes of pure Python gain over one on this machine:
+    the most any two threads can gain here (2.0 on two free cores)."""
+    start = time.perf_counter()
+    _spin(n)
+    one = time.perf_counter() - start
+    with multiprocessing.Pool(2) as pool:
+        start = time.perf_counter()
+        pool.map(_spin, [n, n])
+        two = time.perf_counter() - start
+    return 2 * one / two
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=float, nargs="+", default=[1e5, 1e6])
@@ -74,6 +98,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     print_machine()
+    print(
+        "two processes of pure Python (no NumPy, no GIL shared) do "
+        f"{machine_parallelism():.2f}x the work of one here\n"
+    )
     print(
         f"{args.iters} EM iterations, seconds per pass of the EM loop, fastest of "
         f"{args.repeats}"
