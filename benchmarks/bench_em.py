@@ -100,7 +100,9 @@ def _pass_flops(n, p, n_experts, depth):
     sums), the gates' gradients and packed curvatures, the experts' means,
     Gram matrices and ``X^T R y``."""
     k, n_leaves, width = n_experts, n_experts**depth, p * (p + 1) // 2
-    pairs = k * (k + 1) // 2
+    # the curvature's class pairs a < b (softmax_sums since commit 0bf5ee9;
+    # K (K + 1) / 2 blocks before, so earlier results count more work)
+    pairs = k * (k - 1) // 2
     gate_outputs = sum(k ** (d + 1) for d in range(depth))
     gate_sums = sum(k**d * (2 * k * p + pairs * width) for d in range(depth))
     experts = n_leaves * (p + width + p)
