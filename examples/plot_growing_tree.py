@@ -77,6 +77,7 @@ plot_tree(grown, X[train], y[train], ax=axes[0])
 plot_gate_regions(grown, X[train], y[train], features=(0, 1), ax=axes[1])
 axes[1].set_xlabel("log F1")
 axes[1].set_ylabel("log F2")
+fig.axes[-1].set_ylabel("F0 (Hz)")  # the colour bar of the tokens' F0
 plt.show()
 
 # %%

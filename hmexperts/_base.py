@@ -359,8 +359,8 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             check_int(self.top_k, "top_k", min_val=1)
             if self.top_k > n_leaves:
                 raise ValueError(
-                    f"top_k={self.top_k} is larger than the number of leaves, "
-                    f"n_experts ** depth = {n_leaves}."
+                    f"top_k={self.top_k} is larger than the number of leaves "
+                    f"({n_leaves}; at most, for a grown tree)."
                 )
         if self.priority not in _PRIORITIES:
             raise ValueError(
@@ -1672,8 +1672,8 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         ``-2 sum_i w_i log p(y_i | x_i) + n_parameters * log(sum_i w_i)``,
         with ``n_parameters`` every free parameter: coefficients, one
         variance or dispersion per expert where the family has one, the
-        Student-t degrees of freedom, and ``n_experts - 1`` columns per gate
-        (the softmax's reference child is fixed).
+        Student-t degrees of freedom, and one column fewer than its
+        children per gate (the softmax's reference child is fixed).
 
         Parameters
         ----------

@@ -234,9 +234,12 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         One entry per batch of gates (``tree_.batches``; in a balanced tree
         batch ``d`` is level ``d``). ``gate_coef_[d]`` has shape
         (n_experts ** d, n_features, n_experts) in a balanced tree:
-        the weights of every gate of level ``d`` (root: ``d=0``).
+        the weights of every gate of level ``d`` (root: ``d=0``). In any
+        tree, batch ``b`` has shape ``(len(tree_.batches[b].nodes),
+        n_features, tree_.batches[b].n_children)``.
     gate_intercept_ : list of ndarray
-        ``gate_intercept_[d]`` has shape (n_experts ** d, n_experts).
+        ``gate_intercept_[b]`` has shape (n_gates of batch ``b``, its
+        number of children).
     expert_coef_ : ndarray of shape (n_leaves, n_features, n_classes)
         Weights of every leaf's softmax expert.
     expert_intercept_ : ndarray of shape (n_leaves, n_classes)

@@ -283,8 +283,8 @@ class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfEx
         (n_experts ** d, n_features, n_experts) in a balanced tree:
         the weights of every gate of level ``d`` (root: ``d=0``). Child ``c``
         of node ``v`` is node ``v * n_experts + c`` of the next level. In
-        any tree, batch ``b`` has shape (len(tree_.batches[b].nodes),
-        n_features, tree_.batches[b].n_children).
+        any tree, batch ``b`` has shape ``(len(tree_.batches[b].nodes),
+        n_features, tree_.batches[b].n_children)``.
     gate_intercept_ : list of ndarray
         ``gate_intercept_[b]`` has shape (n_gates of batch ``b``, its
         number of children).
