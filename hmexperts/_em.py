@@ -286,7 +286,7 @@ class InMemoryData:
         return total
 
 
-def e_step(chunk, gates, experts, xp, routing=_SOFT_EM, pass_index=0):
+def e_step(chunk, gates, experts, xp, routing=_SOFT_EM, pass_index=0, log_gates=None):
     """Responsibilities of one chunk and its share of the objective.
 
     ``log r_ij = log pi_j(x_i) + log p_j(y_i | x_i) - log p(y_i | x_i)`` for
@@ -304,8 +304,15 @@ def e_step(chunk, gates, experts, xp, routing=_SOFT_EM, pass_index=0):
     log_norm : array of shape (n_rows,)
         ``log p(y_i | x_i)`` (truncated: over the kept leaves).
     log_prior : array of shape (n_leaves, n_rows)
+
+    ``log_gates``, if a list, is set to the gates' log-probabilities, one
+    array per batch of the tree (``GateTree.log_prior``'s ``keep``), for the
+    gates' statistics (``GateTree.accumulate``).
     """
-    log_prior = gates.log_prior(chunk.X, xp)
+    if log_gates is None:
+        log_prior = gates.log_prior(chunk.X, xp)
+    else:
+        log_prior = gates.log_prior(chunk.X, xp, keep=log_gates)
     log_joint = log_prior + experts.log_likelihood(chunk.X, chunk.y, xp)
     n_leaves, n_rows = log_joint.shape
     k = routing.k
@@ -347,12 +354,15 @@ def _chunk_stats(
     importance of the leaves (for load balance) and the statistics of the
     components named in ``parts``. With ``resp_init`` (a function of the
     chunk) the responsibilities are given, and there is no E-step."""
+    log_gates = None
     if resp_init is not None:
         resp = resp_init(chunk, xp) * chunk.weight[None, :]
         stats = {}
     else:
+        # the E-step's gate probabilities are those the gates' sums need
+        log_gates = [] if "gates" in parts else None
         resp, log_norm, log_prior = e_step(
-            chunk, gates, experts, xp, routing, pass_index
+            chunk, gates, experts, xp, routing, pass_index, log_gates
         )
         stats = {
             "log_likelihood": xp.sum(chunk.weight * log_norm),
@@ -360,9 +370,15 @@ def _chunk_stats(
         }
         if gates.balance > 0:
             stats["importance"] = xp.exp(log_prior) @ chunk.weight
-    for name, component in (("gates", gates), ("experts", experts)):
-        if name in parts:
-            stats[name] = component.accumulate(None, chunk, resp, xp)
+    if "gates" in parts:
+        if log_gates is None:
+            stats["gates"] = gates.accumulate(None, chunk, resp, xp)
+        else:
+            stats["gates"] = gates.accumulate(
+                None, chunk, resp, xp, log_gates=log_gates
+            )
+    if "experts" in parts:
+        stats["experts"] = experts.accumulate(None, chunk, resp, xp)
     return stats
 
 

@@ -111,12 +111,18 @@ class GateTree(NewtonComponent):
     def set_free_parameters(self, free, xp):
         self.coefs = list(free)
 
-    def log_prior(self, X, xp):
+    def log_prior(self, X, xp, keep=None):
         """Log prior of every leaf, ``sum over the path of log g_v(child | x)``.
 
         Parameters
         ----------
         X : array of shape (n_samples, n_params)
+        keep : list or None
+            If a list, it is set to every batch's log gate probabilities,
+            ``keep[b]`` of shape (n_children, n_gates, n_samples) for batch
+            ``b`` of ``tree.batches``: what ``accumulate`` (``log_gates=``)
+            would otherwise make again. They hold ``n_leaves + n_gates - 1``
+            values per sample, about twice the log prior's.
 
         Returns
         -------
@@ -127,6 +133,8 @@ class GateTree(NewtonComponent):
         current = xp.zeros((1, n), dtype=xp.float64, device=device(X))
         dev = device(X)
         leaf_rows, leaf_ids = [], []
+        if keep is not None:
+            keep[:] = [None] * len(self.tree.batches)
         for level in self.tree.levels:
             parts, offset = [], 0
             for b in level.batches:
@@ -139,6 +147,8 @@ class GateTree(NewtonComponent):
                 )
                 offset += gates
                 log_gate = log_softmax(softmax_logits(X, coef, xp), 0, xp)  # (K, G, n)
+                if keep is not None:
+                    keep[b] = log_gate
                 # child c of gate v: row v * K + c of the level's children
                 log_path = xp.permute_dims(parent[None, :, :] + log_gate, (1, 0, 2))
                 parts.append(xp.reshape(log_path, (-1, n)))
@@ -208,29 +218,36 @@ class GateTree(NewtonComponent):
             out.append((targets, xp.sum(targets, axis=0)))
         return out
 
-    def accumulate(self, stats, chunk, resp, xp):
+    def accumulate(self, stats, chunk, resp, xp, log_gates=None):
         """Add the chunk's sums: for every batch, its gates' ``softmax_sums``
         with the children's posteriors as targets (every gate on the rows
         that reach it, when few do: hard or truncated EM); with load
-        balance, the sums behind the penalty's gradient."""
+        balance, the sums behind the penalty's gradient.
+
+        ``log_gates``: the chunk's log gate probabilities at the current
+        coefficients, one array per batch, as ``log_prior(..., keep=)``
+        gives them (the E-step's), or None to make them here."""
         batches = [None] * len(self.tree.batches)
         X, outer = self.design(chunk.X, xp), self.outer(chunk)
         for index, level in enumerate(self.tree.levels):
             for b, (targets, node_mass) in zip(
                 level.batches, self._level_targets(resp, index, xp), strict=True
             ):
+                log_prob = None if log_gates is None else log_gates[b]
                 grouped = group_rows(X, node_mass, xp, outer)
                 if grouped is not None:
                     take, X_batch, outer_batch = grouped
                     targets = take(targets)
+                    if log_prob is not None:
+                        log_prob = take(log_prob)
                 else:
                     X_batch, outer_batch = X, outer
                 batches[b] = softmax_sums(
-                    X_batch, targets, self.coefs[b], xp, outer_batch
+                    X_batch, targets, self.coefs[b], xp, outer_batch, log_prob=log_prob
                 )
         new = {"levels": batches}
         if self.balance > 0:
-            new["balance"] = self._balance_sums(chunk, xp)
+            new["balance"] = self._balance_sums(chunk, xp, log_gates)
         return add_stats(stats, new)
 
     def _batch_sums(self, stats):
@@ -238,12 +255,18 @@ class GateTree(NewtonComponent):
 
     # -- load balance --------------------------------------------------------
 
-    def _balance_sums(self, chunk, xp):
+    def _balance_sums(self, chunk, xp, log_gates=None):
         """The chunk's importance ``I_j = sum_i w_i pi_ij``, its weight, and
         for every level ``M[g, c, j] = sum_i w_i pi_ij (1[j under child c of
         g] - g_gc(x_i)) x_i``, the derivative of ``I_j`` by gate ``g``'s
-        coefficients of child ``c`` (for the leaves ``j`` under ``g``)."""
-        prior = xp.exp(self.log_prior(chunk.X, xp))  # (L, rows)
+        coefficients of child ``c`` (for the leaves ``j`` under ``g``);
+        ``log_gates`` as in ``accumulate``."""
+        if log_gates is None:
+            log_gates = []
+            log_prior = self.log_prior(chunk.X, xp, keep=log_gates)
+        else:  # the leaves' log priors, sums of the gates' along the paths
+            log_prior = self._balanced_log_prior(log_gates, xp)
+        prior = xp.exp(log_prior)  # (L, rows)
         X = wide(self.design(chunk.X, xp), xp)
         weight = chunk.weight
         weighted = prior * weight[None, :]
@@ -251,12 +274,10 @@ class GateTree(NewtonComponent):
         k, p = self.n_experts, X.shape[1]
         per_leaf = weighted @ X  # (L, P): sum_i w_i pi_ij x_i
         derivatives = []
-        for level, coef in enumerate(self.coefs):
+        for level, log_gate in enumerate(log_gates):
             n_gates = k**level
             leaves = n_leaves // n_gates  # under every gate of this level
-            gate = xp.exp(
-                log_softmax(softmax_logits(X, coef, xp), 0, xp)
-            )  # (K, G, rows)
+            gate = xp.exp(log_gate)  # (K, G, rows)
             # T2[g, c, j] = sum_i g_gc(x_i) w_i pi_ij x_i for the leaves j under g
             products = xp.permute_dims(gate, (1, 0, 2))[:, :, None, :] * xp.reshape(
                 weighted, (n_gates, 1, leaves, rows)
@@ -279,6 +300,16 @@ class GateTree(NewtonComponent):
             "weight": xp.sum(weight),
             "derivatives": derivatives,
         }
+
+    def _balanced_log_prior(self, log_gates, xp):
+        """The leaves' log priors of a balanced tree from every level's log
+        gate probabilities (as ``log_prior`` sums them)."""
+        n = log_gates[0].shape[-1]
+        current = xp.zeros((1, n), dtype=xp.float64, device=device(log_gates[0]))
+        for log_gate in log_gates:
+            log_path = xp.permute_dims(current[None, :, :] + log_gate, (1, 0, 2))
+            current = xp.reshape(log_path, (-1, n))
+        return current
 
     def _extra_gradients(self, stats, xp):
         """The load-balancing penalty's part of the objective's gradient:

@@ -117,3 +117,58 @@ def test_log_prior_of_a_tree_whose_leaves_come_first_at_a_level():
             for node, child in tree.path(leaf)
         )
         np.testing.assert_allclose(log_prior[leaf], expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "tree, balance",
+    [
+        (UNBALANCED, 0.0),
+        (Tree([[1, 2], [], [3, 4, 5], [], [6, 7], [], [], []]), 0.0),
+        (Tree.balanced(2, 3), 0.3),
+        (Tree.balanced(3, 2), 0.0),
+    ],
+)
+@pytest.mark.parametrize("hard", [False, True])
+def test_gate_sums_from_the_e_steps_log_gates_equal_those_made_anew(
+    tree, balance, hard
+):
+    # the E-step keeps every batch's log gate probabilities (log_prior's
+    # keep) for the gates' sums; with one leaf per sample (hard EM) the
+    # batches of several gates gather each gate's rows, and the kept
+    # log-probabilities with them
+    from hmexperts._components import Chunk
+
+    rng = np.random.RandomState(3)
+    n = 60
+    gates = GateTree(tree, alpha=1.0, balance=balance)
+    X = np.column_stack([rng.normal(size=(n, 2)), np.ones(n)])
+    gates.init_params(3, X, np)
+    gates.coef = [rng.normal(size=c.shape) for c in gates.coef]
+    resp = rng.uniform(size=(tree.n_leaves, n))
+    if hard:
+        resp = (resp == resp.max(axis=0)).astype(float)
+    weight = rng.uniform(0.5, 2.0, size=n)
+    resp = resp * weight
+    chunk = Chunk(X, np.zeros(n), weight, slice(0, n))
+    kept = []
+    log_prior = gates.log_prior(X, np, keep=kept)
+    np.testing.assert_array_equal(log_prior, gates.log_prior(X, np))
+    assert [k.shape for k in kept] == [
+        (b.n_children, len(b.nodes), n) for b in tree.batches
+    ]
+    expected = gates.accumulate(None, chunk, resp, np)
+    got = gates.accumulate(None, chunk, resp, np, log_gates=kept)
+
+    def compare(a, b):
+        if isinstance(a, dict):
+            assert a.keys() == b.keys()
+            for key in a:
+                compare(a[key], b[key])
+        elif isinstance(a, list):
+            assert len(a) == len(b)
+            for x, y in zip(a, b, strict=True):
+                compare(x, y)
+        else:
+            np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+
+    compare(expected, got)
