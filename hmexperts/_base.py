@@ -334,6 +334,13 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
                 raise ValueError(
                     "load_balance needs a balanced tree; a grown tree has none."
                 )
+            if is_learner(self):
+                raise ValueError(
+                    "tree='grow' grafts every split's experts into the tree, "
+                    "which needs built-in experts (a learner's fit cannot be "
+                    "spliced); grow with a built-in expert, then give the shape "
+                    "to the learner: tree=grown.tree_.to_nested()."
+                )
             n_leaves = self.max_leaves
         else:
             n_leaves = shape.n_leaves

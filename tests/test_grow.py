@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LinearRegression
 from sklearn.utils import check_random_state
 from test_families import assert_never_decreases
 
@@ -109,6 +110,7 @@ def test_make_moe_draws_from_a_tree_of_any_shape():
         ({"tree": "grow", "validation_fraction": 1.0}, "validation_fraction"),
         ({"tree": "grow", "load_balance": 0.1}, "load_balance needs a balanced"),
         ({"tree": [[0, 1], 2], "load_balance": 0.1}, "load_balance needs a balanced"),
+        ({"tree": "grow", "expert": LinearRegression()}, "needs built-in experts"),
     ],
 )
 def test_bad_tree_parameters_are_refused(params, match):
