@@ -334,6 +334,12 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
                 raise ValueError(
                     "load_balance needs a balanced tree; a grown tree has none."
                 )
+            if not isinstance(self.init_params, str):
+                raise ValueError(
+                    "init_params gives responsibilities over a tree's leaves, but "
+                    "tree='grow' starts from one expert: use 'kmeans' or "
+                    "'random', or give the tree's shape."
+                )
             if is_learner(self):
                 raise ValueError(
                     "tree='grow' grafts every split's experts into the tree, "

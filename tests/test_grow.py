@@ -111,6 +111,7 @@ def test_make_moe_draws_from_a_tree_of_any_shape():
         ({"tree": "grow", "load_balance": 0.1}, "load_balance needs a balanced"),
         ({"tree": [[0, 1], 2], "load_balance": 0.1}, "load_balance needs a balanced"),
         ({"tree": "grow", "expert": LinearRegression()}, "needs built-in experts"),
+        ({"tree": "grow", "init_params": np.ones((100, 2))}, "starts from one expert"),
     ],
 )
 def test_bad_tree_parameters_are_refused(params, match):
