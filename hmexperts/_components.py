@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._array_api import device
-from ._solvers import newton_direction, softmax_penalised
+from ._solvers import chunk_outer_products, newton_direction, softmax_penalised
 
 # Newton steps of an M-step on fixed targets (the first, from given
 # responsibilities); each guarantees an increase, and the loop stops earlier
@@ -78,6 +78,10 @@ class Chunk:
         The rows' outer products, if kept for the fit.
     init : array of shape (n_rows, n_leaves) or None
         The rows' initial responsibilities, when the user gave them.
+    outer_namespace : namespace or None
+        If given and ``outer`` is None, the namespace with which
+        ``outer_products`` makes the rows' outer products on first use,
+        for all the chunk's components to share.
     """
 
     X: object
@@ -86,6 +90,16 @@ class Chunk:
     rows: slice
     outer: object = None
     init: object = None
+    outer_namespace: object = None
+
+    def outer_products(self):
+        """The rows' outer products: those kept, else made once for the
+        chunk (``outer_namespace``) if they fit ``_solvers.
+        chunk_outer_products``'s bound, else None."""
+        if self.outer is None and self.outer_namespace is not None:
+            self.outer = chunk_outer_products(self.X, self.outer_namespace)
+            self.outer_namespace = None
+        return self.outer
 
 
 def scale_stats(stats, factor):
@@ -154,7 +168,7 @@ class Component(ABC):
 
     def outer(self, chunk):
         """The chunk's kept outer products, if they are of the columns read."""
-        return chunk.outer if self.columns is None else None
+        return chunk.outer_products() if self.columns is None else None
 
     def expand(self, coef, xp):
         """Coefficients of shape (n_models, n_read, ...) in the whole

@@ -177,6 +177,7 @@ def _block_stats(function, prepare, width, X, y, weight, init, rows, index):
             slice(rows.start + part.start, rows.start + part.stop),
             None,
             None if block.init is None else block.init[part, :],
+            outer_namespace=block.outer_namespace,
         )
         total = add_stats(total, function(chunk))
     return total
@@ -228,7 +229,8 @@ class ChunkPreparer:
             raise ValueError(NEGATIVE_WEIGHTS)
         weight = weight * self.weight_factor
         init = None if init is None else np.asarray(init, dtype=np.float64)
-        return Chunk(X, y, weight, rows, None, init)
+        # the outer products, made on first use, shared by the components
+        return Chunk(X, y, weight, rows, None, init, outer_namespace=xp)
 
 
 def encode_labels(y, classes):

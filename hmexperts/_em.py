@@ -269,6 +269,9 @@ class InMemoryData:
                 rows,
                 outer,
                 init,
+                # not kept for the fit: made once per chunk, on first use,
+                # for the gates and the experts to share
+                outer_namespace=self.xp if outer is None else None,
             )
 
     def map_reduce(self, function):

@@ -142,6 +142,25 @@ def outer_products(X, xp):
     return _outer_rows(X, xp) if n * p * (p + 1) // 2 <= _CACHE_ELEMENTS else None
 
 
+def chunk_outer_products(X, xp):
+    """Row-wise outer products of one chunk's rows, for all its components
+    to share, or None where they would be larger than the largest per-chunk
+    temporary, ``_MAX_CHUNK_ELEMENTS`` (float64: 128 MiB); the components
+    then make their own, in sub-chunks.
+
+    ``row_chunks`` sizes a chunk by its widest E-step temporary, not by
+    these: at ``P`` columns they are ``P * (P + 1) / 2`` per row. Under
+    the bound they take at most that much memory, beside the same size
+    already allowed for a chunk's temporaries.
+
+    Returns
+    -------
+    outer : array of shape (n_rows, n_params * (n_params + 1) / 2) or None
+    """
+    n, p = X.shape
+    return _outer_rows(X, xp) if n * p * (p + 1) // 2 <= _MAX_CHUNK_ELEMENTS else None
+
+
 def _outer_chunk(X, outer, rows, xp):
     if outer is not None:
         return outer[..., rows, :]

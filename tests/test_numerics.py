@@ -362,3 +362,33 @@ def test_fit_is_the_same_with_and_without_kept_outer_products(monkeypatch, Model
     assert _solvers.outer_products(X, xp) is None
     chunked = Model(n_experts=2, depth=2, random_state=0).fit(X, y)
     np.testing.assert_allclose(kept.lower_bounds_, chunked.lower_bounds_, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "Model", [MixtureOfExpertsRegressor, MixtureOfExpertsClassifier]
+)
+def test_chunks_share_their_outer_products_when_not_kept(monkeypatch, Model):
+    # beyond the fit-long cache, every chunk makes its rows' outer products
+    # once, on first use, for the gates and the experts; the fit is the same
+    # as with kept ones and as with every component making its own
+    from hmexperts import _components
+
+    task = "regression" if Model is MixtureOfExpertsRegressor else "classification"
+    X, y, _ = make_moe(300, 3, n_experts=2, depth=2, task=task, random_state=0)
+    monkeypatch.setattr(_solvers, "_CHUNK_ELEMENTS", 700)  # several chunks
+    monkeypatch.setattr(_solvers, "_MIN_CHUNK_ROWS", 1)
+    kept = Model(n_experts=2, depth=2, random_state=0).fit(X, y)
+    monkeypatch.setattr(_solvers, "_CACHE_ELEMENTS", 0)  # never keep them
+    made = []
+
+    def counting(X_chunk, namespace):
+        made.append(X_chunk.shape[0])
+        return _solvers.chunk_outer_products(X_chunk, namespace)
+
+    monkeypatch.setattr(_components, "chunk_outer_products", counting)
+    shared = Model(n_experts=2, depth=2, random_state=0).fit(X, y)
+    assert len(made) > 1 and sum(made) % 300 == 0 and max(made) < 300
+    monkeypatch.setattr(_components, "chunk_outer_products", lambda X, ns: None)
+    own = Model(n_experts=2, depth=2, random_state=0).fit(X, y)
+    np.testing.assert_allclose(shared.lower_bounds_, kept.lower_bounds_, rtol=1e-10)
+    np.testing.assert_allclose(shared.lower_bounds_, own.lower_bounds_, rtol=1e-10)
