@@ -333,13 +333,20 @@ def e_step(chunk, gates, experts, xp, routing=_SOFT_EM, pass_index=0, log_gates=
             log_resp = kept - logsumexp(kept, 0, xp)[None, :]
         else:
             log_resp = kept - log_norm[None, :]
-    else:
+    elif stochastic:
         log_norm = logsumexp(log_joint, 0, xp)
         log_resp = log_joint - log_norm[None, :]
-        if stochastic:
-            uniform = routing.generator(pass_index, chunk).uniform(size=n_rows)
-            uniform = xp.asarray(uniform, device=device(log_joint))
-            log_resp = _sample_leaves(log_resp, uniform, xp)
+        uniform = routing.generator(pass_index, chunk).uniform(size=n_rows)
+        uniform = xp.asarray(uniform, device=device(log_joint))
+        log_resp = _sample_leaves(log_resp, uniform, xp)
+    else:  # soft EM: the posteriors and log p(y | x) from one exponential
+        top = xp.max(log_joint, axis=0)
+        if not bool(xp.all(xp.isfinite(top))):  # as logsumexp: -inf stays
+            top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
+        scaled = xp.exp(log_joint - top[None, :])
+        total = xp.sum(scaled, axis=0)
+        log_norm = xp.log(total) + top
+        return scaled * (chunk.weight / total)[None, :], log_norm, log_prior
     return xp.exp(log_resp) * chunk.weight[None, :], log_norm, log_prior
 
 
