@@ -19,19 +19,18 @@ over linear-Gaussian experts, with the library's algorithm step for step:
 - the objective, the penalised mean log-likelihood, and the step halving of
   the gates' Newton steps when it goes down.
 
-What the reference does not do that hmexperts does, by design of the
-library rather than of the algorithm: it computes every gate's
-probabilities once per chunk and uses them for both the E-step and the
-gates' sums (hmexperts' E-step and its components' statistics are separate
-calls, so the gates' logits are made twice); it does not sum the gates'
-soft-target objective (hmexperts' statistics carry it for the Newton
-refinement of the first M-step); it keeps the per-gate arrays in the layout
-(gate, child, row), where a level's leaves are a reshape, not a transpose;
-and it makes the rows' outer products once per chunk for the experts and
-every gate level, and, where they are beyond the cache, sums all their
-weights against them in one matrix product, where hmexperts' components
-each make and read their own (when the outer products are not kept for the
-whole fit). It keeps the outer products for the whole run under the same
+Where the reference differs from hmexperts, by design of the library
+rather than of the algorithm: it computes every gate's probabilities once
+per chunk and uses them for both the E-step and the gates' sums (hmexperts'
+E-step keeps the gates' log-probabilities for the sums, which exponentiate
+them again); it does not sum the gates' soft-target objective (hmexperts'
+statistics carry it for the Newton refinement of the first M-step); it
+keeps the per-gate arrays in the layout (gate, child, row), where a level's
+leaves are a reshape, not a transpose; and, where the rows' outer products
+are beyond the cache, it sums the experts' and every gate level's weights
+against a chunk's outer products in one matrix product (hmexperts makes
+them once per chunk too, but every component reads them in its own
+products). It keeps the outer products for the whole run under the same
 memory budget as hmexperts (2**24 elements), otherwise makes them per chunk.
 
 Both start from the same parameters (a fit of ``max_iter=2`` from the
