@@ -308,9 +308,9 @@ def e_step(chunk, gates, experts, xp, routing=_SOFT_EM, pass_index=0, log_gates=
         ``log p(y_i | x_i)`` (truncated: over the kept leaves).
     log_prior : array of shape (n_leaves, n_rows)
 
-    ``log_gates``, if a list, is set to the gates' log-probabilities, one
-    array per batch of the tree (``GateTree.log_prior``'s ``keep``), for the
-    gates' statistics (``GateTree.accumulate``).
+    ``log_gates``, if a list, is set to the gates' log-probabilities and
+    probabilities, a pair per batch of the tree (``GateTree.log_prior``'s
+    ``keep``), for the gates' statistics (``GateTree.accumulate``).
     """
     if log_gates is None:
         log_prior = gates.log_prior(chunk.X, xp)

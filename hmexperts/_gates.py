@@ -118,11 +118,12 @@ class GateTree(NewtonComponent):
         ----------
         X : array of shape (n_samples, n_params)
         keep : list or None
-            If a list, it is set to every batch's log gate probabilities,
-            ``keep[b]`` of shape (n_children, n_gates, n_samples) for batch
-            ``b`` of ``tree.batches``: what ``accumulate`` (``log_gates=``)
-            would otherwise make again. They hold ``n_leaves + n_gates - 1``
-            values per sample, about twice the log prior's.
+            If a list, it is set to every batch's gate probabilities,
+            ``keep[b] = (log_gate, gate)``, both of shape (n_children,
+            n_gates, n_samples), for batch ``b`` of ``tree.batches``: what
+            ``accumulate`` (``log_gates=``) would otherwise make again.
+            They hold ``2 (n_leaves + n_gates - 1)`` values per sample,
+            about four times the log prior's.
 
         Returns
         -------
@@ -146,9 +147,13 @@ class GateTree(NewtonComponent):
                     else current[offset : offset + gates, :]
                 )
                 offset += gates
-                log_gate = log_softmax(softmax_logits(X, coef, xp), 0, xp)  # (K, G, n)
-                if keep is not None:
-                    keep[b] = log_gate
+                if keep is None:
+                    log_gate = log_softmax(softmax_logits(X, coef, xp), 0, xp)
+                else:  # (K, G, n), and the probabilities from the same exp
+                    log_gate, prob = _log_softmax_and_softmax(
+                        softmax_logits(X, coef, xp), xp
+                    )
+                    keep[b] = (log_gate, prob)
                 # child c of gate v: row v * K + c of the level's children
                 log_path = xp.permute_dims(parent[None, :, :] + log_gate, (1, 0, 2))
                 parts.append(xp.reshape(log_path, (-1, n)))
@@ -225,7 +230,8 @@ class GateTree(NewtonComponent):
         balance, the sums behind the penalty's gradient.
 
         ``log_gates``: the chunk's log gate probabilities at the current
-        coefficients, one array per batch, as ``log_prior(..., keep=)``
+        coefficients and their exponentials, a pair per batch, as
+        ``log_prior(..., keep=)``
         gives them (the E-step's), or None to make them here."""
         batches = [None] * len(self.tree.batches)
         X, outer = self.design(chunk.X, xp), self.outer(chunk)
@@ -233,17 +239,23 @@ class GateTree(NewtonComponent):
             for b, (targets, node_mass) in zip(
                 level.batches, self._level_targets(resp, index, xp), strict=True
             ):
-                log_prob = None if log_gates is None else log_gates[b]
+                log_prob, prob = (None, None) if log_gates is None else log_gates[b]
                 grouped = group_rows(X, node_mass, xp, outer)
                 if grouped is not None:
                     take, X_batch, outer_batch = grouped
                     targets = take(targets)
                     if log_prob is not None:
-                        log_prob = take(log_prob)
+                        log_prob, prob = take(log_prob), take(prob)
                 else:
                     X_batch, outer_batch = X, outer
                 batches[b] = softmax_sums(
-                    X_batch, targets, self.coefs[b], xp, outer_batch, log_prob=log_prob
+                    X_batch,
+                    targets,
+                    self.coefs[b],
+                    xp,
+                    outer_batch,
+                    log_prob=log_prob,
+                    prob=prob,
                 )
         new = {"levels": batches}
         if self.balance > 0:
@@ -277,7 +289,7 @@ class GateTree(NewtonComponent):
         for level, log_gate in enumerate(log_gates):
             n_gates = k**level
             leaves = n_leaves // n_gates  # under every gate of this level
-            gate = xp.exp(log_gate)  # (K, G, rows)
+            gate = log_gate[1]  # (K, G, rows)
             # T2[g, c, j] = sum_i g_gc(x_i) w_i pi_ij x_i for the leaves j under g
             products = xp.permute_dims(gate, (1, 0, 2))[:, :, None, :] * xp.reshape(
                 weighted, (n_gates, 1, leaves, rows)
@@ -304,9 +316,9 @@ class GateTree(NewtonComponent):
     def _balanced_log_prior(self, log_gates, xp):
         """The leaves' log priors of a balanced tree from every level's log
         gate probabilities (as ``log_prior`` sums them)."""
-        n = log_gates[0].shape[-1]
-        current = xp.zeros((1, n), dtype=xp.float64, device=device(log_gates[0]))
-        for log_gate in log_gates:
+        n = log_gates[0][0].shape[-1]
+        current = xp.zeros((1, n), dtype=xp.float64, device=device(log_gates[0][0]))
+        for log_gate, _ in log_gates:
             log_path = xp.permute_dims(current[None, :, :] + log_gate, (1, 0, 2))
             current = xp.reshape(log_path, (-1, n))
         return current
@@ -355,6 +367,17 @@ class GateTree(NewtonComponent):
     def n_free_params(self, n_params):
         """Free parameters: each gate has ``(n_experts - 1) * n_params``."""
         return (self.n_leaves - 1) * n_params
+
+
+def _log_softmax_and_softmax(logits, xp):
+    """``log_softmax(logits, 0)`` (the same operations, so the same values)
+    and ``softmax(logits, 0)`` from its one exponential."""
+    top = xp.max(logits, axis=0, keepdims=True)
+    if not bool(xp.all(xp.isfinite(top))):
+        top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
+    scaled = xp.exp(logits - top)
+    total = xp.sum(scaled, axis=0, keepdims=True)
+    return logits - (xp.log(total) + top), scaled / total
 
 
 def importance_cv2(log_prior, sample_weight, xp):

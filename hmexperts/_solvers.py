@@ -375,7 +375,9 @@ def _softmax_normalised(logits, xp):
     return scaled / total[None, ...], xp.log(total) + top
 
 
-def softmax_sums(X, targets, coef, xp, outer=None, per_class=False, log_prob=None):
+def softmax_sums(
+    X, targets, coef, xp, outer=None, per_class=False, log_prob=None, prob=None
+):
     """One chunk's sums for a batch of softmax models with soft targets.
 
     At the coefficients ``coef``, with ``g_i = softmax(coef_g^T x_i)`` and
@@ -421,11 +423,14 @@ def softmax_sums(X, targets, coef, xp, outer=None, per_class=False, log_prob=Non
         The models' log-probabilities ``log g_ci`` at ``coef`` on these rows,
         where the caller has them already (the E-step's gates): they replace
         the logits and their normalisation.
+    prob : array of shape (n_classes, n_models, n_rows) or None
+        With ``log_prob``, its exponential, where the caller has it.
 
     Returns
     -------
     sums : dict
     """
+    probs = prob  # the loop's ``prob`` is the rows' probabilities
     grouped = X.ndim == 3
     n, p = X.shape[-2:]
     n_models, _, k = coef.shape
@@ -460,7 +465,7 @@ def softmax_sums(X, targets, coef, xp, outer=None, per_class=False, log_prob=Non
             )
         else:
             log_g = wide(log_prob[:, :, rows], xp)
-            prob = xp.exp(log_g)
+            prob = xp.exp(log_g) if probs is None else wide(probs[:, :, rows], xp)
             objective = objective + xp.sum(xp.sum(T * log_g, axis=0), axis=1)
         weighted = prob * s[None, :, :]  # s_i g_ai
         resid = T - weighted  # (K, G, rows)

@@ -153,9 +153,11 @@ def test_gate_sums_from_the_e_steps_log_gates_equal_those_made_anew(
     kept = []
     log_prior = gates.log_prior(X, np, keep=kept)
     np.testing.assert_array_equal(log_prior, gates.log_prior(X, np))
-    assert [k.shape for k in kept] == [
+    assert [k[0].shape for k in kept] == [
         (b.n_children, len(b.nodes), n) for b in tree.batches
     ]
+    for log_gate, gate in kept:
+        np.testing.assert_allclose(gate, np.exp(log_gate), rtol=1e-14)
     expected = gates.accumulate(None, chunk, resp, np)
     got = gates.accumulate(None, chunk, resp, np, log_gates=kept)
 
