@@ -20,13 +20,12 @@ over linear-Gaussian experts, with the library's algorithm step for step:
   the gates' Newton steps when it goes down.
 
 Where the reference differs from hmexperts, by design of the library
-rather than of the algorithm: it computes every gate's probabilities once
-per chunk and uses them for both the E-step and the gates' sums (hmexperts'
-E-step keeps the gates' log-probabilities for the sums, which exponentiate
-them again); it does not sum the gates' soft-target objective (hmexperts'
-statistics carry it for the Newton refinement of the first M-step); it
-keeps the per-gate arrays in the layout (gate, child, row), where a level's
-leaves are a reshape, not a transpose; and, where the rows' outer products
+rather than of the algorithm (both compute every gate's probabilities once
+per chunk and use them for both the E-step and the gates' sums): it does
+not sum the gates' soft-target objective (hmexperts' statistics carry it
+for the Newton refinement of the first M-step); it keeps the per-gate
+arrays in the layout (gate, child, row), where a level's leaves are a
+reshape, not a transpose; and, where the rows' outer products
 are beyond the cache, it sums the experts' and every gate level's weights
 against a chunk's outer products in one matrix product (hmexperts makes
 them once per chunk too, but every component reads them in its own
