@@ -229,7 +229,14 @@ class Component(ABC):
 
 class ExpertBank(Component):
     """A component holding the experts of every leaf (see the module's
-    docstring); the defaults suit the built-in banks."""
+    docstring); the defaults suit the built-in banks.
+
+    A bank whose ``shares_probabilities`` is true takes ``keep`` in
+    ``log_likelihood`` (a list it appends what it computed to) and
+    ``kept`` in ``accumulate`` (that list), so that the E-step's work
+    serves its sums (the softmax experts' class probabilities)."""
+
+    shares_probabilities = False
 
     def bind(self, data, xp):
         """Keep ``data`` (the source of chunks) while EM runs; None lets go."""

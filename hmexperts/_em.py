@@ -289,7 +289,16 @@ class InMemoryData:
         return total
 
 
-def e_step(chunk, gates, experts, xp, routing=_SOFT_EM, pass_index=0, log_gates=None):
+def e_step(
+    chunk,
+    gates,
+    experts,
+    xp,
+    routing=_SOFT_EM,
+    pass_index=0,
+    log_gates=None,
+    kept_experts=None,
+):
     """Responsibilities of one chunk and its share of the objective.
 
     ``log r_ij = log pi_j(x_i) + log p_j(y_i | x_i) - log p(y_i | x_i)`` for
@@ -310,13 +319,19 @@ def e_step(chunk, gates, experts, xp, routing=_SOFT_EM, pass_index=0, log_gates=
 
     ``log_gates``, if a list, is set to the gates' log-probabilities and
     probabilities, a pair per batch of the tree (``GateTree.log_prior``'s
-    ``keep``), for the gates' statistics (``GateTree.accumulate``).
+    ``keep``), for the gates' statistics (``GateTree.accumulate``);
+    ``kept_experts``, if a list, to what a bank that ``shares_probabilities``
+    keeps for its statistics.
     """
     if log_gates is None:
         log_prior = gates.log_prior(chunk.X, xp)
     else:
         log_prior = gates.log_prior(chunk.X, xp, keep=log_gates)
-    log_joint = log_prior + experts.log_likelihood(chunk.X, chunk.y, xp)
+    if kept_experts is None:
+        log_expert = experts.log_likelihood(chunk.X, chunk.y, xp)
+    else:
+        log_expert = experts.log_likelihood(chunk.X, chunk.y, xp, keep=kept_experts)
+    log_joint = log_prior + log_expert
     n_leaves, n_rows = log_joint.shape
     k = routing.k
     stochastic = routing.algorithm == "stochastic"
@@ -364,15 +379,17 @@ def _chunk_stats(
     importance of the leaves (for load balance) and the statistics of the
     components named in ``parts``. With ``resp_init`` (a function of the
     chunk) the responsibilities are given, and there is no E-step."""
-    log_gates = None
+    log_gates = kept_experts = None
     if resp_init is not None:
         resp = resp_init(chunk, xp) * chunk.weight[None, :]
         stats = {}
     else:
         # the E-step's gate probabilities are those the gates' sums need
         log_gates = [] if "gates" in parts else None
+        shared = "experts" in parts and experts.shares_probabilities
+        kept_experts = [] if shared else None
         resp, log_norm, log_prior = e_step(
-            chunk, gates, experts, xp, routing, pass_index, log_gates
+            chunk, gates, experts, xp, routing, pass_index, log_gates, kept_experts
         )
         stats = {
             "log_likelihood": xp.sum(chunk.weight * log_norm),
@@ -388,7 +405,12 @@ def _chunk_stats(
                 None, chunk, resp, xp, log_gates=log_gates
             )
     if "experts" in parts:
-        stats["experts"] = experts.accumulate(None, chunk, resp, xp)
+        if kept_experts:
+            stats["experts"] = experts.accumulate(
+                None, chunk, resp, xp, kept=kept_experts
+            )
+        else:
+            stats["experts"] = experts.accumulate(None, chunk, resp, xp)
     return stats
 
 

@@ -198,6 +198,8 @@ class SoftmaxExperts(NewtonComponent, ExpertBank):
     """
 
     penalty_name = "expert_alpha"
+    # the E-step's class probabilities serve the sums (``accumulate``)
+    shares_probabilities = True
 
     def __init__(self, n_leaves, n_classes, alpha):
         self.n_leaves = n_leaves
@@ -230,19 +232,33 @@ class SoftmaxExperts(NewtonComponent, ExpertBank):
         classes = xp.arange(self.n_classes, device=device(X))
         return xp.astype(classes[:, None] == y[None, :], dtype or X.dtype)
 
-    def accumulate(self, stats, chunk, resp, xp):
+    def accumulate(self, stats, chunk, resp, xp, kept=None):
         """Add the chunk's ``softmax_sums`` of every expert at its current
         coefficients (every expert on its own rows, when few are: hard or
-        truncated EM)."""
+        truncated EM). ``kept``: the experts' class log-probabilities and
+        probabilities on the chunk, as ``log_likelihood(..., keep=)`` gives
+        them (the E-step's), or None to make them here."""
         X, outer = self.design(chunk.X, xp), self.outer(chunk)
         targets = (
             self._one_hot(chunk.y, X, xp, resp.dtype)[:, None, :] * resp[None, :, :]
         )
+        log_prob, prob = (None, None) if not kept else kept[0]
         grouped = group_rows(X, resp, xp, outer)
         if grouped is not None:
             take, X, outer = grouped
             targets = take(targets)
-        sums = softmax_sums(X, targets, self.coef, xp, outer, self.per_class)
+            if log_prob is not None:
+                log_prob, prob = take(log_prob), take(prob)
+        sums = softmax_sums(
+            X,
+            targets,
+            self.coef,
+            xp,
+            outer,
+            self.per_class,
+            log_prob=log_prob,
+            prob=prob,
+        )
         return add_stats(stats, [sums])
 
     def predict_log_proba(self, X, xp, mask=None):
@@ -252,9 +268,15 @@ class SoftmaxExperts(NewtonComponent, ExpertBank):
         """
         return log_softmax(softmax_logits(self.design(X, xp), self.coef, xp), 0, xp)
 
-    def log_likelihood(self, X, y, xp):
+    def log_likelihood(self, X, y, xp, keep=None):
+        """``log p_j(y_i | x_i)``, (n_leaves, n_samples); with ``keep`` (a
+        list), the class log-probabilities and probabilities are appended to
+        it, for ``accumulate``."""
+        log_prob = self.predict_log_proba(X, xp)
+        if keep is not None:
+            keep.append((log_prob, xp.exp(log_prob)))
         one_hot = self._one_hot(y, X, xp, xp.float64)
-        return xp.sum(self.predict_log_proba(X, xp) * one_hot[:, None, :], axis=0)
+        return xp.sum(log_prob * one_hot[:, None, :], axis=0)
 
     def penalty(self, xp):
         return 0.5 * self.alpha * float(xp.sum(self.coef**2))

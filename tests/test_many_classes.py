@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from hmexperts import MixtureOfExpertsClassifier, _experts
+from hmexperts._experts import PER_CLASS_FROM, SoftmaxExperts
 from hmexperts._solvers import newton_direction, softmax_sums
 
 
@@ -79,3 +80,35 @@ def test_per_class_steps_keep_em_monotone_and_reach_the_full_steps_optimum(
     assert not full._experts.per_class
     # the same start and the same objective: the same local optimum
     assert per_class.lower_bound_ == pytest.approx(full.lower_bound_, abs=2e-4)
+
+
+@pytest.mark.parametrize("n_classes", [3, 12, PER_CLASS_FROM])
+@pytest.mark.parametrize("hard", [False, True])
+def test_expert_sums_from_the_e_steps_probabilities_equal_those_made_anew(
+    n_classes, hard
+):
+    # the E-step's class probabilities (log_likelihood's keep) serve the
+    # softmax experts' sums; with one leaf per sample every expert gathers
+    # its rows, and the kept probabilities with them
+    from hmexperts._components import Chunk
+
+    rng = np.random.RandomState(4)
+    n, n_leaves = 80, 4
+    experts = SoftmaxExperts(n_leaves, n_classes, alpha=1.0)
+    X = np.column_stack([rng.normal(size=(n, 2)), np.ones(n)])
+    experts.init_params(3, X, np)
+    experts.coef = rng.normal(size=experts.coef.shape)
+    y = rng.randint(0, n_classes, size=n)
+    resp = rng.uniform(size=(n_leaves, n))
+    if hard:
+        resp = (resp == resp.max(axis=0)).astype(float)
+    chunk = Chunk(X, y, np.ones(n), slice(0, n))
+    kept = []
+    np.testing.assert_array_equal(
+        experts.log_likelihood(X, y, np, keep=kept), experts.log_likelihood(X, y, np)
+    )
+    (expected,) = experts.accumulate(None, chunk, resp, np)
+    (got,) = experts.accumulate(None, chunk, resp, np, kept=kept)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-12, atol=1e-12)
