@@ -1,7 +1,9 @@
-"""What every benchmark prints first: the machine and library versions."""
+"""What every benchmark prints first: the machine, versions and code measured."""
 
 import os
 import platform
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import scipy
@@ -26,3 +28,18 @@ def print_machine():
             f"{pool['num_threads']} threads"
         )
     print()
+
+
+def code_version():
+    """The commit of the tree hmexperts is imported from, whether its
+    hmexperts/ has uncommitted changes, and that tree's path."""
+    root = Path(hmexperts.__file__).resolve().parents[1]
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "hmexperts")
+    return commit, bool(dirty), root

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import bench_em
 import numpy as np
-from _common import print_machine
+from _common import code_version, print_machine
 from bench_em import time_iterations
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -59,21 +59,6 @@ GRID = [
     (100_000, 16, 32),
     (100_000, 64, 8),
 ]
-
-
-def code_version():
-    """The commit of the tree hmexperts is imported from, whether its
-    hmexperts/ has uncommitted changes, and that tree's path."""
-    root = Path(hmexperts.__file__).resolve().parents[1]
-
-    def git(*args):
-        return subprocess.run(
-            ["git", "-C", str(root), *args], capture_output=True, text=True
-        ).stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD")
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "hmexperts")
-    return commit, bool(dirty), root
 
 
 def parse_args():

@@ -50,18 +50,15 @@ Run from the repository root, one BLAS thread::
 
 import argparse
 import math
-import subprocess
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
-from _common import print_machine
+from _common import code_version, print_machine
 from array_api_compat import array_namespace
 from sklearn.exceptions import ConvergenceWarning
 
-import hmexperts
 from hmexperts import MixtureOfExpertsRegressor
 from hmexperts._em import InMemoryData, run_em
 from hmexperts.datasets import make_moe
@@ -100,21 +97,6 @@ def parse_args():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--fit-rows", type=int, default=100_000)
     return parser.parse_args()
-
-
-def code_version():
-    """The commit of the tree hmexperts is imported from, whether its
-    hmexperts/ has uncommitted changes, and that tree's path."""
-    root = Path(hmexperts.__file__).resolve().parents[1]
-
-    def git(*args):
-        return subprocess.run(
-            ["git", "-C", str(root), *args], capture_output=True, text=True
-        ).stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD")
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "hmexperts")
-    return commit, bool(dirty), root
 
 
 # -- the reference -------------------------------------------------------------
