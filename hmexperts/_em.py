@@ -512,12 +512,13 @@ class Squarem:
         self.points = []
 
     def _free(self):
-        return [a for c in self.components for a in c.free_parameters(self.xp)]
+        parts = [c.free_parameters(self.xp) for c in self.components]
+        self._sizes = [len(p) for p in parts]
+        return [a for p in parts for a in p]
 
     def _set(self, free):
         i = 0
-        for component in self.components:
-            k = len(component.free_parameters(self.xp))
+        for component, k in zip(self.components, self._sizes, strict=True):
             component.set_free_parameters(free[i : i + k], self.xp)
             i += k
 

@@ -35,11 +35,11 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ._array_api import device, to_numpy, wide
+from ._array_api import device, logsumexp, to_numpy, wide
 from ._config import thread_limit
 from ._em import e_step, statistics
 from ._gates import GateTree
-from ._init import GivenStart, _kmeans, target_columns
+from ._init import GivenStart, _kmeans, joint_columns
 from ._tree import Tree
 
 # EM iterations of a candidate split's trial fit, before it is scored.
@@ -82,37 +82,32 @@ def _score(estimator, data, gates, experts, xp, weight_factor, criterion):
 
 
 def _responsibilities(data, gates, experts, xp):
-    """The posterior of every leaf for every row of ``data`` (host,
-    (n_leaves, n_rows)) and every leaf's expected negative log-likelihood."""
-    parts, badness = [], np.zeros(gates.n_leaves)
+    """On the host, for every row of ``data``: every leaf's posterior and its
+    expert's log-likelihood, (n_leaves, n_rows) each; and every leaf's
+    expected negative log-likelihood, ``-sum_i w_i r_ij log p_j(y_i | x_i)``."""
+    resp, log_expert, badness = [], [], np.zeros(gates.n_leaves)
     with thread_limit():
         for chunk in data.chunks():
-            resp, _, _ = e_step(chunk, gates, experts, xp)
-            log_expert = experts.log_likelihood(chunk.X, chunk.y, xp)
-            badness -= to_numpy(xp.sum(resp * wide(log_expert, xp), axis=1), xp)
-            weight = to_numpy(chunk.weight, xp)
-            parts.append(to_numpy(resp, xp) / np.maximum(weight, 1e-300)[None, :])
-    return np.concatenate(parts, axis=1), badness
+            log_j = wide(experts.log_likelihood(chunk.X, chunk.y, xp), xp)
+            log_joint = gates.log_prior(chunk.X, xp) + log_j
+            r = xp.exp(log_joint - logsumexp(log_joint, 0, xp)[None, :])
+            badness -= to_numpy(xp.sum(r * log_j * chunk.weight[None, :], axis=1), xp)
+            resp.append(to_numpy(r, xp))
+            log_expert.append(to_numpy(log_j, xp))
+    return (
+        np.concatenate(resp, axis=1),
+        np.concatenate(log_expert, axis=1),
+        badness,
+    )
 
 
 def _local_start(estimator, data, weight, n_children, xp, random_state):
     """Responsibilities (n_rows, n_children) cutting ``data``'s rows (with
     the weights ``weight``) by a weighted k-means of their standardised
     joint ``[x, y]``, as ``fit``'s start cuts the whole data."""
-    joint = np.hstack(
-        [
-            to_numpy(wide(data.X[:, :-1], xp), xp),
-            to_numpy(
-                target_columns(
-                    data.y,
-                    None if estimator._is_regression else len(estimator.classes_),
-                    xp,
-                    estimator._start_transform(data.y, data.sample_weight, xp),
-                ),
-                xp,
-            ),
-        ]
-    )
+    n_classes = None if estimator._is_regression else len(estimator.classes_)
+    transform = estimator._start_transform(data.y, data.sample_weight, xp)
+    joint = joint_columns(data.X, data.y, n_classes, xp, transform)
     _, centers = _kmeans(joint, weight, n_children, random_state)
     nearest = np.argmin(
         (centers**2).sum(axis=1)[None, :] - 2 * joint @ centers.T, axis=1
@@ -120,16 +115,6 @@ def _local_start(estimator, data, weight, n_children, xp, random_state):
     start = (nearest[:, None] == np.arange(n_children)[None, :]).astype(float)
     # an empty child would stall the first M-step: every row keeps a trace
     return start + 1e-6
-
-
-def _leaf_log_likelihood(data, experts, leaf, xp):
-    """Every row's log-likelihood under expert ``leaf`` (host)."""
-    with thread_limit():
-        parts = [
-            to_numpy(experts.log_likelihood(chunk.X, chunk.y, xp)[leaf], xp)
-            for chunk in data.chunks()
-        ]
-    return np.concatenate(parts)
 
 
 def _mixture_log_likelihood(data, gates, experts, xp):
@@ -244,9 +229,11 @@ def grow_tree(estimator, data, scaling, start_sample, xp, weight_factor):
     current = score(gates, experts)
     history = [GrowthStep(1, None, current, {})]
     while tree.n_leaves + n_children - 1 <= estimator.max_leaves:
-        resp, badness = _responsibilities(train, gates, experts, xp)
+        resp, log_expert, badness = _responsibilities(train, gates, experts, xp)
         if held_out is not None:
-            held_resp, _ = _responsibilities(held_out, gates, experts, xp)
+            held_resp, held_log_expert, _ = _responsibilities(
+                held_out, gates, experts, xp
+            )
             held_weight = to_numpy(held_out.sample_weight, xp) / weight_factor
         leaves = np.argsort(-badness, kind="stable")[: estimator.n_split_candidates]
         n_new = estimator._n_free_params(gates.n_design, n_children) - (
@@ -268,17 +255,14 @@ def grow_tree(estimator, data, scaling, start_sample, xp, weight_factor):
             )
             # the leaf's rows scored by the local mixture instead of its expert
             if held_out is None:
-                scored, weight = (
-                    train,
-                    resp[leaf] * to_numpy(train.sample_weight, xp) / weight_factor,
-                )
+                scored, expert = train, log_expert[leaf]
+                weight = resp[leaf] * to_numpy(train.sample_weight, xp) / weight_factor
                 penalty = 0.5 * n_new * math.log(total)
             else:
-                scored, weight = held_out, held_resp[leaf] * held_weight
+                scored, expert = held_out, held_log_expert[leaf]
+                weight = held_resp[leaf] * held_weight
                 penalty = 0.0
-            change = _mixture_log_likelihood(scored, *local, xp) - _leaf_log_likelihood(
-                scored, experts, leaf, xp
-            )
+            change = _mixture_log_likelihood(scored, *local, xp) - expert
             gains[leaf] = (float(weight @ change) - penalty, local)
         best = max(gains, key=lambda leaf: gains[leaf][0])
         candidates = {k: current + v[0] for k, v in gains.items()}

@@ -104,6 +104,18 @@ def target_columns(y, n_classes, xp, transform=None):
     return xp.astype(y[:, None] == classes[None, :], xp.float64)
 
 
+def joint_columns(X, y, n_classes, xp, transform=None):
+    """The standardised joint ``[x, y]`` the starts cluster, on the host:
+    the design's columns without the intercept, then the target's
+    (``target_columns``)."""
+    return np.hstack(
+        [
+            to_numpy(wide(X[:, :-1], xp), xp),
+            to_numpy(target_columns(y, n_classes, xp, transform), xp),
+        ]
+    )
+
+
 def initial_start(
     X_sample,
     y_sample,
@@ -133,12 +145,7 @@ def initial_start(
     -------
     start : ClusterStart
     """
-    joint = np.hstack(
-        [
-            to_numpy(wide(X_sample[:, :-1], xp), xp),
-            to_numpy(target_columns(y_sample, n_classes, xp, transform), xp),
-        ]
-    )
+    joint = joint_columns(X_sample, y_sample, n_classes, xp, transform)
     weight = to_numpy(weight_sample, xp)
     n_leaves = tree.n_leaves
     if method == "kmeans":
