@@ -88,7 +88,9 @@ def test_load_is_a_distribution_over_leaves(hme, with_y):
 def test_effective_n_experts_within_bounds(hme, with_y):
     model, X, y, _ = hme
     n_effective = effective_n_experts(model, X, y if with_y else None)
-    assert 1.0 <= n_effective <= 4.0
+    # the truth spreads its samples over all four leaves (shares 0.19-0.31):
+    # the fit uses them all, not one or two
+    assert 3.0 < n_effective <= 4.0
     load = expert_load(model, X, y if with_y else None)
     assert n_effective == pytest.approx(np.exp(-np.sum(load * np.log(load))))
 
