@@ -40,6 +40,7 @@ targets. The work then scales with the rows each model sees, not with
 ``n_models * n_samples``.
 """
 
+import functools
 import warnings
 
 import numpy as np
@@ -67,9 +68,12 @@ _CACHE_ELEMENTS = 2**24
 _RIDGE_FLOOR = 1e-10
 
 
+@functools.lru_cache(maxsize=64)
 def _triangle(p):
     """Pairs ``(i, j)``, ``i <= j``, of a symmetric ``p x p`` matrix, and the
-    position of every entry ``(i, j)`` of the full matrix in that list."""
+    position of every entry ``(i, j)`` of the full matrix in that list
+    (made once per ``p``, as every Newton step asks, and shared: never
+    written to)."""
     rows, cols = np.triu_indices(p)
     position = np.empty((p, p), dtype=np.int64)
     position[rows, cols] = position[cols, rows] = np.arange(len(rows))
@@ -576,27 +580,39 @@ def _per_class_direction(packed, grad, alpha, xp, penalty_name):
     return xp.permute_dims(xp.reshape(step, (n_models, k, p)), (0, 2, 1))
 
 
-def _full_hessian(coupling, k, p, alpha, xp):
-    """The full penalised negative Hessian, (G, K * P, K * P), from the sums
-    over the class pairs ``a < b``, (G, K * (K - 1) / 2, T) (``softmax_sums``):
-    block ``(a, b)`` is ``-C_ab``, block ``(a, a)`` is ``sum_{b != a} C_ab``."""
+@functools.lru_cache(maxsize=64)
+def _hessian_layout(k, p):
+    """How ``_full_hessian`` assembles K classes of P parameters (made once
+    per shape, and shared: never written to): the incidence (K, pairs) of
+    the classes in the pairs ``a < b``, which sums the diagonal blocks, and
+    the index of every entry of the full matrix in the diagonal blocks and
+    pairs laid end to end."""
     rows, cols = np.triu_indices(k, 1)
     n_off, width = len(rows), p * (p + 1) // 2
     _, _, p_position = _triangle(p)
-    n_models = coupling.shape[0]
     # the diagonal blocks: every pair's sum added to the blocks of its two classes
     incidence = np.zeros((k, n_off))
     incidence[rows, np.arange(n_off)] = incidence[cols, np.arange(n_off)] = 1.0
-    diagonal = _on(incidence, coupling, xp) @ coupling  # (G, K, T)
-    blocks = xp.concat([diagonal, -coupling], axis=1)  # (G, K + pairs, T)
-    # block (a, b) of the full matrix is entry position[a, b] of ``blocks``
+    # block (a, b) of the full matrix is entry position[a, b] of the blocks
     position = np.diag(np.arange(k))
     position[rows, cols] = position[cols, rows] = k + np.arange(n_off)
     # entry (a * P + i, b * P + j) of the full matrix
     index = position[:, None, :, None] * width + p_position[None, :, None, :]
+    return incidence, index.reshape(-1)
+
+
+def _full_hessian(coupling, k, p, alpha, xp):
+    """The full penalised negative Hessian, (G, K * P, K * P), from the sums
+    over the class pairs ``a < b``, (G, K * (K - 1) / 2, T) (``softmax_sums``):
+    block ``(a, b)`` is ``-C_ab``, block ``(a, a)`` is ``sum_{b != a} C_ab``."""
+    incidence, index = _hessian_layout(k, p)
+    n_off, width = incidence.shape[1], p * (p + 1) // 2
+    n_models = coupling.shape[0]
+    diagonal = _on(incidence, coupling, xp) @ coupling  # (G, K, T)
+    blocks = xp.concat([diagonal, -coupling], axis=1)  # (G, K + pairs, T)
     hess = xp.take(
         xp.reshape(blocks, (n_models, (k + n_off) * width)),
-        _on(index.reshape(-1), coupling, xp),
+        _on(index, coupling, xp),
         axis=1,
     )
     hess = xp.reshape(hess, (n_models, k * p, k * p))
