@@ -942,9 +942,13 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             and self._fitted_spec == self._spec(self.n_features_in_)
         )
 
-    def _continue_em(self, data, gates, experts, scaling, xp):
-        """EM to convergence on ``data`` from the current parameters of
-        ``gates`` and ``experts`` (a grown tree's kept split)."""
+    def _continue_em(
+        self, data, gates, experts, scaling, xp, max_iter=None, quiet=False
+    ):
+        """EM to convergence (or ``max_iter`` iterations, instead of the
+        parameter's) on ``data`` from the current parameters of ``gates`` and
+        ``experts``: a grown tree's kept split, or a candidate split's trial
+        fit continued (``quiet``: without progress output)."""
         experts.bind(data, xp)
         routing = self._routing(check_random_state(self.random_state))
         with thread_limit():
@@ -953,10 +957,10 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
                 gates,
                 experts,
                 resp_init=None,
-                max_iter=self.max_iter,
+                max_iter=self.max_iter if max_iter is None else max_iter,
                 tol=self.tol,
                 xp=xp,
-                verbose=self.verbose,
+                verbose=0 if quiet else self.verbose,
                 objective_offset=-scaling.log_y_scale,
                 routing=routing,
                 drop_rtol=drop_tolerance(),

@@ -51,6 +51,34 @@ def test_growth_history_records_every_round():
         assert step.split == max(step.candidates, key=step.candidates.get)
 
 
+def test_a_leaf_tried_again_continues_its_own_earlier_trial(monkeypatch):
+    # every round tries the worst leaves; a leaf tried in an earlier round
+    # continues that round's local mixture. After a split, the leaves behind
+    # it are renumbered: each must get its own trial back, fit to rows
+    # weighted much as its rows are now, never a neighbour's
+    import hmexperts._grow as grow
+
+    calls, made = [], {}
+    split_leaf = grow._split_leaf
+
+    def recording(estimator, train, resp, leaf, *args, warm=None):
+        local = split_leaf(estimator, train, resp, leaf, *args, warm=warm)
+        weight = resp[leaf] * np.asarray(train.sample_weight)
+        calls.append((weight, None if warm is None else made[id(warm)]))
+        made[id(local)] = weight
+        return local
+
+    monkeypatch.setattr(grow, "_split_leaf", recording)
+    X, y, _ = make_moe(4000, 2, tree=UNBALANCED, random_state=1)
+    model = MixtureOfExpertsRegressor(tree="grow", max_leaves=7, random_state=1)
+    model.fit(X, y)
+    continued = [(now, then) for now, then in calls if then is not None]
+    assert len(continued) >= 3
+    for now, then in continued:
+        cosine = now @ then / np.linalg.norm(now) / np.linalg.norm(then)
+        assert cosine > 0.9
+
+
 def test_growth_stops_when_no_split_pays():
     # one linear expert is the truth: no split beats BIC
     rng = np.random.RandomState(0)
