@@ -20,7 +20,7 @@ from numbers import Real
 import numpy as np
 from sklearn.utils import check_array
 
-from ._array_api import add_intercept, device, wide
+from ._array_api import add_intercept, device, is_numpy_namespace, wide
 from ._placement import host
 from ._validation import check_real
 
@@ -125,11 +125,21 @@ def make_scaling(X, sample_weight, target, dtype_name, xp):
     )
 
 
-def _weighted_quantiles(v, weight, quantiles, xp):
+def _weighted_quantiles(v, weight, quantiles, xp, unit=False):
     """Weighted quantiles of the 1-D ``v``: for every ``q``, the smallest
     value whose cumulative weight reaches ``q`` times the total (the inverse
     of the weighted empirical distribution function), so that a weight of
-    ``k`` gives what ``k`` repeated rows give."""
+    ``k`` gives what ``k`` repeated rows give.
+
+    ``unit``: every weight is 1 and ``v`` a NumPy array. The cumulative
+    weight of the ``k``-th smallest value (from 0) is then ``k + 1``
+    exactly, so the ``q``-quantile is the ``ceil(q n) - 1``-th smallest,
+    which one partial sort finds for all ``quantiles`` (linear time; a full
+    sort of every column took a tenth of a fit of 1e5 rows)."""
+    if unit:
+        n = v.shape[0]
+        index = [min(max(math.ceil(q * n) - 1, 0), n - 1) for q in quantiles]
+        return np.partition(v, index)[index]
     order = xp.argsort(v, stable=True)
     cumulative = xp.cumulative_sum(xp.take(weight, order))
     total = float(cumulative[-1])
@@ -164,11 +174,13 @@ def robust_center_scale(V, weight, xp):
     """
     eps = float(xp.finfo(V.dtype).eps)
     total = xp.sum(weight)
+    unit = is_numpy_namespace(xp) and bool(xp.all(weight == 1.0))
     centers, scales = [], []
     for column in range(V.shape[1]):
         v = wide(V[:, column], xp)
         low, center, high = (
-            float(q) for q in _weighted_quantiles(v, weight, (0.25, 0.5, 0.75), xp)
+            float(q)
+            for q in _weighted_quantiles(v, weight, (0.25, 0.5, 0.75), xp, unit)
         )
         # the standard deviation, from values divided by the largest
         # deviation so that squares cannot overflow

@@ -27,7 +27,7 @@ from hmexperts import (
 from hmexperts._array_api import log_softmax, logsumexp
 from hmexperts._components import NewtonComponent
 from hmexperts._gates import GateTree
-from hmexperts._scaling import robust_center_scale
+from hmexperts._scaling import _weighted_quantiles, robust_center_scale
 from hmexperts._solvers import (
     gram_sums,
     ridge_solve,
@@ -261,6 +261,28 @@ def _reference_flat_moe(X, y, resp, *, gate_alpha, expert_alpha, min_variance, n
         gate = gate + fraction * step
     joint = log_joint(gate, coef, variance)
     return coef, variance, scipy_logsumexp(joint, axis=1).mean()
+
+
+def test_unit_weights_take_the_quantiles_of_the_weighted_definition():
+    # Unit weights find the quartiles by a partial sort: they must be those
+    # of the weighted definition (doubled weights take the sorting path)
+    # and NumPy's inverse of the empirical distribution function, on every
+    # length and with ties
+    rng = np.random.RandomState(0)
+    for n in range(1, 41):
+        V = rng.randint(0, 5, size=(n, 2)).astype(float)
+        V[:, 1] += rng.normal(size=n)
+        ones = np.ones(n)
+        unit = _weighted_quantiles(V[:, 0], ones, (0.25, 0.5, 0.75), xp, True)
+        np.testing.assert_array_equal(
+            unit, np.quantile(V[:, 0], [0.25, 0.5, 0.75], method="inverted_cdf")
+        )
+        for a, b in zip(
+            robust_center_scale(V, ones, xp),
+            robust_center_scale(V, 2 * ones, xp),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_depth_one_equals_reference_flat_moe(monkeypatch):
