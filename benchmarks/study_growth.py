@@ -14,9 +14,11 @@ truth's plus 2) and the balanced tree of the truth's number of leaves (a
 depth-3 binary tree; a flat mixture of 5), and printed per draw: the
 held-out mean log-likelihood of each relative to the true model's
 (``(true - model) / |true|``, in %), the grown tree's leaves and shape, and
-the fit times. Summary: draws within 0.5% of the truth, grown trees with
-at most the truth's leaves plus one, and the median time ratio grown /
-balanced.
+the fit times; and, as the reference of what any fit reaches on the
+draw, the truth's own shape fit from ``--reference-starts`` starts
+(``tree=<the truth's shape>, n_init=...``; 0 leaves it out). Summary:
+draws within 0.5% of the truth, grown trees with at most the truth's
+leaves plus one, and the median time ratio grown / balanced.
 
 Run from the repository root, one BLAS thread::
 
@@ -24,6 +26,7 @@ Run from the repository root, one BLAS thread::
 """
 
 import argparse
+import math
 import statistics
 import time
 import warnings
@@ -56,6 +59,7 @@ def main():
     parser.add_argument("--features", type=int, default=2)
     parser.add_argument("--criterion", default="bic")
     parser.add_argument("--truths", nargs="*", default=list(TRUTHS))
+    parser.add_argument("--reference-starts", type=int, default=10)
     args = parser.parse_args()
     print_machine()
     for name in args.truths:
@@ -64,9 +68,10 @@ def main():
         print(f"truth {name}: {shape}, {n_true} leaves; n={args.n} to fit and to score")
         print(
             f"{'draw':>4s} {'grown gap %':>11s} {'leaves':>6s} {'balanced gap %':>14s} "
-            f"{'grown s':>7s} {'balanced s':>10s}  grown tree"
+            f"{'true shape gap %':>16s} {'grown s':>7s} {'balanced s':>10s}  "
+            "grown tree"
         )
-        within, small, ratios, gaps_b = 0, 0, [], []
+        within, small, ratios, gaps_b, gaps_t = 0, 0, [], [], []
         for draw in range(args.draws):
             X, y, truth = make_moe(
                 2 * args.n, args.features, tree=shape, random_state=draw
@@ -104,20 +109,37 @@ def main():
                 * (true_ll - balanced.log_likelihood(X_test, y_test).mean())
                 / abs(true_ll)
             )
+            gap_t = math.nan
+            if args.reference_starts:
+                reference, _ = fit(
+                    MixtureOfExpertsRegressor(
+                        tree=shape, n_init=args.reference_starts, random_state=draw
+                    ),
+                    X_fit,
+                    y_fit,
+                )
+                gap_t = (
+                    100
+                    * (true_ll - reference.log_likelihood(X_test, y_test).mean())
+                    / abs(true_ll)
+                )
+            gaps_t.append(gap_t)
             within += gap <= 0.5
             small += grown.n_leaves_ <= n_true + 1
             ratios.append(t_grown / t_bal)
             gaps_b.append(gap_b)
             print(
                 f"{draw:4d} {gap:11.2f} {grown.n_leaves_:6d} {gap_b:14.2f} "
-                f"{t_grown:7.2f} "
+                f"{gap_t:16.2f} {t_grown:7.2f} "
                 f"{t_bal:10.2f}  {grown.tree_.to_nested()}",
                 flush=True,
             )
         print(
             f"grown within 0.5%: {within}/{args.draws}; at most {n_true + 1} leaves: "
             f"{small}/{args.draws}; balanced within 0.5%: "
-            f"{sum(g <= 0.5 for g in gaps_b)}/{args.draws}; time grown / balanced: "
+            f"{sum(g <= 0.5 for g in gaps_b)}/{args.draws}; true shape "
+            f"({args.reference_starts} starts) within 0.5%: "
+            f"{sum(g <= 0.5 for g in gaps_t)}/{args.draws}; time grown / balanced: "
             "median "
             f"{statistics.median(ratios):.1f}\n"
         )

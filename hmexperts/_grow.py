@@ -17,7 +17,9 @@ scores best, and stop when no split improves the score or the tree has
   children divide the parent's data along the direction in which its joint
   varies most, the residuals included), then ``_SPLIT_ITER`` EM iterations.
   Only the leaf's rows are read, so a candidate costs a fraction of a pass
-  per iteration.
+  per iteration. A leaf tried in an earlier round and not split continues
+  that round's local mixture on its rows as they are weighted now, which
+  takes a few iterations where a fresh start takes 5 to 20.
 - **Score.** The split's gain is the change of the log-likelihood of the
   leaf's rows, weighted by their responsibilities, when the local mixture
   replaces the leaf's expert: on the training rows, less ``log(n) / 2`` per
