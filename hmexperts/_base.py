@@ -980,6 +980,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         given=None,
         max_iter=None,
         quiet=False,
+        n_runs=None,
     ):
         """EM from ``n_init`` starts (one, continuing a warm start) on
         ``data`` (any source of chunks), keeping the best: its gates, experts
@@ -987,7 +988,8 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         weights) that cluster starts are drawn from; ``tree``: the shape of
         new gates. ``given``: a start (``resp_init``) instead of the
         parameters' (one run); ``max_iter``: instead of the parameter's;
-        ``quiet``: no convergence warning (a grown tree's trial fits)."""
+        ``quiet``: no convergence warning (a grown tree's trial fits);
+        ``n_runs``: the starts, instead of ``n_init``."""
         n_leaves = tree.n_leaves if tree is not None else self._gates.n_leaves
         offset = -scaling.log_y_scale
         random_state = check_random_state(self.random_state)
@@ -996,7 +998,10 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         # which leaves the objective, and the fit, as with the given weights.
         gate_alpha = self.gate_alpha * weight_factor
         expert_alpha = self.expert_alpha * weight_factor
-        n_runs = 1 if continuing or given is not None else self.n_init
+        if continuing or given is not None:
+            n_runs = 1
+        elif n_runs is None:
+            n_runs = self.n_init
         n_params = start_sample[0].shape[1]
         gate_columns, expert_columns = self._columns(n_params - 1)
         best, start = None, time.perf_counter()

@@ -222,8 +222,15 @@ def _grafted(estimator, tree, gates, experts, leaf, local, scaling, xp, random_s
 
 
 def grow_tree(estimator, data, scaling, start_sample, xp, weight_factor):
-    """Grow a tree on ``data`` (``InMemoryData``): its gates, experts, EM
-    monitor (of the last fit) and the growth history."""
+    """Grow ``n_init`` trees on ``data`` (``InMemoryData``) and keep the one
+    of the best score: its gates, experts, EM monitor (of the last fit) and
+    growth history.
+
+    Every growth starts from the same single expert, fit once (every start
+    of one leaf is the same); they differ by their candidates' k-means
+    starts, drawn one after the other from ``random_state``, and, with
+    ``"validation"``, share the held-out rows, so that their scores
+    compare."""
     criterion = estimator.split_criterion
     random_state = check_random_state(estimator.random_state)
     train, held_out = data, None
@@ -231,17 +238,63 @@ def grow_tree(estimator, data, scaling, start_sample, xp, weight_factor):
         order = random_state.permutation(data.n_samples)
         n_held = max(1, int(round(estimator.validation_fraction * data.n_samples)))
         train, held_out = data.subset(order[n_held:]), data.subset(order[:n_held])
-    n_children = max(estimator.n_experts, 2)
-    total = float(xp.sum(train.sample_weight)) / weight_factor
 
     def score(gates, experts):
         scored = held_out if held_out is not None else train
         return _score(estimator, scored, gates, experts, xp, weight_factor, criterion)
 
-    tree = Tree([[]])
-    gates, experts, monitor = estimator._run_restarts(
-        train, scaling, start_sample, xp, False, weight_factor, tree
+    root = estimator._run_restarts(
+        train, scaling, start_sample, xp, False, weight_factor, Tree([[]]), n_runs=1
     )
+    best = None
+    for run in range(estimator.n_init):
+        start = root if run == estimator.n_init - 1 else copy.deepcopy(root)
+        grown = _grow(
+            estimator,
+            train,
+            held_out,
+            start,
+            score,
+            scaling,
+            start_sample,
+            xp,
+            weight_factor,
+            random_state,
+        )
+        kept = grown[3][-1]
+        if estimator.verbose:
+            print(
+                f"Growth {run + 1}/{estimator.n_init}: {kept.n_leaves} leaves, "
+                f"score {kept.score:.6f}",
+                flush=True,
+            )
+        if best is None or kept.score > best[3][-1].score:
+            best = grown
+    gates, experts, monitor, history = best
+    if held_out is not None:
+        monitor = estimator._continue_em(data, gates, experts, scaling, xp)
+    experts.bind(data, xp)
+    return gates, experts, monitor, history
+
+
+def _grow(
+    estimator,
+    train,
+    held_out,
+    start,
+    score,
+    scaling,
+    start_sample,
+    xp,
+    weight_factor,
+    random_state,
+):
+    """One growth from the single expert ``start`` (its gates, experts and
+    monitor): the grown tree's gates, experts, monitor and history."""
+    n_children = max(estimator.n_experts, 2)
+    total = float(xp.sum(train.sample_weight)) / weight_factor
+    tree = Tree([[]])
+    gates, experts, monitor = start
     current = score(gates, experts)
     history = [GrowthStep(1, None, current, {})]
     tried = {}  # leaf: its local mixture of the last round that tried it
@@ -308,7 +361,4 @@ def grow_tree(estimator, data, scaling, start_sample, xp, weight_factor):
         monitor = estimator._continue_em(train, gates, experts, scaling, xp)
         current = score(gates, experts)
         history.append(GrowthStep(tree.n_leaves, best, current, candidates))
-    if held_out is not None:
-        monitor = estimator._continue_em(data, gates, experts, scaling, xp)
-    experts.bind(data, xp)
     return gates, experts, monitor, history

@@ -230,7 +230,9 @@ class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfEx
         always run plain EM.
     n_init : int, default=1
         Number of initialisations; the one with the best final objective is
-        kept.
+        kept. ``tree="grow"``: the number of trees grown from the single
+        expert, each with its own draws of the candidate splits' starts;
+        the one with the best ``split_criterion`` is kept.
     n_jobs : int, default=None
         Threads over which EM's passes spread their chunks of rows (the
         E-step and the statistics of every chunk; NumPy releases the GIL in
@@ -324,9 +326,9 @@ class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfEx
         root, ``tree_.depth``, ``tree_.batches``: the gates stored in each
         entry of ``gate_coef_``).
     growth_history_ : list of GrowthStep
-        ``tree="grow"`` only: every round of growth, with the split leaf
-        (None when no split paid), the kept tree's score and the score of
-        every candidate.
+        ``tree="grow"`` only: every round of the kept growth, with the split
+        leaf (None when no split paid), the kept tree's score and the score
+        of every candidate.
     n_iter_ : int
         EM iterations run by the kept initialisation.
     converged_ : bool

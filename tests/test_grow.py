@@ -15,6 +15,7 @@ from hmexperts._grow import _grafted
 from hmexperts.datasets import make_moe
 
 UNBALANCED = [[[0, 1], [2, 3]], 4]  # one branch of depth 3, the other one expert
+BALANCED = [[[0, 1], [2, 3]], [[4, 5], [6, 7]]]
 
 
 def _held_out_gap(model, truth, X, y):
@@ -77,6 +78,30 @@ def test_a_leaf_tried_again_continues_its_own_earlier_trial(monkeypatch):
     for now, then in continued:
         cosine = now @ then / np.linalg.norm(now) / np.linalg.norm(then)
         assert cosine > 0.9
+
+
+def test_n_init_grows_several_trees_and_keeps_the_best(capsys):
+    # on this draw of the balanced truth the growths differ (their
+    # candidates' k-means starts do): BIC scores -525, -242 and -601
+    # (benchmarks/study_growth.py's data, draw 1)
+    X, y, _ = make_moe(8000, 2, tree=BALANCED, random_state=1)
+    X, y = X[:4000], y[:4000]
+    one = MixtureOfExpertsRegressor(tree="grow", max_leaves=10, random_state=1)
+    one.fit(X, y)
+    three = MixtureOfExpertsRegressor(
+        tree="grow", max_leaves=10, n_init=3, random_state=1, verbose=1
+    )
+    three.fit(X, y)
+    scores = [
+        float(line.rsplit("score ", 1)[1])
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("Growth ")
+    ]
+    assert len(scores) == 3
+    # the first growth is the one n_init=1 grows; the best of them is kept
+    assert scores[0] == pytest.approx(one.growth_history_[-1].score, abs=1e-6)
+    assert three.growth_history_[-1].score == pytest.approx(max(scores), abs=1e-6)
+    assert max(scores) > scores[0] + 100
 
 
 def test_growth_stops_when_no_split_pays():
