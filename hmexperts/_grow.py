@@ -27,8 +27,15 @@ scores best, and stop when no split improves the score or the tree has
   held out from the fit (``"validation"``). The split of largest positive
   gain is grafted into the tree (the local gate becomes the leaf's gate, its
   experts the new leaves) and the whole tree is refit by EM from there
-  before the next round; growth stops when no gain is positive. With
-  ``"validation"``, the final tree is refit on all rows.
+  before the next round; growth stops when no gain is positive.
+- **Pruning.** After the last round's EM, every gate over leaves only is
+  tried merged back into one expert (fit to its rows, weighted by their
+  responsibilities); the merge that raises the whole tree's score most is
+  kept and the tree refit, until no merge raises it: a split paid when it
+  was made, but later splits can take over its work.
+- **Restarts.** ``n_init`` trees grow from the same single expert, with
+  their own draws of the k-means starts, and the best scored is kept. With
+  ``"validation"``, the kept tree is then refit on all rows.
 """
 
 import copy
@@ -64,12 +71,18 @@ class GrowthStep:
         The kept tree's score (higher is better).
     candidates : dict
         The score of every leaf tried in the round.
+    merged : tuple of int or None
+        Pruning, after the growth's last EM: the leaves ``(first, last)``
+        (the range ``first`` to ``last - 1``, numbered in the tree before
+        the round) of the gate merged back into one expert; None in a
+        round of growth.
     """
 
     n_leaves: int
     split: int | None
     score: float
     candidates: dict
+    merged: tuple | None = None
 
 
 def _score(estimator, data, gates, experts, xp, weight_factor, criterion):
@@ -133,8 +146,7 @@ def _mixture_log_likelihood(data, gates, experts, xp):
 def _split_leaf(
     estimator,
     train,
-    resp,
-    leaf,
+    leaf_resp,
     n_children,
     scaling,
     start_sample,
@@ -143,16 +155,17 @@ def _split_leaf(
     random_state,
     warm=None,
 ):
-    """A mixture of ``n_children`` experts fit by EM to the rows of ``leaf``
-    weighted by their responsibilities (the other leaves held fixed): the
-    gate and experts that would replace the leaf.
+    """A mixture of ``n_children`` experts fit by EM to the rows of a leaf
+    weighted by their responsibilities ``leaf_resp`` (n_rows,), the other
+    leaves held fixed: the gate and experts that would replace the leaf
+    (one expert, when pruning merges the leaves of a gate).
 
     It starts from the k-means cut of the rows (``_local_start``); or,
     given ``warm`` (the leaf's local mixture of an earlier round), EM
     continues from a copy of that mixture on the rows as they are weighted
     now: the leaf's weights move little between rounds, so it stops after
     a few iterations instead of starting over."""
-    weight = resp[leaf] * to_numpy(train.sample_weight, xp)
+    weight = leaf_resp * to_numpy(train.sample_weight, xp)
     rows = np.flatnonzero(weight > 1e-4 * weight.max())
     local = train.subset(rows, weight=weight[rows])
     if warm is not None:
@@ -161,10 +174,13 @@ def _split_leaf(
             local, gates, experts, scaling, xp, max_iter=_SPLIT_ITER, quiet=True
         )
         return gates, experts
-    with thread_limit():
-        start = _local_start(
-            estimator, local, weight[rows], n_children, xp, random_state
-        )
+    if n_children == 1:  # one expert: every row is its own
+        start = np.ones((len(rows), 1))
+    else:
+        with thread_limit():
+            start = _local_start(
+                estimator, local, weight[rows], n_children, xp, random_state
+            )
     local.init = xp.asarray(start, device=device(local.X))
     gates, experts, _ = estimator._run_restarts(
         local,
@@ -184,41 +200,73 @@ def _split_leaf(
 def _grafted(estimator, tree, gates, experts, leaf, local, scaling, xp, random_state):
     """The components of ``tree`` with ``leaf`` replaced by the local
     mixture ``local`` (its gate and experts), all else as they were."""
-    new_tree, _ = tree.split(leaf, local[0].n_leaves)
-    new_gate = tree.leaves[leaf]
-    where = {
-        v: (b, i)
+    new_tree, _ = tree.split(leaf, local[0].n_leaves)  # node ids kept
+    rows = _gate_rows(tree, gates)
+    rows[tree.leaves[leaf]] = local[0].coefs[0]
+    state = _spliced(experts.get_state(), local[1].get_state(), leaf, 1, xp)
+    return (
+        new_tree,
+        *_components(
+            estimator, new_tree, gates, experts, rows, state, scaling, xp, random_state
+        ),
+    )
+
+
+def _merged(estimator, tree, gates, experts, node, single, scaling, xp, random_state):
+    """The components of ``tree`` with gate ``node``, over leaves only,
+    and its leaves replaced by the one expert ``single``, all else as they
+    were."""
+    new_tree, new_id = tree.merge(node)
+    rows = {new_id[v]: row for v, row in _gate_rows(tree, gates).items() if v != node}
+    first, last = tree.ranges[node]
+    state = _spliced(experts.get_state(), single.get_state(), first, last - first, xp)
+    return (
+        new_tree,
+        *_components(
+            estimator, new_tree, gates, experts, rows, state, scaling, xp, random_state
+        ),
+    )
+
+
+def _gate_rows(tree, gates):
+    """Every gate's coefficients, (1, n_params, n_children), by its node id
+    in ``tree``."""
+    return {
+        v: gates.coefs[b][i : i + 1]
         for b, batch in enumerate(tree.batches)
         for i, v in enumerate(batch.nodes)
     }
+
+
+def _spliced(old, new, first, count, xp):
+    """The experts' leaf-first state ``old`` with its ``count`` leaves from
+    ``first`` on replaced by the leaves of ``new``."""
+
+    def splice(a, b):
+        return xp.concat([a[:first], b, a[first + count :]], axis=0)
+
+    if isinstance(old, tuple):
+        return tuple(splice(a, b) for a, b in zip(old, new, strict=True))
+    return splice(old, new)
+
+
+def _components(
+    estimator, tree, gates, experts, rows, state, scaling, xp, random_state
+):
+    """Gates and experts of ``tree``, like ``gates`` and ``experts``: gate
+    ``v`` with the coefficients ``rows[v]``, the experts with the
+    leaf-first ``state``."""
     coefs = []
-    for batch in new_tree.batches:
-        rows = []
-        for v in batch.nodes:
-            if v == new_gate:
-                rows.append(local[0].coefs[0])
-            else:
-                b, i = where[v]
-                rows.append(gates.coefs[b][i : i + 1])
-        coefs.append(rows[0] if len(rows) == 1 else xp.concat(rows, axis=0))
-    new_gates = GateTree(new_tree, gates.alpha).select(gates.columns, gates.n_design)
+    for batch in tree.batches:
+        kept = [rows[v] for v in batch.nodes]
+        coefs.append(kept[0] if len(kept) == 1 else xp.concat(kept, axis=0))
+    new_gates = GateTree(tree, gates.alpha).select(gates.columns, gates.n_design)
     new_gates.coefs = coefs
     new_experts = estimator._make_experts(
-        new_tree.n_leaves, scaling, random_state, experts.alpha
+        tree.n_leaves, scaling, random_state, experts.alpha
     ).select(experts.columns, experts.n_design)
-    old, new = experts.get_state(), local[1].get_state()
-    single = not isinstance(old, tuple)
-
-    def graft(a, b):
-        return xp.concat([a[:leaf], b, a[leaf + 1 :]], axis=0)
-
-    state = (
-        graft(old, new)
-        if single
-        else tuple(graft(a, b) for a, b in zip(old, new, strict=True))
-    )
     new_experts.set_state(state)
-    return new_tree, new_gates, new_experts
+    return new_gates, new_experts
 
 
 def grow_tree(estimator, data, scaling, start_sample, xp, weight_factor):
@@ -314,8 +362,7 @@ def _grow(
             local = _split_leaf(
                 estimator,
                 train,
-                resp,
-                leaf,
+                resp[leaf],
                 n_children,
                 scaling,
                 start_sample,
@@ -361,4 +408,81 @@ def _grow(
         monitor = estimator._continue_em(train, gates, experts, scaling, xp)
         current = score(gates, experts)
         history.append(GrowthStep(tree.n_leaves, best, current, candidates))
+    return _pruned(
+        estimator,
+        train,
+        (tree, gates, experts, monitor, current, history),
+        score,
+        scaling,
+        start_sample,
+        xp,
+        weight_factor,
+        random_state,
+    )
+
+
+def _pruned(
+    estimator,
+    train,
+    grown,
+    score,
+    scaling,
+    start_sample,
+    xp,
+    weight_factor,
+    random_state,
+):
+    """Prune a grown tree after its last EM: merge back into one expert,
+    one at a time, the gate over leaves only whose merging raises the score
+    most, and refit, until no merging raises it. ``grown``: the tree, its
+    gates, experts, monitor, score and history; returns the gates, experts,
+    monitor and history.
+
+    A split paid when it was made, scored by its local fit; the splits
+    after it and their refits can take over its work, and then the one
+    expert it replaced scores better. The merged expert is fit to the
+    gate's rows weighted by their responsibilities (``_split_leaf`` with
+    one child), and the merged tree is scored as it is, before a refit."""
+    tree, gates, experts, monitor, current, history = grown
+    while True:
+        twigs = [
+            v for v in tree.gates if not any(tree.children[c] for c in tree.children[v])
+        ]
+        if not twigs:
+            break
+        resp, _, _ = _responsibilities(train, gates, experts, xp)
+        best = None
+        for node in twigs:
+            first, last = tree.ranges[node]
+            _, single = _split_leaf(
+                estimator,
+                train,
+                resp[first:last].sum(axis=0),
+                1,
+                scaling,
+                start_sample,
+                xp,
+                weight_factor,
+                random_state,
+            )
+            merged = _merged(
+                estimator,
+                tree,
+                gates,
+                experts,
+                node,
+                single,
+                scaling,
+                xp,
+                random_state,
+            )
+            merged_score = score(*merged[1:])
+            if merged_score > current and (best is None or merged_score > best[0]):
+                best = (merged_score, (first, last), merged)
+        if best is None:
+            break
+        _, leaves, (tree, gates, experts) = best
+        monitor = estimator._continue_em(train, gates, experts, scaling, xp)
+        current = score(gates, experts)
+        history.append(GrowthStep(tree.n_leaves, None, current, {}, leaves))
     return gates, experts, monitor, history

@@ -47,8 +47,10 @@ class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfEx
         every round the leaf whose split (into ``max(n_experts, 2)``
         leaves, started from the parent and refit) most improves
         ``split_criterion``, until no split pays or the tree would exceed
-        ``max_leaves`` (Waterhouse & Robinson, 1996); ``depth`` is then
-        unused, and ``growth_history_`` records the rounds.
+        ``max_leaves`` (Waterhouse & Robinson, 1996), then pruned: gates
+        over leaves only are merged back into one expert while that
+        improves ``split_criterion``. ``depth`` is then unused, and
+        ``growth_history_`` records the rounds.
     max_leaves : int, default=8
         ``tree="grow"``: the most leaves the grown tree may have.
     split_criterion : {"bic", "validation"}, default="bic"
@@ -328,7 +330,8 @@ class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfEx
     growth_history_ : list of GrowthStep
         ``tree="grow"`` only: every round of the kept growth, with the split
         leaf (None when no split paid), the kept tree's score and the score
-        of every candidate.
+        of every candidate; then every merge of pruning, with its leaves
+        (``merged``).
     n_iter_ : int
         EM iterations run by the kept initialisation.
     converged_ : bool

@@ -208,6 +208,27 @@ class Tree:
         origin.update({c: leaf for c in children[node]})
         return tree, np.array([origin[v] for v in tree.leaves])
 
+    def merge(self, node):
+        """The tree with gate ``node``, whose children are all leaves, turned
+        into a leaf: the inverse of ``split``.
+
+        Returns
+        -------
+        tree : Tree
+        new_id : dict
+            The id in the new tree of every node of this one that stays
+            (all but ``node``'s children).
+        """
+        kids = self.children[node]
+        if not kids or any(self.children[c] for c in kids):
+            raise ValueError(f"Node {node} is not a gate over leaves only.")
+        kept = [v for v in range(self.n_nodes) if v not in kids]
+        new_id = {v: i for i, v in enumerate(kept)}
+        children = [
+            [] if v == node else [new_id[c] for c in self.children[v]] for v in kept
+        ]
+        return Tree(children), new_id
+
     def path(self, leaf):
         """The gates from the root to leaf number ``leaf``, each with the
         position of the child taken: a list of ``(node, child)``."""

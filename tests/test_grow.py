@@ -11,7 +11,7 @@ from test_families import assert_never_decreases
 
 from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
 from hmexperts._array_api import get_namespace
-from hmexperts._grow import _grafted
+from hmexperts._grow import _grafted, _merged
 from hmexperts.datasets import make_moe
 
 UNBALANCED = [[[0, 1], [2, 3]], 4]  # one branch of depth 3, the other one expert
@@ -218,3 +218,83 @@ def test_a_graft_keeps_the_tree_and_puts_the_local_mixture_at_the_leaf():
     np.testing.assert_allclose(new[1:3], old[1] + local_prior, rtol=1e-12)
     np.testing.assert_array_equal(new_experts.coef[[0, 3]], experts.coef[[0, 2]])
     np.testing.assert_array_equal(new_experts.coef[1:3], local._experts.coef)
+
+
+def test_a_merge_undoes_a_graft():
+    X, y, _ = make_moe(600, 2, tree=UNBALANCED, random_state=3)
+    model = MixtureOfExpertsRegressor(tree=[[0, 1], 2], random_state=0).fit(X, y)
+    local = MixtureOfExpertsRegressor(2, random_state=0).fit(X, y)
+    xp, state = get_namespace(X), check_random_state(0)
+    gates, experts = model._gates, model._experts
+    tree, grafted_gates, grafted_experts = _grafted(
+        model,
+        model.tree_,
+        gates,
+        experts,
+        1,
+        (local._gates, local._experts),
+        model._scaling,
+        xp,
+        state,
+    )
+    # merged back with leaf 1's own expert: the model before the graft
+    single = model._make_experts(1, model._scaling, state, experts.alpha)
+    single.set_state(tuple(a[1:2] for a in experts.get_state()))
+    node = tree.parent[tree.leaves[1]]
+    merged_tree, merged_gates, merged_experts = _merged(
+        model,
+        tree,
+        grafted_gates,
+        grafted_experts,
+        node,
+        single,
+        model._scaling,
+        xp,
+        state,
+    )
+    assert merged_tree == model.tree_
+    for a, b in zip(merged_gates.coefs, gates.coefs, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(merged_experts.get_state(), experts.get_state(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_merge_renumbers_the_nodes_behind_the_merged_gate():
+    # nodes breadth first: the root 0, gates 1 = [0, 1] and 2; leaves 0 and
+    # 1 are nodes 3 and 4, before leaf 2 (5), gate 6 and leaves 3, 4 (7, 8)
+    X, y, _ = make_moe(600, 2, tree=UNBALANCED, random_state=3)
+    model = MixtureOfExpertsRegressor(tree=[[0, 1], [2, [3, 4]]], random_state=0)
+    model.fit(X, y)
+    xp, state = get_namespace(X), check_random_state(0)
+    gates, experts, tree = model._gates, model._experts, model.tree_
+    single = model._make_experts(1, model._scaling, state, experts.alpha)
+    single.set_state(tuple(a[4:5] for a in experts.get_state()))
+    merged_tree, merged_gates, merged_experts = _merged(
+        model, tree, gates, experts, 1, single, model._scaling, xp, state
+    )
+    assert merged_tree.to_nested() == [0, [1, [2, 3]]]
+    Xd = np.column_stack([X, np.ones(600)])
+    old, new = gates.log_prior(Xd, np), merged_gates.log_prior(Xd, np)
+    # the root and gates 2 and 6 kept their coefficients: so the priors of
+    # leaves 2-4, and the merged leaf's is the sum of those it replaced
+    np.testing.assert_allclose(new[1:], old[2:], rtol=1e-12)
+    np.testing.assert_allclose(
+        np.exp(new[0]), np.exp(old[0]) + np.exp(old[1]), rtol=1e-12
+    )
+    expected = [np.concatenate([a[4:5], a[2:]]) for a in experts.get_state()]
+    for a, b in zip(merged_experts.get_state(), expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_pruning_merges_a_split_that_stopped_paying():
+    # benchmarks/study_growth.py's balanced truth, draw 6: the growth ends
+    # at 8 leaves with BIC score 1123; merging leaves 6 and 7 back into
+    # one expert raises it to 1151
+    X, y, _ = make_moe(8000, 2, tree=BALANCED, random_state=6)
+    model = MixtureOfExpertsRegressor(tree="grow", max_leaves=10, random_state=6)
+    model.fit(X[:4000], y[:4000])
+    *_, before, pruned = model.growth_history_
+    assert before.merged is None and pruned.merged == (6, 8)
+    assert pruned.split is None and pruned.n_leaves == before.n_leaves - 1
+    assert pruned.score > before.score + 10
+    assert model.n_leaves_ == pruned.n_leaves

@@ -80,6 +80,22 @@ def test_split_turns_a_leaf_into_a_gate_and_keeps_the_others_leaves():
     assert origin.tolist() == [0, 1, 1, 1, 2, 3, 4, 5]
 
 
+def test_merge_undoes_a_split_and_keeps_every_other_node():
+    tree, _ = UNBALANCED.split(4, 2)
+    merged, _ = tree.merge(tree.parent[tree.leaves[4]])  # the split leaf's gate
+    assert merged == UNBALANCED
+    # a twig deep in the tree: gate b, over leaves 1 and 2
+    node = tree.parent[tree.leaves[1]]
+    merged, new_id = tree.merge(node)
+    assert merged.to_nested() == [[0, 1, 2], [3, 4]]
+    assert set(new_id) == set(range(tree.n_nodes)) - set(tree.children[node])
+    for v, w in new_id.items():  # every kept node keeps its children
+        kids = [] if v == node else [new_id[c] for c in tree.children[v]]
+        assert list(merged.children[w]) == kids
+    with pytest.raises(ValueError, match="not a gate over leaves only"):
+        tree.merge(0)
+
+
 def test_a_single_leaf_has_prior_one():
     gates = GateTree(Tree([[]]), alpha=1.0)
     X = np.ones((4, 1))
