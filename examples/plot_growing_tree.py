@@ -45,13 +45,16 @@ print(f"{len(train)} tokens of 57 speakers to fit, {len(test)} of 19 to test")
 # With the default ``split_criterion="bic"`` a split must raise the training
 # log-likelihood by more than BIC's price of its new parameters.
 # ``growth_history_`` records every round: the leaf split, and the score of
-# every candidate tried.
+# every candidate tried; then pruning's merges of splits that stopped paying,
+# if any.
 from hmexperts import MixtureOfExpertsRegressor
 
 grown = MixtureOfExpertsRegressor(tree="grow", max_leaves=8, random_state=0)
 grown.fit(X[train], y[train])
 for step in grown.growth_history_:
-    if step.n_leaves == 1 and step.split is None:
+    if step.merged is not None:  # pruning, after the last round
+        what = f"merge leaves {step.merged[0]}-{step.merged[1] - 1}"
+    elif step.n_leaves == 1 and step.split is None:
         what = "one expert"
     elif step.split is None:
         what = "no split pays: stop"
