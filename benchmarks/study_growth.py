@@ -7,7 +7,8 @@ experts on ``--features`` inputs, ``--n`` rows to fit and as many held out:
 - ``unbalanced``: one branch of depth 3, the other a single expert
   (``[[[0, 1], [2, 3]], 4]``, 5 leaves).
 
-drawn by ``make_moe(tree=...)`` (gates of norm 4 along random directions,
+drawn by ``make_moe(tree=...)`` (gates of norm ``--gate-scale``, 4 by
+default, along random directions,
 experts' coefficients N(0, 1), noise standard deviation 0.1). Fit with
 ``n_init=1``: the grown tree (``tree="grow"``, ``max_leaves`` the truth's
 plus 2; with ``--grow-n-init``, that many trees grown and the best kept)
@@ -62,6 +63,9 @@ def main():
     parser.add_argument("--truths", nargs="*", default=list(TRUTHS))
     parser.add_argument("--reference-starts", type=int, default=10)
     parser.add_argument(
+        "--gate-scale", type=float, default=4.0, help="make_moe's gate_scale"
+    )
+    parser.add_argument(
         "--grow-n-init", type=int, default=1, help="trees grown, the best kept"
     )
     args = parser.parse_args()
@@ -69,7 +73,10 @@ def main():
     for name in args.truths:
         shape = TRUTHS[name]
         n_true = Tree.from_nested(shape).n_leaves
-        print(f"truth {name}: {shape}, {n_true} leaves; n={args.n} to fit and to score")
+        print(
+            f"truth {name}: {shape}, {n_true} leaves; n={args.n} to fit and to "
+            f"score; gate scale {args.gate_scale:g}"
+        )
         print(
             f"{'draw':>4s} {'grown gap %':>11s} {'leaves':>6s} {'balanced gap %':>14s} "
             f"{'true shape gap %':>16s} {'grown s':>7s} {'balanced s':>10s}  "
@@ -78,7 +85,11 @@ def main():
         within, small, ratios, gaps_b, gaps_t = 0, 0, [], [], []
         for draw in range(args.draws):
             X, y, truth = make_moe(
-                2 * args.n, args.features, tree=shape, random_state=draw
+                2 * args.n,
+                args.features,
+                tree=shape,
+                gate_scale=args.gate_scale,
+                random_state=draw,
             )
             truth = truth.model
             X_fit, y_fit, X_test, y_test = (

@@ -27,7 +27,13 @@ scores best, and stop when no split improves the score or the tree has
   held out from the fit (``"validation"``). The split of largest positive
   gain is grafted into the tree (the local gate becomes the leaf's gate, its
   experts the new leaves) and the whole tree is refit by EM from there
-  before the next round; growth stops when no gain is positive.
+  before the next round.
+- **A second cut before stopping.** When no candidate's split pays, every
+  candidate is tried once more from a cut of its rows by how well its
+  expert explains them (a weighted k-means of their log-likelihoods under
+  it): another expert's small region inside a leaf is where the leaf's
+  expert fits worst, which the spread of the joint ``[x, y]`` can hide.
+  Growth stops when no gain is positive then either.
 - **Pruning.** After the last round's EM, every gate over leaves only is
   tried merged back into one expert (fit to its rows, weighted by their
   responsibilities); the merge that raises the whole tree's score most is
@@ -143,6 +149,14 @@ def _mixture_log_likelihood(data, gates, experts, xp):
     return np.concatenate(parts)
 
 
+def _split_gain(local, data, expert_ll, weight, xp):
+    """The change of the weighted log-likelihood of ``data``'s rows (weights
+    ``weight``, a leaf's) when the local mixture ``local`` replaces the
+    leaf's expert, whose log-likelihoods are ``expert_ll``."""
+    change = _mixture_log_likelihood(data, *local, xp) - expert_ll
+    return float(weight @ change)
+
+
 def _split_leaf(
     estimator,
     train,
@@ -154,17 +168,20 @@ def _split_leaf(
     weight_factor,
     random_state,
     warm=None,
+    fit_values=None,
 ):
     """A mixture of ``n_children`` experts fit by EM to the rows of a leaf
     weighted by their responsibilities ``leaf_resp`` (n_rows,), the other
     leaves held fixed: the gate and experts that would replace the leaf
     (one expert, when pruning merges the leaves of a gate).
 
-    It starts from the k-means cut of the rows (``_local_start``); or,
-    given ``warm`` (the leaf's local mixture of an earlier round), EM
-    continues from a copy of that mixture on the rows as they are weighted
-    now: the leaf's weights move little between rounds, so it stops after
-    a few iterations instead of starting over."""
+    It starts from the k-means cut of the rows (``_local_start``); given
+    ``fit_values`` (every row's log-likelihood under the leaf's expert),
+    from their weighted k-means instead: the rows the expert fits worst
+    apart; or, given ``warm`` (the leaf's local mixture of an earlier
+    round), EM continues from a copy of that mixture on the rows as they
+    are weighted now: the leaf's weights move little between rounds, so it
+    stops after a few iterations instead of starting over."""
     weight = leaf_resp * to_numpy(train.sample_weight, xp)
     rows = np.flatnonzero(weight > 1e-4 * weight.max())
     local = train.subset(rows, weight=weight[rows])
@@ -176,6 +193,12 @@ def _split_leaf(
         return gates, experts
     if n_children == 1:  # one expert: every row is its own
         start = np.ones((len(rows), 1))
+    elif fit_values is not None:
+        with thread_limit():
+            labels, _ = _kmeans(
+                fit_values[rows, None], weight[rows], n_children, random_state
+            )
+        start = (labels[:, None] == np.arange(n_children)[None, :]) + 1e-6
     else:
         with thread_limit():
             start = _local_start(
@@ -346,6 +369,21 @@ def _grow(
     current = score(gates, experts)
     history = [GrowthStep(1, None, current, {})]
     tried = {}  # leaf: its local mixture of the last round that tried it
+
+    def split(leaf_resp, **start):
+        return _split_leaf(
+            estimator,
+            train,
+            leaf_resp,
+            n_children,
+            scaling,
+            start_sample,
+            xp,
+            weight_factor,
+            random_state,
+            **start,
+        )
+
     while tree.n_leaves + n_children - 1 <= estimator.max_leaves:
         resp, log_expert, badness = _responsibilities(train, gates, experts, xp)
         if held_out is not None:
@@ -357,33 +395,31 @@ def _grow(
         n_new = estimator._n_free_params(gates.n_design, n_children) - (
             estimator._n_free_params(gates.n_design, 1)
         )
+        if held_out is None:  # the leaf's rows scored by their BIC
+            scored, expert_ll = train, log_expert
+            weights = resp * to_numpy(train.sample_weight, xp)[None, :] / weight_factor
+            penalty = 0.5 * n_new * math.log(total)
+        else:  # or on the held-out rows
+            scored, expert_ll = held_out, held_log_expert
+            weights = held_resp * held_weight[None, :]
+            penalty = 0.0
         gains = {}
         for leaf in leaves.tolist():
-            local = _split_leaf(
-                estimator,
-                train,
-                resp[leaf],
-                n_children,
-                scaling,
-                start_sample,
-                xp,
-                weight_factor,
-                random_state,
-                warm=tried.get(leaf),
-            )
+            local = split(resp[leaf], warm=tried.get(leaf))
             tried[leaf] = local
-            # the leaf's rows scored by the local mixture instead of its expert
-            if held_out is None:
-                scored, expert = train, log_expert[leaf]
-                weight = resp[leaf] * to_numpy(train.sample_weight, xp) / weight_factor
-                penalty = 0.5 * n_new * math.log(total)
-            else:
-                scored, expert = held_out, held_log_expert[leaf]
-                weight = held_resp[leaf] * held_weight
-                penalty = 0.0
-            change = _mixture_log_likelihood(scored, *local, xp) - expert
-            gains[leaf] = (float(weight @ change) - penalty, local)
+            gain = _split_gain(local, scored, expert_ll[leaf], weights[leaf], xp)
+            gains[leaf] = (gain - penalty, local)
         best = max(gains, key=lambda leaf: gains[leaf][0])
+        if not gains[best][0] > 0:
+            # before stopping, every candidate once more, cut by how well its
+            # expert explains its rows
+            for leaf in leaves.tolist():
+                local = split(resp[leaf], fit_values=log_expert[leaf])
+                gain = _split_gain(local, scored, expert_ll[leaf], weights[leaf], xp)
+                if gain - penalty > gains[leaf][0]:
+                    gains[leaf] = (gain - penalty, local)
+                    tried[leaf] = local
+            best = max(gains, key=lambda leaf: gains[leaf][0])
         candidates = {k: current + v[0] for k, v in gains.items()}
         if not gains[best][0] > 0:
             history.append(GrowthStep(tree.n_leaves, None, current, candidates))
