@@ -45,6 +45,7 @@ scores best, and stop when no split improves the score or the tree has
 """
 
 import copy
+import functools
 import math
 from dataclasses import dataclass
 
@@ -317,6 +318,17 @@ def grow_tree(estimator, data, scaling, start_sample, xp, weight_factor):
     root = estimator._run_restarts(
         train, scaling, start_sample, xp, False, weight_factor, Tree([[]]), n_runs=1
     )
+    # a trial split of a leaf (its responsibilities) into so many children
+    split = functools.partial(
+        _split_leaf,
+        estimator,
+        train,
+        scaling=scaling,
+        start_sample=start_sample,
+        xp=xp,
+        weight_factor=weight_factor,
+        random_state=random_state,
+    )
     best = None
     for run in range(estimator.n_init):
         start = root if run == estimator.n_init - 1 else copy.deepcopy(root)
@@ -326,8 +338,8 @@ def grow_tree(estimator, data, scaling, start_sample, xp, weight_factor):
             held_out,
             start,
             score,
+            split,
             scaling,
-            start_sample,
             xp,
             weight_factor,
             random_state,
@@ -354,14 +366,15 @@ def _grow(
     held_out,
     start,
     score,
+    split,
     scaling,
-    start_sample,
     xp,
     weight_factor,
     random_state,
 ):
     """One growth from the single expert ``start`` (its gates, experts and
-    monitor): the grown tree's gates, experts, monitor and history."""
+    monitor), with the trial splits ``split`` (``_split_leaf`` on ``train``):
+    the grown tree's gates, experts, monitor and history."""
     n_children = max(estimator.n_experts, 2)
     total = float(xp.sum(train.sample_weight)) / weight_factor
     tree = Tree([[]])
@@ -369,21 +382,6 @@ def _grow(
     current = score(gates, experts)
     history = [GrowthStep(1, None, current, {})]
     tried = {}  # leaf: its local mixture of the last round that tried it
-
-    def split(leaf_resp, **start):
-        return _split_leaf(
-            estimator,
-            train,
-            leaf_resp,
-            n_children,
-            scaling,
-            start_sample,
-            xp,
-            weight_factor,
-            random_state,
-            **start,
-        )
-
     while tree.n_leaves + n_children - 1 <= estimator.max_leaves:
         resp, log_expert, badness = _responsibilities(train, gates, experts, xp)
         if held_out is not None:
@@ -405,7 +403,7 @@ def _grow(
             penalty = 0.0
         gains = {}
         for leaf in leaves.tolist():
-            local = split(resp[leaf], warm=tried.get(leaf))
+            local = split(resp[leaf], n_children, warm=tried.get(leaf))
             tried[leaf] = local
             gain = _split_gain(local, scored, expert_ll[leaf], weights[leaf], xp)
             gains[leaf] = (gain - penalty, local)
@@ -414,7 +412,7 @@ def _grow(
             # before stopping, every candidate once more, cut by how well its
             # expert explains its rows
             for leaf in leaves.tolist():
-                local = split(resp[leaf], fit_values=log_expert[leaf])
+                local = split(resp[leaf], n_children, fit_values=log_expert[leaf])
                 gain = _split_gain(local, scored, expert_ll[leaf], weights[leaf], xp)
                 if gain - penalty > gains[leaf][0]:
                     gains[leaf] = (gain - penalty, local)
@@ -449,25 +447,14 @@ def _grow(
         train,
         (tree, gates, experts, monitor, current, history),
         score,
+        split,
         scaling,
-        start_sample,
         xp,
-        weight_factor,
         random_state,
     )
 
 
-def _pruned(
-    estimator,
-    train,
-    grown,
-    score,
-    scaling,
-    start_sample,
-    xp,
-    weight_factor,
-    random_state,
-):
+def _pruned(estimator, train, grown, score, split, scaling, xp, random_state):
     """Prune a grown tree after its last EM: merge back into one expert,
     one at a time, the gate over leaves only whose merging raises the score
     most, and refit, until no merging raises it. ``grown``: the tree, its
@@ -490,17 +477,7 @@ def _pruned(
         best = None
         for node in twigs:
             first, last = tree.ranges[node]
-            _, single = _split_leaf(
-                estimator,
-                train,
-                resp[first:last].sum(axis=0),
-                1,
-                scaling,
-                start_sample,
-                xp,
-                weight_factor,
-                random_state,
-            )
+            _, single = split(resp[first:last].sum(axis=0), 1)
             merged = _merged(
                 estimator,
                 tree,
