@@ -207,22 +207,29 @@ def test_a_grown_tree_continues_with_partial_fit_and_warm_start():
     assert model.growth_history_ is history
 
 
-def test_a_graft_keeps_the_tree_and_puts_the_local_mixture_at_the_leaf():
+def _graft_at_leaf_1():
+    """A fitted tree [[0, 1], 2], a flat mixture of 2, and the tree with
+    the mixture grafted at leaf 1: (X, model, local, grafted)."""
     X, y, _ = make_moe(600, 2, tree=UNBALANCED, random_state=3)
     model = MixtureOfExpertsRegressor(tree=[[0, 1], 2], random_state=0).fit(X, y)
     local = MixtureOfExpertsRegressor(2, random_state=0).fit(X, y)
-    gates, experts = model._gates, model._experts
-    tree, new_gates, new_experts = _grafted(
+    grafted = _grafted(
         model,
         model.tree_,
-        gates,
-        experts,
+        model._gates,
+        model._experts,
         1,
         (local._gates, local._experts),
         model._scaling,
         get_namespace(X),
         check_random_state(0),
     )
+    return X, model, local, grafted
+
+
+def test_a_graft_keeps_the_tree_and_puts_the_local_mixture_at_the_leaf():
+    X, model, local, (tree, new_gates, new_experts) = _graft_at_leaf_1()
+    gates, experts = model._gates, model._experts
     assert tree.to_nested() == [[0, [1, 2]], 3]
     Xd = np.column_stack([X, np.ones(600)])  # any design: the gates read it alike
     old, new = gates.log_prior(Xd, np), new_gates.log_prior(Xd, np)
@@ -234,22 +241,9 @@ def test_a_graft_keeps_the_tree_and_puts_the_local_mixture_at_the_leaf():
 
 
 def test_a_merge_undoes_a_graft():
-    X, y, _ = make_moe(600, 2, tree=UNBALANCED, random_state=3)
-    model = MixtureOfExpertsRegressor(tree=[[0, 1], 2], random_state=0).fit(X, y)
-    local = MixtureOfExpertsRegressor(2, random_state=0).fit(X, y)
+    X, model, _, (tree, grafted_gates, grafted_experts) = _graft_at_leaf_1()
     xp, state = get_namespace(X), check_random_state(0)
     gates, experts = model._gates, model._experts
-    tree, grafted_gates, grafted_experts = _grafted(
-        model,
-        model.tree_,
-        gates,
-        experts,
-        1,
-        (local._gates, local._experts),
-        model._scaling,
-        xp,
-        state,
-    )
     # merged back with leaf 1's own expert: the model before the graft
     single = model._make_experts(1, model._scaling, state, experts.alpha)
     single.set_state(tuple(a[1:2] for a in experts.get_state()))
