@@ -379,6 +379,15 @@ class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfEx
     array([-1.,  1.])
     >>> bool(model.score(X, y) > 0.95)
     True
+
+    Growing the tree instead: from one expert, a split pays once (|x| has
+    two linear pieces), and no further split pays BIC's price.
+
+    >>> grown = MixtureOfExpertsRegressor(tree="grow", max_leaves=4, random_state=0)
+    >>> grown.fit(X, y).tree_.to_nested()
+    [0, 1]
+    >>> [(step.n_leaves, step.split) for step in grown.growth_history_]
+    [(1, None), (2, 0), (2, None)]
     """
 
     _is_regression = True
