@@ -380,7 +380,7 @@ class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfEx
     >>> bool(model.score(X, y) > 0.95)
     True
 
-    Growing the tree instead: from one expert, a split pays once (|x| has
+    Growing the tree instead: from one expert, a split pays once (``|x|`` has
     two linear pieces), and no further split pays BIC's price.
 
     >>> grown = MixtureOfExpertsRegressor(tree="grow", max_leaves=4, random_state=0)
