@@ -46,10 +46,12 @@ scores best, and stop when no split improves the score or the tree has
 
 import copy
 import functools
+import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import xlogy
 from sklearn.utils import check_random_state
 
 from ._array_api import device, logsumexp, to_numpy, wide
@@ -57,10 +59,23 @@ from ._config import thread_limit
 from ._em import e_step, statistics
 from ._gates import GateTree
 from ._init import GivenStart, _kmeans, joint_columns
+from ._solvers import _outer_rows, symmetric
 from ._tree import Tree
 
 # EM iterations of a candidate split's trial fit, before it is scored.
 _SPLIT_ITER = 20
+# Restructuring: every partition of a gate's leaves into two groups is tried
+# for gates over at most so many leaves (2 ** (leaves - 1) - 1 partitions);
+# a gate over more keeps its partition, and its children are restructured.
+_PARTITION_LEAVES = 8
+# Rows read by the partition search of one gate, at most (a strided subset
+# of the rows that reach it): enough to rank partitions, which differ by
+# whole regions of the input space.
+_PARTITION_ROWS = 2048
+# Newton steps of the search's trial gates, at most, and the gain per unit
+# of the rows' weight below which they stop.
+_PARTITION_STEPS = 30
+_PARTITION_TOL = 1e-6
 
 
 @dataclass
@@ -83,6 +98,10 @@ class GrowthStep:
         (the range ``first`` to ``last - 1``, numbered in the tree before
         the round) of the gate merged back into one expert; None in a
         round of growth.
+    restructured : bool
+        True when, after the round's split, the gates were rebuilt over
+        the same experts in another shape (``split`` is then the leaf
+        split before it), because that shape scored better.
     """
 
     n_leaves: int
@@ -90,6 +109,7 @@ class GrowthStep:
     score: float
     candidates: dict
     merged: tuple | None = None
+    restructured: bool = False
 
 
 def _score(estimator, data, gates, experts, xp, weight_factor, criterion):
@@ -293,6 +313,170 @@ def _components(
     return new_gates, new_experts
 
 
+def _separation(X, targets, weight, alpha):
+    """How well one linear gate sends rows to two groups of leaves, for a
+    batch of groupings.
+
+    For every row of ``targets`` (n_groupings, n_rows), each row's share of
+    the first group, a weighted logistic regression on the design ``X``
+    (n_rows, n_params), the rows' weights ``weight``, penalised as a gate
+    of two children is (``alpha / 2`` times the squares of both children's
+    coefficients, ``w / 2`` and ``-w / 2``: ``alpha / 4 ||w||^2``), fit by
+    Newton steps with step halving, until no fit gains more than
+    ``_PARTITION_TOL`` nats per unit of weight (enough to rank them).
+
+    Returns
+    -------
+    coef : ndarray of shape (n_groupings, n_params)
+        ``w``: the first group's probability is ``expit(x w)``.
+    excess : ndarray of shape (n_groupings,)
+        The weighted Kullback-Leibler divergence from the targets to the
+        fitted probabilities, plus the penalty: what the gate's being
+        linear costs the routing (0 for targets it matches exactly).
+    """
+    n_groupings, p = targets.shape[0], X.shape[1]
+    outer = _outer_rows(X, np)
+    ridge = 0.5 * alpha
+    tol = _PARTITION_TOL * weight.sum()
+
+    def fitted(coef, part=slice(None)):
+        """The objective at ``coef`` of the groupings ``part``, and their
+        probabilities."""
+        logits = coef @ X.T
+        tail = np.exp(-np.abs(logits))  # one exp for both
+        softplus = np.maximum(logits, 0.0) + np.log1p(tail)  # log(1 + e^z)
+        prob = np.where(logits >= 0, 1.0, tail) / (1.0 + tail)
+        value = (targets[part] * logits - softplus) @ weight
+        return value - 0.5 * ridge * np.sum(coef**2, axis=1), prob
+
+    coef = np.zeros((n_groupings, p))
+    value, prob = fitted(coef)
+    for _ in range(_PARTITION_STEPS):
+        grad = ((targets - prob) * weight) @ X - ridge * coef
+        curvature = symmetric((prob * (1 - prob) * weight) @ outer, p, np)
+        step = np.linalg.solve(curvature + ridge * np.eye(p), grad[..., None])[..., 0]
+        new, new_prob = fitted(coef + step)
+        for _ in range(30):  # halve the steps that lower their objective
+            lower = np.flatnonzero(new < value)
+            if not lower.size:
+                break
+            step[lower] /= 2
+            new[lower], new_prob[lower] = fitted(coef[lower] + step[lower], lower)
+        kept = new >= value  # a step still lowering it after 30 halvings: none
+        coef[kept] += step[kept]
+        prob[kept] = new_prob[kept]
+        gain = np.where(kept, new - value, 0.0)
+        value = np.maximum(new, value)
+        if np.all(gain <= tol):
+            break
+    own = (xlogy(targets, targets) + xlogy(1 - targets, 1 - targets)) @ weight
+    return coef, own - value
+
+
+def _shape(X, resp, weight, alpha, leaves, tree, node, coefs):
+    """A binary tree over ``leaves`` whose gates route the rows to them as
+    their responsibilities ``resp`` (n_leaves, n_rows) do, built from the
+    top: every gate splits its leaves into the two groups that a linear
+    gate separates best (``_separation``), among all partitions of up to
+    ``_PARTITION_LEAVES`` leaves; a gate over more keeps the partition of
+    ``node`` of ``tree``. Returns the tree as nested lists of leaf numbers;
+    ``coefs`` maps ``id`` of every list to its gate's ``w``."""
+    if len(leaves) == 1:
+        return leaves[0]
+    mass = resp[leaves].sum(axis=0)
+    full = weight * mass
+    rows = np.flatnonzero(full > 0)
+    rows = rows[:: -(-len(rows) // _PARTITION_ROWS)]
+    # the strided rows stand for all: the penalty keeps its weight
+    row_weight = full[rows] * (full.sum() / full[rows].sum())
+    if len(leaves) > _PARTITION_LEAVES:
+        nodes = tree.children[node]
+        groupings = [list(range(*tree.ranges[nodes[0]]))]
+    else:
+        nodes = (None, None)
+        groupings = [
+            [leaves[0], *rest]
+            for k in range(len(leaves) - 1)
+            for rest in itertools.combinations(leaves[1:], k)
+        ]
+    targets = np.stack([resp[g][:, rows].sum(axis=0) for g in groupings])
+    coef, excess = _separation(X[rows], targets / mass[rows], row_weight, alpha)
+    best = int(np.argmin(excess))
+    first = groupings[best]
+    second = [leaf for leaf in leaves if leaf not in first]
+    shape = [
+        _shape(X, resp, weight, alpha, first, tree, nodes[0], coefs),
+        _shape(X, resp, weight, alpha, second, tree, nodes[1], coefs),
+    ]
+    coefs[id(shape)] = coef[best]
+    return shape
+
+
+def _canonical(shape):
+    """A binary tree's nested lists up to the order of every gate's
+    children."""
+    if isinstance(shape, list):
+        return frozenset(_canonical(child) for child in shape)
+    return shape
+
+
+def _leaves_of(shape):
+    """The leaves of nested lists, left to right."""
+    if isinstance(shape, list):
+        return [leaf for child in shape for leaf in _leaves_of(child)]
+    return [shape]
+
+
+def _restructured(
+    estimator, train, tree, gates, experts, score, current, scaling, xp, random_state
+):
+    """The binary ``tree``'s experts under the gates that route their rows
+    best (``_shape``, from the rows' responsibilities), refit by EM, if
+    that shape differs from the tree's and scores better than ``current``:
+    its tree, gates, experts, monitor, score, and the old number of every
+    new leaf; else None.
+
+    Growth adds one gate at a time, each chosen when fewer experts
+    existed: the first split of a region of four experts parts it into the
+    two halves its two experts fit best, which need not be the two halves
+    a linear gate separates. Once the experts are there, their
+    responsibilities show which of their groups a gate can part."""
+    resp, _, _ = _responsibilities(train, gates, experts, xp)
+    X = to_numpy(wide(gates.design(train.X, xp), xp), xp)
+    weight = to_numpy(wide(train.sample_weight, xp), xp)
+    coefs = {}
+    shape = _shape(
+        X, resp, weight, gates.alpha, list(range(tree.n_leaves)), tree, 0, coefs
+    )
+    if _canonical(shape) == _canonical(tree.to_nested()):
+        return None
+    new_tree = Tree.from_nested(shape)
+    rows, queue = {}, [shape]
+    for node, item in enumerate(queue):  # numbered as from_nested numbers them
+        if isinstance(item, list):
+            half = 0.5 * coefs[id(item)]
+            rows[node] = xp.asarray(
+                np.stack([half, -half], axis=1)[None], device=device(train.X)
+            )
+            queue.extend(item)
+    order = _leaves_of(shape)
+    state = experts.get_state()
+    index = xp.asarray(order, device=device(train.X))
+    state = (
+        tuple(xp.take(a, index, axis=0) for a in state)
+        if isinstance(state, tuple)
+        else xp.take(state, index, axis=0)
+    )
+    new_gates, new_experts = _components(
+        estimator, new_tree, gates, experts, rows, state, scaling, xp, random_state
+    )
+    monitor = estimator._continue_em(train, new_gates, new_experts, scaling, xp)
+    new_score = score(new_gates, new_experts)
+    if not new_score > current:
+        return None
+    return new_tree, new_gates, new_experts, monitor, new_score, order
+
+
 def grow_tree(estimator, data, scaling, start_sample, xp, weight_factor):
     """Grow ``n_init`` trees on ``data`` (``InMemoryData``) and keep the one
     of the best score: its gates, experts, EM monitor (of the last fit) and
@@ -441,7 +625,34 @@ def _grow(
         }
         monitor = estimator._continue_em(train, gates, experts, scaling, xp)
         current = score(gates, experts)
-        history.append(GrowthStep(tree.n_leaves, best, current, candidates))
+        restructured = None
+        if n_children == 2 and tree.n_leaves > 2:
+            restructured = _restructured(
+                estimator,
+                train,
+                tree,
+                gates,
+                experts,
+                score,
+                current,
+                scaling,
+                xp,
+                random_state,
+            )
+        if restructured is not None:
+            tree, gates, experts, monitor, current, order = restructured
+            # every leaf's trial goes with its expert
+            moved = {old: new for new, old in enumerate(order)}
+            tried = {moved[k]: local for k, local in tried.items()}
+        history.append(
+            GrowthStep(
+                tree.n_leaves,
+                best,
+                current,
+                candidates,
+                restructured=restructured is not None,
+            )
+        )
     return _pruned(
         estimator,
         train,

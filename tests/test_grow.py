@@ -55,8 +55,10 @@ def test_growth_history_records_every_round():
 def test_a_leaf_tried_again_continues_its_own_earlier_trial(monkeypatch):
     # every round tries the worst leaves; a leaf tried in an earlier round
     # continues that round's local mixture. After a split, the leaves behind
-    # it are renumbered: each must get its own trial back, fit to rows
-    # weighted much as its rows are now, never a neighbour's
+    # it are renumbered, and a restructuring reorders them all: each must
+    # get its own trial back, fit to rows weighted much as its rows are now,
+    # never a neighbour's (on these data the third round restructures the
+    # tree and moves leaf 2 to 1)
     import hmexperts._grow as grow
 
     calls, made = [], {}
@@ -70,9 +72,10 @@ def test_a_leaf_tried_again_continues_its_own_earlier_trial(monkeypatch):
         return local
 
     monkeypatch.setattr(grow, "_split_leaf", recording)
-    X, y, _ = make_moe(4000, 2, tree=UNBALANCED, random_state=1)
+    X, y, _ = make_moe(16000, 3, tree=UNBALANCED, gate_scale=12, random_state=1)
     model = MixtureOfExpertsRegressor(tree="grow", max_leaves=7, random_state=1)
     model.fit(X, y)
+    assert any(step.restructured for step in model.growth_history_)
     continued = [(now, then) for now, then in calls if then is not None]
     assert len(continued) >= 3
     for now, then in continued:
@@ -82,7 +85,7 @@ def test_a_leaf_tried_again_continues_its_own_earlier_trial(monkeypatch):
 
 def test_n_init_grows_several_trees_and_keeps_the_best(capsys):
     # on this draw of the balanced truth the growths differ (their
-    # candidates' k-means starts do): BIC scores 3230, 3717 and 3709
+    # candidates' k-means starts do): BIC scores 3704, 3719 and 3706
     # (benchmarks/study_growth.py's data, draw 4)
     X, y, _ = make_moe(8000, 2, tree=BALANCED, random_state=4)
     X, y = X[:4000], y[:4000]
@@ -101,7 +104,7 @@ def test_n_init_grows_several_trees_and_keeps_the_best(capsys):
     # the first growth is the one n_init=1 grows; the best of them is kept
     assert scores[0] == pytest.approx(one.growth_history_[-1].score, abs=1e-6)
     assert three.growth_history_[-1].score == pytest.approx(max(scores), abs=1e-6)
-    assert max(scores) > scores[0] + 100
+    assert max(scores) > scores[0] + 10
 
 
 def test_a_split_the_k_means_cut_misses_is_found_by_the_fit_cut():
@@ -113,6 +116,21 @@ def test_a_split_the_k_means_cut_misses_is_found_by_the_fit_cut():
     X, y, truth = make_moe(32000, 2, tree=UNBALANCED, gate_scale=12, random_state=6)
     model = MixtureOfExpertsRegressor(tree="grow", max_leaves=7, random_state=6)
     model.fit(X[:16000], y[:16000])
+    assert model.n_leaves_ == 5
+    assert _held_out_gap(model, truth.model, X[16000:], y[16000:]) < 0.5
+
+
+def test_restructuring_regates_experts_a_greedy_order_of_splits_misplaced():
+    # benchmarks/study_growth.py --features 3 --n 16000 --gate-scale 12,
+    # unbalanced truth, draw 0: the split of the four-expert branch parted
+    # one expert from three, where the truth's gate parts two from two, and
+    # the grown tree [[0, [[1, 2], 3]], 4] ended 32% short of the truth.
+    # Rebuilt over the same experts, the gates take the truth's shape and
+    # the tree ends within 0.1%
+    X, y, truth = make_moe(32000, 3, tree=UNBALANCED, gate_scale=12, random_state=0)
+    model = MixtureOfExpertsRegressor(tree="grow", max_leaves=7, random_state=0)
+    model.fit(X[:16000], y[:16000])
+    assert any(step.restructured for step in model.growth_history_)
     assert model.n_leaves_ == 5
     assert _held_out_gap(model, truth.model, X[16000:], y[16000:]) < 0.5
 
@@ -293,10 +311,16 @@ def test_a_merge_renumbers_the_nodes_behind_the_merged_gate():
         np.testing.assert_array_equal(a, b)
 
 
-def test_pruning_merges_a_split_that_stopped_paying():
-    # benchmarks/study_growth.py's balanced truth, draw 6: the growth ends
-    # at 8 leaves with BIC score 1123; merging leaves 6 and 7 back into
-    # one expert raises it to 1151
+def test_pruning_merges_a_split_that_stopped_paying(monkeypatch):
+    # benchmarks/study_growth.py's balanced truth, draw 6, grown without
+    # restructuring (with it, this growth ends in a better tree that no
+    # merge improves; no merge paid in any of 88 growths on the study's
+    # data with it):
+    # the growth ends at 8 leaves with BIC score 1123; merging leaves 6 and
+    # 7 back into one expert raises it to 1151
+    import hmexperts._grow as grow
+
+    monkeypatch.setattr(grow, "_restructured", lambda *args: None)
     X, y, _ = make_moe(8000, 2, tree=BALANCED, random_state=6)
     model = MixtureOfExpertsRegressor(tree="grow", max_leaves=10, random_state=6)
     model.fit(X[:4000], y[:4000])
@@ -305,3 +329,106 @@ def test_pruning_merges_a_split_that_stopped_paying():
     assert pruned.split is None and pruned.n_leaves == before.n_leaves - 1
     assert pruned.score > before.score + 10
     assert model.n_leaves_ == pruned.n_leaves
+
+
+def test_separation_recovers_a_linear_gate_and_prices_a_grouping_no_line_makes():
+    # targets that are exactly a linear gate's probabilities: the fit is that
+    # gate and routes them at no cost; a disc and its outside, which no line
+    # parts, cost about half the rows' worth
+    from scipy.special import expit
+
+    from hmexperts._grow import _separation
+
+    rng = np.random.RandomState(0)
+    X = np.c_[np.ones(3000), rng.normal(size=(3000, 2))]
+    gate = np.array([0.5, 3.0, -2.0])
+    disc = (np.linalg.norm(X[:, 1:], axis=1) < 1.2).astype(float)
+    targets = np.stack([expit(X @ gate), disc])
+    coef, excess = _separation(X, targets, np.ones(3000), 1e-8)
+    np.testing.assert_allclose(coef[0], gate, rtol=1e-4)
+    assert abs(excess[0]) < 1e-3
+    assert excess[1] > 1000
+
+
+def test_separation_halves_a_newton_step_that_overshoots():
+    # ten rows with heavy-tailed inputs and labels a line parts: a full
+    # Newton step from zero overshoots (the routing's excess would stay at
+    # 1.6 nats); halved, the fit routes them at almost no cost
+    from hmexperts._grow import _separation
+
+    rng = np.random.RandomState(2650)
+    X = np.c_[np.ones(10), rng.standard_cauchy(size=(10, 2))]
+    labels = (rng.uniform(size=(1, 10)) < 0.5).astype(float)
+    _, excess = _separation(X, labels, np.ones(10), 1e-7)
+    assert excess[0] < 1e-2
+
+
+def _gate_probabilities(shape, coefs, X):
+    """Every leaf's prior (n_leaves, n_rows) under the binary gates
+    ``coefs`` (by ``id`` of every list of ``shape``), leaves numbered as in
+    ``shape``."""
+    from scipy.special import expit
+
+    prior = {}
+
+    def walk(item, path):
+        if not isinstance(item, list):
+            prior[item] = path
+            return
+        first = expit(X @ coefs[id(item)])
+        walk(item[0], path * first)
+        walk(item[1], path * (1 - first))
+
+    walk(shape, np.ones(len(X)))
+    return np.stack([prior[leaf] for leaf in sorted(prior)])
+
+
+@pytest.mark.parametrize("given", [[0, [1, [2, [3, [4, [5, [6, 7]]]]]]], BALANCED])
+def test_the_shape_search_finds_the_tree_whose_gates_made_the_routing(given):
+    # responsibilities equal to a balanced tree's priors: from any tree,
+    # the search over all partitions of the 8 leaves finds the balanced
+    # tree, and its gates give back those priors
+    from hmexperts._grow import _canonical, _shape
+    from hmexperts._tree import Tree
+
+    X, _, truth = make_moe(4000, 2, tree=BALANCED, random_state=0)
+    resp = truth.model.predict_gates(X).T
+    Xd = np.c_[np.ones(len(X)), X]
+    coefs = {}
+    shape = _shape(
+        Xd,
+        resp,
+        np.ones(len(X)),
+        1e-8,
+        list(range(8)),
+        Tree.from_nested(given),
+        0,
+        coefs,
+    )
+    assert _canonical(shape) == _canonical(BALANCED)
+    np.testing.assert_allclose(_gate_probabilities(shape, coefs, Xd), resp, atol=2e-3)
+
+
+def test_the_shape_search_keeps_the_partition_of_a_gate_over_too_many_leaves(
+    monkeypatch,
+):
+    # with the exhaustive search limited to 4 leaves, the root's 8 keep the
+    # given tree's partition, right or wrong, and the gates below it are
+    # searched
+    import hmexperts._grow as grow
+    from hmexperts._tree import Tree
+
+    monkeypatch.setattr(grow, "_PARTITION_LEAVES", 4)
+    X, _, truth = make_moe(4000, 2, tree=BALANCED, random_state=0)
+    resp = truth.model.predict_gates(X).T
+    Xd = np.c_[np.ones(len(X)), X]
+    right = [[0, [1, [2, 3]]], [4, [5, [6, 7]]]]
+    shape = grow._shape(
+        Xd, resp, np.ones(len(X)), 1e-8, list(range(8)), Tree.from_nested(right), 0, {}
+    )
+    assert grow._canonical(shape) == grow._canonical(BALANCED)
+    wrong = [[0, [1, 2]], [3, [4, [5, [6, 7]]]]]
+    shape = grow._shape(
+        Xd, resp, np.ones(len(X)), 1e-8, list(range(8)), Tree.from_nested(wrong), 0, {}
+    )
+    assert sorted(grow._leaves_of(shape[0])) == [0, 1, 2]
