@@ -54,6 +54,25 @@ def fit(model, X, y):
     return model, time.perf_counter() - start
 
 
+def truth_draws(shape, args):
+    """The first ``args.draws`` random states whose truth gives every leaf a
+    mean gate probability of at least ``args.min_leaf_mass`` (on the
+    draw's own inputs)."""
+    draws, state = [], 0
+    while len(draws) < args.draws:
+        X, _, truth = make_moe(
+            2 * args.n,
+            args.features,
+            tree=shape,
+            gate_scale=args.gate_scale,
+            random_state=state,
+        )
+        if truth.model.predict_gates(X).mean(axis=0).min() >= args.min_leaf_mass:
+            draws.append(state)
+        state += 1
+    return draws
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=10)
@@ -68,6 +87,12 @@ def main():
     parser.add_argument(
         "--grow-n-init", type=int, default=1, help="trees grown, the best kept"
     )
+    parser.add_argument(
+        "--min-leaf-mass",
+        type=float,
+        default=0.0,
+        help="keep only truths whose every leaf has this mean gate probability",
+    )
     args = parser.parse_args()
     print_machine()
     for name in args.truths:
@@ -75,15 +100,16 @@ def main():
         n_true = Tree.from_nested(shape).n_leaves
         print(
             f"truth {name}: {shape}, {n_true} leaves; n={args.n} to fit and to "
-            f"score; gate scale {args.gate_scale:g}"
+            f"score; {args.features} features; gate scale {args.gate_scale:g}; "
+            f"smallest leaf's mass at least {args.min_leaf_mass:g}"
         )
         print(
             f"{'draw':>4s} {'grown gap %':>11s} {'leaves':>6s} {'balanced gap %':>14s} "
-            f"{'true shape gap %':>16s} {'grown s':>7s} {'balanced s':>10s}  "
-            "grown tree"
+            f"{'true shape gap %':>16s} {'grown s':>7s} {'balanced s':>10s} "
+            f"{'min leaf %':>10s}  grown tree"
         )
         within, small, ratios, gaps_b, gaps_t = 0, 0, [], [], []
-        for draw in range(args.draws):
+        for draw in truth_draws(shape, args):
             X, y, truth = make_moe(
                 2 * args.n,
                 args.features,
@@ -92,6 +118,7 @@ def main():
                 random_state=draw,
             )
             truth = truth.model
+            smallest = 100 * truth.predict_gates(X).mean(axis=0).min()
             X_fit, y_fit, X_test, y_test = (
                 X[: args.n],
                 y[: args.n],
@@ -147,7 +174,7 @@ def main():
             print(
                 f"{draw:4d} {gap:11.2f} {grown.n_leaves_:6d} {gap_b:14.2f} "
                 f"{gap_t:16.2f} {t_grown:7.2f} "
-                f"{t_bal:10.2f}  {grown.tree_.to_nested()}",
+                f"{t_bal:10.2f} {smallest:10.1f}  {grown.tree_.to_nested()}",
                 flush=True,
             )
         reference = (
