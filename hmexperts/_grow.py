@@ -351,23 +351,28 @@ def _separation(X, targets, weight, alpha):
 
     coef = np.zeros((n_groupings, p))
     value, prob = fitted(coef)
+    active = np.arange(n_groupings)  # the fits still gaining
     for _ in range(_PARTITION_STEPS):
-        grad = ((targets - prob) * weight) @ X - ridge * coef
-        curvature = symmetric((prob * (1 - prob) * weight) @ outer, p, np)
+        a_coef, a_prob = coef[active], prob[active]
+        grad = ((targets[active] - a_prob) * weight) @ X - ridge * a_coef
+        curvature = symmetric((a_prob * (1 - a_prob) * weight) @ outer, p, np)
         step = np.linalg.solve(curvature + ridge * np.eye(p), grad[..., None])[..., 0]
-        new, new_prob = fitted(coef + step)
+        new, new_prob = fitted(a_coef + step, active)
+        old = value[active]
         for _ in range(30):  # halve the steps that lower their objective
-            lower = np.flatnonzero(new < value)
+            lower = np.flatnonzero(new < old)
             if not lower.size:
                 break
             step[lower] /= 2
-            new[lower], new_prob[lower] = fitted(coef[lower] + step[lower], lower)
-        kept = new >= value  # a step still lowering it after 30 halvings: none
-        coef[kept] += step[kept]
-        prob[kept] = new_prob[kept]
-        gain = np.where(kept, new - value, 0.0)
-        value = np.maximum(new, value)
-        if np.all(gain <= tol):
+            new[lower], new_prob[lower] = fitted(
+                a_coef[lower] + step[lower], active[lower]
+            )
+        kept = new >= old  # a step still lowering it after 30 halvings: none
+        coef[active[kept]] += step[kept]
+        prob[active[kept]] = new_prob[kept]
+        value[active[kept]] = new[kept]
+        active = active[kept & (new - old > tol)]
+        if not active.size:
             break
     own = (xlogy(targets, targets) + xlogy(1 - targets, 1 - targets)) @ weight
     return coef, own - value
