@@ -44,9 +44,11 @@ print(f"{len(train)} tokens of 57 speakers to fit, {len(test)} of 19 to test")
 # ----------------
 # With the default ``split_criterion="bic"`` a split must raise the training
 # log-likelihood by more than BIC's price of its new parameters.
-# ``growth_history_`` records every round: the leaf split, and the score of
-# every candidate tried; then pruning's merges of splits that stopped paying,
-# if any.
+# ``growth_history_`` records every round: the leaf split, the score of
+# every candidate tried, and whether the gates were then restructured over
+# the same experts (rebuilt in the shape whose gates best route the rows to
+# them, kept when it scores better); then pruning's merges of splits that
+# stopped paying, if any.
 from hmexperts import MixtureOfExpertsRegressor
 
 grown = MixtureOfExpertsRegressor(tree="grow", max_leaves=8, random_state=0)
@@ -60,7 +62,8 @@ for step in grown.growth_history_:
         what = "no split pays: stop"
     else:
         what = f"split leaf {step.split}"
-    print(f"{step.n_leaves} leaves  {what:20s} score (-BIC/2) {step.score:9.1f}")
+        what += ", restructured" if step.restructured else ""
+    print(f"{step.n_leaves} leaves  {what:30s} score (-BIC/2) {step.score:9.1f}")
 print("grown tree:", grown.tree_.to_nested())
 
 # %%

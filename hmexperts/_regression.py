@@ -47,10 +47,13 @@ class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfEx
         every round the leaf whose split (into ``max(n_experts, 2)``
         leaves, started from the parent and refit) most improves
         ``split_criterion``, until no split pays or the tree would exceed
-        ``max_leaves`` (Waterhouse & Robinson, 1996), then pruned: gates
-        over leaves only are merged back into one expert while that
-        improves ``split_criterion``. ``depth`` is then unused, and
-        ``growth_history_`` records the rounds.
+        ``max_leaves`` (Waterhouse & Robinson, 1996); after every split of
+        a binary tree (``n_experts <= 2``), its gates are rebuilt over the
+        same experts in the shape whose linear gates best route the rows
+        to them, when that shape improves ``split_criterion``; at the end
+        pruned: gates over leaves only are merged back into one expert
+        while that improves ``split_criterion``. ``depth`` is then unused,
+        and ``growth_history_`` records the rounds.
     max_leaves : int, default=8
         ``tree="grow"``: the most leaves the grown tree may have.
     split_criterion : {"bic", "validation"}, default="bic"
@@ -329,8 +332,9 @@ class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfEx
         entry of ``gate_coef_``).
     growth_history_ : list of GrowthStep
         ``tree="grow"`` only: every round of the kept growth, with the split
-        leaf (None when no split paid), the kept tree's score and the score
-        of every candidate; then every merge of pruning, with its leaves
+        leaf (None when no split paid), the kept tree's score, the score
+        of every candidate and whether the gates were then restructured
+        (``restructured``); then every merge of pruning, with its leaves
         (``merged``).
     n_iter_ : int
         EM iterations run by the kept initialisation.
