@@ -28,6 +28,15 @@ scores best, and stop when no split improves the score or the tree has
   gain is grafted into the tree (the local gate becomes the leaf's gate, its
   experts the new leaves) and the whole tree is refit by EM from there
   before the next round.
+- **Restructuring.** After every split's EM, a binary tree's gates are
+  rebuilt over the same experts: from the top, every gate parts its
+  leaves into the two groups that one linear gate separates best, judged
+  by a logistic fit to the rows' responsibilities (every partition of up
+  to ``_PARTITION_LEAVES`` leaves). If that shape differs from the grown
+  one, it is refit by EM from those gates and kept when it scores better:
+  a split was chosen when fewer experts existed, and a region of four
+  experts first split one from three may be one that a gate parts two
+  from two.
 - **A second cut before stopping.** When no candidate's split pays, every
   candidate is tried once more from a cut of its rows by how well its
   expert explains them (a weighted k-means of their log-likelihoods under
