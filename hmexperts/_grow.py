@@ -7,9 +7,11 @@ a gate of ``max(n_experts, 2)`` new leaves, keep the split whose model
 scores best, and stop when no split improves the score or the tree has
 ``max_leaves`` leaves.
 
-- **Candidates.** The leaves with the largest share of the expected
-  negative log-likelihood, ``-sum_i w_i r_ij log p_j(y_i | x_i)``: where the
-  fit is worst, not merely where the mass is.
+- **Candidates.** The leaves of the largest shortfall, ``m_j L - sum_i
+  w_i r_ij log p_j(y_i | x_i)`` (``m_j`` the leaf's mass, ``L`` the mean
+  expert log-likelihood of all rows): the leaves whose experts fit their
+  rows worse than the tree fits its rows on average, weighted by their
+  mass; where the fit is worst, not merely where the mass is.
 - **A split.** The leaf's rows, weighted by their responsibilities, are
   fit by a local mixture of the new leaves with the rest of the tree held
   fixed: its start cuts them by a weighted k-means of their standardised
@@ -136,20 +138,30 @@ def _score(estimator, data, gates, experts, xp, weight_factor, criterion):
 def _responsibilities(data, gates, experts, xp):
     """On the host, for every row of ``data``: every leaf's posterior and its
     expert's log-likelihood, (n_leaves, n_rows) each; and every leaf's
-    expected negative log-likelihood, ``-sum_i w_i r_ij log p_j(y_i | x_i)``."""
-    resp, log_expert, badness = [], [], np.zeros(gates.n_leaves)
+    shortfall, how much worse its expert fits its rows than the tree's
+    experts fit theirs on average: ``m_j L - sum_i w_i r_ij log p_j(y_i |
+    x_i)``, with ``m_j = sum_i w_i r_ij`` the leaf's mass and ``L`` the
+    mean of the expert log-likelihood over all rows and leaves. Unlike the
+    expected negative log-likelihood itself, it does not change with the
+    unit of ``y`` (which shifts every log-likelihood by one constant): a
+    large leaf whose expert fits well has a negative shortfall, one that
+    fits two experts' rows badly a large positive one."""
+    resp, log_expert = [], []
+    mass, fit = np.zeros(gates.n_leaves), np.zeros(gates.n_leaves)
     with thread_limit():
         for chunk in data.chunks():
             log_j = wide(experts.log_likelihood(chunk.X, chunk.y, xp), xp)
             log_joint = gates.log_prior(chunk.X, xp) + log_j
             r = xp.exp(log_joint - logsumexp(log_joint, 0, xp)[None, :])
-            badness -= to_numpy(xp.sum(r * log_j * chunk.weight[None, :], axis=1), xp)
+            weighted = r * chunk.weight[None, :]
+            mass += to_numpy(xp.sum(weighted, axis=1), xp)
+            fit += to_numpy(xp.sum(weighted * log_j, axis=1), xp)
             resp.append(to_numpy(r, xp))
             log_expert.append(to_numpy(log_j, xp))
     return (
         np.concatenate(resp, axis=1),
         np.concatenate(log_expert, axis=1),
-        badness,
+        mass * (fit.sum() / mass.sum()) - fit,
     )
 
 
@@ -581,13 +593,13 @@ def _grow(
     history = [GrowthStep(1, None, current, {})]
     tried = {}  # leaf: its local mixture of the last round that tried it
     while tree.n_leaves + n_children - 1 <= estimator.max_leaves:
-        resp, log_expert, badness = _responsibilities(train, gates, experts, xp)
+        resp, log_expert, shortfall = _responsibilities(train, gates, experts, xp)
         if held_out is not None:
             held_resp, held_log_expert, _ = _responsibilities(
                 held_out, gates, experts, xp
             )
             held_weight = to_numpy(held_out.sample_weight, xp) / weight_factor
-        leaves = np.argsort(-badness, kind="stable")[: estimator.n_split_candidates]
+        leaves = np.argsort(-shortfall, kind="stable")[: estimator.n_split_candidates]
         n_new = estimator._n_free_params(gates.n_design, n_children) - (
             estimator._n_free_params(gates.n_design, 1)
         )

@@ -65,8 +65,11 @@ class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfEx
         ``tree="grow"`` with ``split_criterion="validation"``: the share of
         the rows held out, drawn with ``random_state``.
     n_split_candidates : int, default=4
-        ``tree="grow"``: the leaves tried in every round, those with the
-        largest expected negative log-likelihood of their rows.
+        ``tree="grow"``: the leaves tried in every round, those whose
+        experts fit their rows worst: the rows' log-likelihood under the
+        leaf's expert, summed with their responsibilities, falls furthest
+        short of the tree's mean log-likelihood per row times the leaf's
+        share of the rows.
     expert : None, str or regressor, default=None
         The expert at each leaf. A built-in family, every expert a
         generalised linear model batched over leaves and fit by EM:

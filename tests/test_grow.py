@@ -85,14 +85,14 @@ def test_a_leaf_tried_again_continues_its_own_earlier_trial(monkeypatch):
 
 def test_n_init_grows_several_trees_and_keeps_the_best(capsys):
     # on this draw of the balanced truth the growths differ (their
-    # candidates' k-means starts do): BIC scores 3704, 3719 and 3706
-    # (benchmarks/study_growth.py's data, draw 4)
-    X, y, _ = make_moe(8000, 2, tree=BALANCED, random_state=4)
+    # candidates' k-means starts do): BIC scores 2517, 2623 and 2517
+    # (benchmarks/study_growth.py's data, draw 3)
+    X, y, _ = make_moe(8000, 2, tree=BALANCED, random_state=3)
     X, y = X[:4000], y[:4000]
-    one = MixtureOfExpertsRegressor(tree="grow", max_leaves=10, random_state=4)
+    one = MixtureOfExpertsRegressor(tree="grow", max_leaves=10, random_state=3)
     one.fit(X, y)
     three = MixtureOfExpertsRegressor(
-        tree="grow", max_leaves=10, n_init=3, random_state=4, verbose=1
+        tree="grow", max_leaves=10, n_init=3, random_state=3, verbose=1
     )
     three.fit(X, y)
     scores = [
@@ -104,7 +104,7 @@ def test_n_init_grows_several_trees_and_keeps_the_best(capsys):
     # the first growth is the one n_init=1 grows; the best of them is kept
     assert scores[0] == pytest.approx(one.growth_history_[-1].score, abs=1e-6)
     assert three.growth_history_[-1].score == pytest.approx(max(scores), abs=1e-6)
-    assert max(scores) > scores[0] + 10
+    assert max(scores) > scores[0] + 50 and max(scores) > scores[2] + 50
 
 
 def test_a_split_the_k_means_cut_misses_is_found_by_the_fit_cut():
@@ -133,6 +133,21 @@ def test_restructuring_regates_experts_a_greedy_order_of_splits_misplaced():
     assert any(step.restructured for step in model.growth_history_)
     assert model.n_leaves_ == 5
     assert _held_out_gap(model, truth.model, X[16000:], y[16000:]) < 0.5
+
+
+def test_the_leaf_whose_expert_fits_worst_is_tried_though_its_fit_is_good():
+    # benchmarks/study_growth.py --features 3 --n 16000 --gate-scale 12
+    # --min-leaf-mass 0.04, balanced truth, draw 13: at 7 leaves, one leaf
+    # holds two experts' rows (its rows' mean log-likelihood 1.05, the
+    # others' 1.35 to 1.43: positive, the noise being small). Ranked by
+    # their expected negative log-likelihood, that leaf, the largest, came
+    # last and was never tried, and the tree stopped 79% short of the
+    # truth; ranked by their shortfall from the tree's mean, it comes first
+    X, y, truth = make_moe(32000, 3, tree=BALANCED, gate_scale=12, random_state=13)
+    model = MixtureOfExpertsRegressor(tree="grow", max_leaves=10, random_state=13)
+    model.fit(X[:16000], y[:16000])
+    assert model.n_leaves_ == 8
+    assert _held_out_gap(model, truth.model, X[16000:], y[16000:]) < 1.0
 
 
 def test_growth_stops_when_no_split_pays():
