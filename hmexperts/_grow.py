@@ -30,15 +30,16 @@ scores best, and stop when no split improves the score or the tree has
   gain is grafted into the tree (the local gate becomes the leaf's gate, its
   experts the new leaves) and the whole tree is refit by EM from there
   before the next round.
-- **Restructuring.** After every split's EM, a binary tree's gates are
-  rebuilt over the same experts: from the top, every gate parts its
-  leaves into the two groups that one linear gate separates best, judged
-  by a logistic fit to the rows' responsibilities (every partition of up
-  to ``_PARTITION_LEAVES`` leaves). If that shape differs from the grown
-  one, it is refit by EM from those gates and kept when it scores better:
-  a split was chosen when fewer experts existed, and a region of four
-  experts first split one from three may be one that a gate parts two
-  from two.
+- **Restructuring.** After every split's EM, a binary tree's gates around
+  the new gate (the subtree of its highest ancestor over at most
+  ``_PARTITION_LEAVES`` leaves) are rebuilt over the same experts: from
+  the top, every gate parts its leaves into the two groups that one
+  linear gate separates best, judged by a logistic fit to the rows'
+  responsibilities (every partition tried). If that shape differs from
+  the grown one, the tree is refit by EM from those gates and kept when
+  it scores better: a split was chosen when fewer experts existed, and a
+  region of four experts first split one from three may be one that a
+  gate parts two from two.
 - **A second cut before stopping.** When no candidate's split pays, every
   candidate is tried once more from a cut of its rows by how well its
   expert explains them (a weighted k-means of their log-likelihoods under
@@ -75,9 +76,9 @@ from ._tree import Tree
 
 # EM iterations of a candidate split's trial fit, before it is scored.
 _SPLIT_ITER = 20
-# Restructuring: every partition of a gate's leaves into two groups is tried
-# for gates over at most so many leaves (2 ** (leaves - 1) - 1 partitions);
-# a gate over more keeps its partition, and its children are restructured.
+# Restructuring rebuilds the subtree of the new gate's highest ancestor over
+# at most so many leaves: every partition of its leaves into two groups is
+# tried at its root (2 ** (leaves - 1) - 1 partitions).
 _PARTITION_LEAVES = 8
 # Rows read by the partition search of one gate, at most (a strided subset
 # of the rows that reach it): enough to rank partitions, which differ by
@@ -399,14 +400,13 @@ def _separation(X, targets, weight, alpha):
     return coef, own - value
 
 
-def _shape(X, resp, weight, alpha, leaves, tree, node, coefs):
+def _shape(X, resp, weight, alpha, leaves, coefs):
     """A binary tree over ``leaves`` whose gates route the rows to them as
     their responsibilities ``resp`` (n_leaves, n_rows) do, built from the
     top: every gate splits its leaves into the two groups that a linear
-    gate separates best (``_separation``), among all partitions of up to
-    ``_PARTITION_LEAVES`` leaves; a gate over more keeps the partition of
-    ``node`` of ``tree``. Returns the tree as nested lists of leaf numbers;
-    ``coefs`` maps ``id`` of every list to its gate's ``w``."""
+    gate separates best (``_separation``), among all partitions. Returns
+    the tree as nested lists of leaf numbers; ``coefs`` maps ``id`` of
+    every list to its gate's ``w``."""
     if len(leaves) == 1:
         return leaves[0]
     mass = resp[leaves].sum(axis=0)
@@ -415,27 +415,35 @@ def _shape(X, resp, weight, alpha, leaves, tree, node, coefs):
     rows = rows[:: -(-len(rows) // _PARTITION_ROWS)]
     # the strided rows stand for all: the penalty keeps its weight
     row_weight = full[rows] * (full.sum() / full[rows].sum())
-    if len(leaves) > _PARTITION_LEAVES:
-        nodes = tree.children[node]
-        groupings = [list(range(*tree.ranges[nodes[0]]))]
-    else:
-        nodes = (None, None)
-        groupings = [
-            [leaves[0], *rest]
-            for k in range(len(leaves) - 1)
-            for rest in itertools.combinations(leaves[1:], k)
-        ]
+    groupings = [
+        [leaves[0], *rest]
+        for k in range(len(leaves) - 1)
+        for rest in itertools.combinations(leaves[1:], k)
+    ]
     targets = np.stack([resp[g][:, rows].sum(axis=0) for g in groupings])
     coef, excess = _separation(X[rows], targets / mass[rows], row_weight, alpha)
     best = int(np.argmin(excess))
     first = groupings[best]
     second = [leaf for leaf in leaves if leaf not in first]
     shape = [
-        _shape(X, resp, weight, alpha, first, tree, nodes[0], coefs),
-        _shape(X, resp, weight, alpha, second, tree, nodes[1], coefs),
+        _shape(X, resp, weight, alpha, first, coefs),
+        _shape(X, resp, weight, alpha, second, coefs),
     ]
     coefs[id(shape)] = coef[best]
     return shape
+
+
+def _nested_with(tree, node, shape, kept, v=0):
+    """``tree`` as nested lists of leaf numbers, with the subtree of
+    ``node`` replaced by ``shape``; ``kept`` maps ``id`` of every other
+    list to its node in ``tree``."""
+    if v == node:
+        return shape
+    if not tree.children[v]:
+        return tree.leaf_of[v]
+    nested = [_nested_with(tree, node, shape, kept, c) for c in tree.children[v]]
+    kept[id(nested)] = v
+    return nested
 
 
 def _canonical(shape):
@@ -454,36 +462,63 @@ def _leaves_of(shape):
 
 
 def _restructured(
-    estimator, train, tree, gates, experts, score, current, scaling, xp, random_state
+    estimator,
+    train,
+    tree,
+    gates,
+    experts,
+    split,
+    score,
+    current,
+    scaling,
+    xp,
+    random_state,
 ):
-    """The binary ``tree``'s experts under the gates that route their rows
-    best (``_shape``, from the rows' responsibilities), refit by EM, if
-    that shape differs from the tree's and scores better than ``current``:
-    its tree, gates, experts, monitor, score, and the old number of every
-    new leaf; else None.
+    """The binary ``tree``, just split at leaf ``split``, with the subtree
+    around the new gate rebuilt over its experts under the gates that route
+    their rows best (``_shape``, from the rows' responsibilities) and
+    refit by EM, if that shape differs from the subtree's and the tree
+    then scores better than ``current``: its tree, gates, experts,
+    monitor, score, and the old number of every new leaf; else None.
+
+    The subtree is that of the new gate's highest ancestor over at most
+    ``_PARTITION_LEAVES`` leaves (every partition of its leaves into two
+    groups is tried at its root): the rest of the tree, restructured when
+    its own splits were made, keeps its gates.
 
     Growth adds one gate at a time, each chosen when fewer experts
     existed: the first split of a region of four experts parts it into the
     two halves its two experts fit best, which need not be the two halves
     a linear gate separates. Once the experts are there, their
     responsibilities show which of their groups a gate can part."""
+    node = tree.parent[tree.leaves[split]]
+    while tree.parent[node] != -1:
+        first, last = tree.ranges[tree.parent[node]]
+        if last - first > _PARTITION_LEAVES:
+            break
+        node = tree.parent[node]
+    first, last = tree.ranges[node]
+    if last - first < 3:  # two leaves have one shape
+        return None
     resp, _, _ = _responsibilities(train, gates, experts, xp)
     X = to_numpy(wide(gates.design(train.X, xp), xp), xp)
     weight = to_numpy(wide(train.sample_weight, xp), xp)
-    coefs = {}
-    shape = _shape(
-        X, resp, weight, gates.alpha, list(range(tree.n_leaves)), tree, 0, coefs
-    )
-    if _canonical(shape) == _canonical(tree.to_nested()):
+    coefs, kept = {}, {}
+    sub = _shape(X, resp, weight, gates.alpha, list(range(first, last)), coefs)
+    if _canonical(sub) == _canonical(tree.to_nested(node)):
         return None
+    shape = _nested_with(tree, node, sub, kept)
     new_tree = Tree.from_nested(shape)
-    rows, queue = {}, [shape]
-    for node, item in enumerate(queue):  # numbered as from_nested numbers them
+    old_rows, rows, queue = _gate_rows(tree, gates), {}, [shape]
+    for v, item in enumerate(queue):  # numbered as from_nested numbers them
         if isinstance(item, list):
-            half = 0.5 * coefs[id(item)]
-            rows[node] = xp.asarray(
-                np.stack([half, -half], axis=1)[None], device=device(train.X)
-            )
+            if id(item) in kept:
+                rows[v] = old_rows[kept[id(item)]]
+            else:
+                half = 0.5 * coefs[id(item)]
+                rows[v] = xp.asarray(
+                    np.stack([half, -half], axis=1)[None], device=device(train.X)
+                )
             queue.extend(item)
     order = _leaves_of(shape)
     state = experts.get_state()
@@ -659,6 +694,7 @@ def _grow(
                 tree,
                 gates,
                 experts,
+                best,
                 score,
                 current,
                 scaling,

@@ -414,52 +414,64 @@ def _gate_probabilities(shape, coefs, X):
     return np.stack([prior[leaf] for leaf in sorted(prior)])
 
 
-@pytest.mark.parametrize("given", [[0, [1, [2, [3, [4, [5, [6, 7]]]]]]], BALANCED])
-def test_the_shape_search_finds_the_tree_whose_gates_made_the_routing(given):
-    # responsibilities equal to a balanced tree's priors: from any tree,
-    # the search over all partitions of the 8 leaves finds the balanced
-    # tree, and its gates give back those priors
+def test_the_shape_search_finds_the_tree_whose_gates_made_the_routing():
+    # responsibilities equal to a balanced tree's priors: the search over
+    # all partitions of the 8 leaves finds the balanced tree, and its gates
+    # give back those priors
     from hmexperts._grow import _canonical, _shape
-    from hmexperts._tree import Tree
 
     X, _, truth = make_moe(4000, 2, tree=BALANCED, random_state=0)
     resp = truth.model.predict_gates(X).T
     Xd = np.c_[np.ones(len(X)), X]
     coefs = {}
-    shape = _shape(
-        Xd,
-        resp,
-        np.ones(len(X)),
-        1e-8,
-        list(range(8)),
-        Tree.from_nested(given),
-        0,
-        coefs,
-    )
+    shape = _shape(Xd, resp, np.ones(len(X)), 1e-8, list(range(8)), coefs)
     assert _canonical(shape) == _canonical(BALANCED)
     np.testing.assert_allclose(_gate_probabilities(shape, coefs, Xd), resp, atol=2e-3)
 
 
-def test_the_shape_search_keeps_the_partition_of_a_gate_over_too_many_leaves(
-    monkeypatch,
-):
-    # with the exhaustive search limited to 4 leaves, the root's 8 keep the
-    # given tree's partition, right or wrong, and the gates below it are
-    # searched
+def test_restructuring_searches_the_subtree_around_the_new_gate(monkeypatch):
+    # with the search limited to 4 leaves, every restructuring searches the
+    # leaves of the new gate's highest ancestor over at most 4 leaves, the
+    # new gate's two among them, and keeps the rest of the tree
     import hmexperts._grow as grow
-    from hmexperts._tree import Tree
 
     monkeypatch.setattr(grow, "_PARTITION_LEAVES", 4)
-    X, _, truth = make_moe(4000, 2, tree=BALANCED, random_state=0)
-    resp = truth.model.predict_gates(X).T
-    Xd = np.c_[np.ones(len(X)), X]
-    right = [[0, [1, [2, 3]]], [4, [5, [6, 7]]]]
-    shape = grow._shape(
-        Xd, resp, np.ones(len(X)), 1e-8, list(range(8)), Tree.from_nested(right), 0, {}
-    )
-    assert grow._canonical(shape) == grow._canonical(BALANCED)
-    wrong = [[0, [1, 2]], [3, [4, [5, [6, 7]]]]]
-    shape = grow._shape(
-        Xd, resp, np.ones(len(X)), 1e-8, list(range(8)), Tree.from_nested(wrong), 0, {}
-    )
-    assert sorted(grow._leaves_of(shape[0])) == [0, 1, 2]
+    searched, restructure, shape = [], grow._restructured, grow._shape
+
+    def recording_restructure(estimator, train, tree, gates, experts, split, *rest):
+        searched.append([tree, split, None])
+        return restructure(estimator, train, tree, gates, experts, split, *rest)
+
+    def recording_shape(X, resp, weight, alpha, leaves, coefs):
+        if searched[-1][2] is None:
+            searched[-1][2] = list(leaves)
+        return shape(X, resp, weight, alpha, leaves, coefs)
+
+    monkeypatch.setattr(grow, "_restructured", recording_restructure)
+    monkeypatch.setattr(grow, "_shape", recording_shape)
+    X, y, _ = make_moe(16000, 3, tree=BALANCED, gate_scale=12, random_state=4)
+    model = MixtureOfExpertsRegressor(tree="grow", max_leaves=10, random_state=4)
+    model.fit(X, y)
+    assert model.n_leaves_ == 8
+    searched = [s for s in searched if s[2] is not None]
+    assert max(len(leaves) for _, _, leaves in searched) == 4
+    for tree, split, leaves in searched:
+        assert {split, split + 1} <= set(leaves)
+        node = tree.parent[tree.leaves[split]]
+        while tree.parent[node] != -1 and np.ptp(tree.ranges[tree.parent[node]]) <= 4:
+            node = tree.parent[node]
+        assert leaves == list(range(*tree.ranges[node]))
+
+
+def test_a_subtree_replaced_in_the_nested_tree_keeps_every_other_gate():
+    from hmexperts._grow import _nested_with
+    from hmexperts._tree import Tree
+
+    tree = Tree.from_nested([[0, 1], [2, [3, 4]]])  # nodes 0; 1, 2; 3-6; 7, 8
+    kept = {}
+    nested = _nested_with(tree, 2, [[2, 3], 4], kept)
+    assert nested == [[0, 1], [[2, 3], 4]]
+    # the root and the gate over leaves 0 and 1 keep their nodes, not the
+    # replaced subtree's lists
+    assert sorted(kept.values()) == [0, 1]
+    assert kept[id(nested)] == 0 and kept[id(nested[0])] == 1
