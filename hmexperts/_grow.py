@@ -412,9 +412,12 @@ def _shape(X, resp, weight, alpha, leaves, coefs):
     mass = resp[leaves].sum(axis=0)
     full = weight * mass
     rows = np.flatnonzero(full > 0)
+    if not rows.size:  # leaves no row reaches: any shape routes them alike
+        rows = np.arange(len(full))
+        mass = np.ones(len(full))
     rows = rows[:: -(-len(rows) // _PARTITION_ROWS)]
     # the strided rows stand for all: the penalty keeps its weight
-    row_weight = full[rows] * (full.sum() / full[rows].sum())
+    row_weight = full[rows] * (full.sum() / max(full[rows].sum(), 1e-300))
     groupings = [
         [leaves[0], *rest]
         for k in range(len(leaves) - 1)

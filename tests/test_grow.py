@@ -475,3 +475,18 @@ def test_a_subtree_replaced_in_the_nested_tree_keeps_every_other_gate():
     # replaced subtree's lists
     assert sorted(kept.values()) == [0, 1]
     assert kept[id(nested)] == 0 and kept[id(nested[0])] == 1
+
+
+def test_the_shape_search_places_leaves_that_no_row_reaches():
+    # leaves 3 and 4 have no responsibility anywhere (hard routing, or an
+    # expert that lost its rows): they are placed anywhere, and the root
+    # still parts leaf 2 from leaves 0 and 1, as the gates that made the
+    # others' responsibilities do
+    from hmexperts._grow import _canonical, _leaves_of, _shape
+
+    X, _, truth = make_moe(2000, 2, tree=[[0, 1], 2], random_state=0)
+    resp = np.vstack([truth.model.predict_gates(X).T, np.zeros((2, 2000))])
+    Xd = np.c_[np.ones(len(X)), X]
+    shape = _shape(Xd, resp, np.ones(len(X)), 1e-8, list(range(5)), {})
+    assert sorted(_leaves_of(shape)) == [0, 1, 2, 3, 4]
+    assert 2 in _canonical(shape)
