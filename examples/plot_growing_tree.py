@@ -47,8 +47,9 @@ print(f"{len(train)} tokens of 57 speakers to fit, {len(test)} of 19 to test")
 # ``growth_history_`` records every round: the leaf split, the score of
 # every candidate tried, and whether the gates were then restructured over
 # the same experts (rebuilt in the shape whose gates best route the rows to
-# them, kept when it scores better); then pruning's merges of splits that
-# stopped paying, if any.
+# them, kept when it scores better); then, after the last round, any chain
+# of four leaves rebuilt as two pairs and pruning's merges of splits that
+# stopped paying, if they score better.
 from hmexperts import MixtureOfExpertsRegressor
 
 grown = MixtureOfExpertsRegressor(tree="grow", max_leaves=8, random_state=0)
@@ -58,6 +59,8 @@ for step in grown.growth_history_:
         what = f"merge leaves {step.merged[0]}-{step.merged[1] - 1}"
     elif step.n_leaves == 1 and step.split is None:
         what = "one expert"
+    elif step.split is None and step.restructured:  # after the last round
+        what = "chain of 4 as two pairs"
     elif step.split is None:
         what = "no split pays: stop"
     else:

@@ -48,9 +48,11 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         ``max_leaves`` (Waterhouse & Robinson, 1996); after every split of
         a binary tree (``n_experts <= 2``), its gates are rebuilt over the
         same experts in the shape whose linear gates best route the rows
-        to them, when that shape improves ``split_criterion``; at the end
-        pruned: gates over leaves only are merged back into one expert
-        while that improves ``split_criterion``. ``depth`` is then unused,
+        to them, when that shape improves ``split_criterion`` (and, after
+        the last round, every gate over four leaves in a chain is tried
+        as two pairs); at the end pruned: gates over leaves only are
+        merged back into one expert while that improves
+        ``split_criterion``. ``depth`` is then unused,
         and ``growth_history_`` records the rounds.
     max_leaves : int, default=8
         ``tree="grow"``: the most leaves the grown tree may have.

@@ -39,7 +39,9 @@ scores best, and stop when no split improves the score or the tree has
   the grown one, the tree is refit by EM from those gates and kept when
   it scores better: a split was chosen when fewer experts existed, and a
   region of four experts first split one from three may be one that a
-  gate parts two from two.
+  gate parts two from two. After the last round, every gate over four
+  leaves in a chain (one against three) is tried as two pairs, which the
+  search tells from a chain poorly.
 - **A second cut before stopping.** When no candidate's split pays, every
   candidate is tried once more from a cut of its rows by how well its
   expert explains them (a weighted k-means of their log-likelihoods under
@@ -100,7 +102,8 @@ class GrowthStep:
         Leaves of the tree kept after the round.
     split : int or None
         The leaf that was split (its number in the tree before the round),
-        None for the starting single expert or when no split paid.
+        None for the starting single expert, when no split paid, and for
+        the steps after the last round.
     score : float
         The kept tree's score (higher is better).
     candidates : dict
@@ -113,7 +116,9 @@ class GrowthStep:
     restructured : bool
         True when, after the round's split, the gates were rebuilt over
         the same experts in another shape (``split`` is then the leaf
-        split before it), because that shape scored better.
+        split before it), because that shape scored better; after the last
+        round (``split`` None), when a gate over four leaves in a chain
+        was rebuilt as two pairs.
     """
 
     n_leaves: int
@@ -400,13 +405,14 @@ def _separation(X, targets, weight, alpha):
     return coef, own - value
 
 
-def _shape(X, resp, weight, alpha, leaves, coefs):
+def _shape(X, resp, weight, alpha, leaves, coefs, halves=False):
     """A binary tree over ``leaves`` whose gates route the rows to them as
     their responsibilities ``resp`` (n_leaves, n_rows) do, built from the
     top: every gate splits its leaves into the two groups that a linear
-    gate separates best (``_separation``), among all partitions. Returns
-    the tree as nested lists of leaf numbers; ``coefs`` maps ``id`` of
-    every list to its gate's ``w``."""
+    gate separates best (``_separation``), among all partitions (with
+    ``halves``, at the top, among those into two halves). Returns the tree
+    as nested lists of leaf numbers; ``coefs`` maps ``id`` of every list to
+    its gate's ``w``."""
     if len(leaves) == 1:
         return leaves[0]
     mass = resp[leaves].sum(axis=0)
@@ -422,6 +428,7 @@ def _shape(X, resp, weight, alpha, leaves, coefs):
         [leaves[0], *rest]
         for k in range(len(leaves) - 1)
         for rest in itertools.combinations(leaves[1:], k)
+        if not halves or 2 * (k + 1) == len(leaves)
     ]
     targets = np.stack([resp[g][:, rows].sum(axis=0) for g in groupings])
     coef, excess = _separation(X[rows], targets / mass[rows], row_weight, alpha)
@@ -503,13 +510,45 @@ def _restructured(
     first, last = tree.ranges[node]
     if last - first < 3:  # two leaves have one shape
         return None
-    resp, _, _ = _responsibilities(train, gates, experts, xp)
-    X = to_numpy(wide(gates.design(train.X, xp), xp), xp)
-    weight = to_numpy(wide(train.sample_weight, xp), xp)
-    coefs, kept = {}, {}
+    resp, X, weight = _routing_data(train, gates, experts, xp)
+    coefs = {}
     sub = _shape(X, resp, weight, gates.alpha, list(range(first, last)), coefs)
     if _canonical(sub) == _canonical(tree.to_nested(node)):
         return None
+    return _regated(
+        estimator,
+        train,
+        (tree, gates, experts),
+        node,
+        (sub, coefs),
+        score,
+        current,
+        scaling,
+        xp,
+        random_state,
+    )
+
+
+def _routing_data(train, gates, experts, xp):
+    """What the shape search reads, on the host: the rows'
+    responsibilities, the gates' design and the sample weights."""
+    resp, _, _ = _responsibilities(train, gates, experts, xp)
+    X = to_numpy(wide(gates.design(train.X, xp), xp), xp)
+    return resp, X, to_numpy(wide(train.sample_weight, xp), xp)
+
+
+def _regated(
+    estimator, train, model, node, found, score, current, scaling, xp, random_state
+):
+    """The tree of ``model`` (its tree, gates and experts) with the subtree
+    of ``node`` replaced by the shape ``found`` (``_shape``'s nested lists
+    and gate coefficients), its other gates kept and the experts in the
+    new order, refit by EM, if it then scores better than ``current``: its
+    tree, gates, experts, monitor, score, and the old number of every new
+    leaf; else None."""
+    tree, gates, experts = model
+    sub, coefs = found
+    kept = {}
     shape = _nested_with(tree, node, sub, kept)
     new_tree = Tree.from_nested(shape)
     old_rows, rows, queue = _gate_rows(tree, gates), {}, [shape]
@@ -539,6 +578,53 @@ def _restructured(
     if not new_score > current:
         return None
     return new_tree, new_gates, new_experts, monitor, new_score, order
+
+
+def _paired(estimator, train, grown, score, scaling, xp, random_state):
+    """After the last round: every gate over four leaves shaped as a chain
+    (one leaf against three) tried as two pairs instead, the two halves
+    that a linear gate separates best, each pair under its own gate, refit
+    by EM and kept when the tree scores better. ``grown``: the tree, its
+    gates, experts, monitor, score and history; returns them.
+
+    A binary tree over four leaves has these two shapes, and the search
+    tells them apart poorly: the chain's second gate takes up what its
+    first leaves, so their excesses can differ by 1 in 1,000."""
+    tree, gates, experts, monitor, current, history = grown
+    identity = np.arange(tree.n_leaves)  # every leaf's expert, as first numbered
+    tried = set()
+    while True:
+        chains = [
+            v
+            for v in tree.gates
+            if np.ptp(tree.ranges[v]) == 4
+            and not all(tree.children[c] for c in tree.children[v])
+            and frozenset(identity[range(*tree.ranges[v])]) not in tried
+        ]
+        if not chains:
+            return tree, gates, experts, monitor, current, history
+        node = chains[0]
+        leaves = list(range(*tree.ranges[node]))
+        tried.add(frozenset(identity[leaves]))
+        resp, X, weight = _routing_data(train, gates, experts, xp)
+        coefs = {}
+        sub = _shape(X, resp, weight, gates.alpha, leaves, coefs, halves=True)
+        paired = _regated(
+            estimator,
+            train,
+            (tree, gates, experts),
+            node,
+            (sub, coefs),
+            score,
+            current,
+            scaling,
+            xp,
+            random_state,
+        )
+        if paired is not None:
+            tree, gates, experts, monitor, current, order = paired
+            identity = identity[order]
+            history.append(GrowthStep(tree.n_leaves, None, current, {}, None, True))
 
 
 def grow_tree(estimator, data, scaling, start_sample, xp, weight_factor):
@@ -718,16 +804,10 @@ def _grow(
                 restructured=restructured is not None,
             )
         )
-    return _pruned(
-        estimator,
-        train,
-        (tree, gates, experts, monitor, current, history),
-        score,
-        split,
-        scaling,
-        xp,
-        random_state,
-    )
+    grown = (tree, gates, experts, monitor, current, history)
+    if n_children == 2:
+        grown = _paired(estimator, train, grown, score, scaling, xp, random_state)
+    return _pruned(estimator, train, grown, score, split, scaling, xp, random_state)
 
 
 def _pruned(estimator, train, grown, score, split, scaling, xp, random_state):
