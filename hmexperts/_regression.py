@@ -339,8 +339,9 @@ class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfEx
         ``tree="grow"`` only: every round of the kept growth, with the split
         leaf (None when no split paid), the kept tree's score, the score
         of every candidate and whether the gates were then restructured
-        (``restructured``); then every merge of pruning, with its leaves
-        (``merged``).
+        (``restructured``); then every chain of four leaves rebuilt as two
+        pairs (``restructured``, ``split`` None) and every merge of
+        pruning, with its leaves (``merged``).
     n_iter_ : int
         EM iterations run by the kept initialisation.
     converged_ : bool
