@@ -8,11 +8,13 @@ experts by the gates' weights. Fitting is EM (Jordan & Jacobs, 1994).
 
 from ._classification import MixtureOfExpertsClassifier
 from ._config import config_context, get_config, set_config
+from ._grow import GrowthStep
 from ._regression import MixtureOfExpertsRegressor
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GrowthStep",
     "MixtureOfExpertsClassifier",
     "MixtureOfExpertsRegressor",
     "config_context",

@@ -94,9 +94,15 @@ _PARTITION_TOL = 1e-6
 
 @dataclass
 class GrowthStep:
-    """One round of growth.
+    """One step of a grown tree's history (``growth_history_``).
 
-    Attributes
+    A fitted estimator with ``tree="grow"`` records one step for the
+    starting single expert, one for every round of growth (the split kept,
+    or none when no split paid), and one for every change after the last
+    round (a chain of four leaves rebuilt as two pairs, a merge of
+    pruning). The estimator makes them; they are read, not built.
+
+    Parameters
     ----------
     n_leaves : int
         Leaves of the tree kept after the round.
@@ -119,6 +125,24 @@ class GrowthStep:
         split before it), because that shape scored better; after the last
         round (``split`` None), when a gate over four leaves in a chain
         was rebuilt as two pairs.
+
+    See Also
+    --------
+    MixtureOfExpertsRegressor : ``tree="grow"`` and ``growth_history_``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hmexperts import MixtureOfExpertsRegressor
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.uniform(-3, 3, size=(400, 1))
+    >>> y = np.abs(X[:, 0]) + 0.1 * rng.normal(size=400)
+    >>> grown = MixtureOfExpertsRegressor(tree="grow", random_state=0).fit(X, y)
+    >>> start, first_split, stop = grown.growth_history_
+    >>> first_split.n_leaves, first_split.split, first_split.restructured
+    (2, 0, False)
+    >>> bool(first_split.score > start.score), stop.split
+    (True, None)
     """
 
     n_leaves: int

@@ -20,6 +20,7 @@ MODULES = [
     "hmexperts._base",
     "hmexperts._regression",
     "hmexperts._classification",
+    "hmexperts._grow",
     "hmexperts.datasets",
     "hmexperts.diagnostics",
     "hmexperts.plotting",
