@@ -648,7 +648,9 @@ def _paired(estimator, train, grown, score, scaling, xp, random_state):
         if paired is not None:
             tree, gates, experts, monitor, current, order = paired
             identity = identity[order]
-            history.append(GrowthStep(tree.n_leaves, None, current, {}, None, True))
+            history.append(
+                GrowthStep(tree.n_leaves, None, current, {}, restructured=True)
+            )
 
 
 def grow_tree(estimator, data, scaling, start_sample, xp, weight_factor):
