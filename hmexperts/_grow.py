@@ -534,17 +534,11 @@ def _restructured(
     first, last = tree.ranges[node]
     if last - first < 3:  # two leaves have one shape
         return None
-    resp, X, weight = _routing_data(train, gates, experts, xp)
-    coefs = {}
-    sub = _shape(X, resp, weight, gates.alpha, list(range(first, last)), coefs)
-    if _canonical(sub) == _canonical(tree.to_nested(node)):
-        return None
     return _regated(
         estimator,
         train,
         (tree, gates, experts),
         node,
-        (sub, coefs),
         score,
         current,
         scaling,
@@ -553,26 +547,34 @@ def _restructured(
     )
 
 
-def _routing_data(train, gates, experts, xp):
-    """What the shape search reads, on the host: the rows'
-    responsibilities, the gates' design and the sample weights."""
-    resp, _, _ = _responsibilities(train, gates, experts, xp)
-    X = to_numpy(wide(gates.design(train.X, xp), xp), xp)
-    return resp, X, to_numpy(wide(train.sample_weight, xp), xp)
-
-
 def _regated(
-    estimator, train, model, node, found, score, current, scaling, xp, random_state
+    estimator,
+    train,
+    model,
+    node,
+    score,
+    current,
+    scaling,
+    xp,
+    random_state,
+    halves=False,
 ):
     """The tree of ``model`` (its tree, gates and experts) with the subtree
-    of ``node`` replaced by the shape ``found`` (``_shape``'s nested lists
-    and gate coefficients), its other gates kept and the experts in the
-    new order, refit by EM, if it then scores better than ``current``: its
-    tree, gates, experts, monitor, score, and the old number of every new
-    leaf; else None."""
+    of ``node`` rebuilt in the shape whose gates route the rows to its
+    leaves best (``_shape``, with ``halves``), its other gates kept and the
+    experts in the new order, refit by EM, if that shape differs from the
+    subtree's and the tree then scores better than ``current``: its tree,
+    gates, experts, monitor, score, and the old number of every new leaf;
+    else None."""
     tree, gates, experts = model
-    sub, coefs = found
-    kept = {}
+    resp, _, _ = _responsibilities(train, gates, experts, xp)
+    X = to_numpy(wide(gates.design(train.X, xp), xp), xp)
+    weight = to_numpy(wide(train.sample_weight, xp), xp)
+    coefs, kept = {}, {}
+    leaves = list(range(*tree.ranges[node]))
+    sub = _shape(X, resp, weight, gates.alpha, leaves, coefs, halves)
+    if _canonical(sub) == _canonical(tree.to_nested(node)):
+        return None
     shape = _nested_with(tree, node, sub, kept)
     new_tree = Tree.from_nested(shape)
     old_rows, rows, queue = _gate_rows(tree, gates), {}, [shape]
@@ -628,22 +630,18 @@ def _paired(estimator, train, grown, score, scaling, xp, random_state):
         if not chains:
             return tree, gates, experts, monitor, current, history
         node = chains[0]
-        leaves = list(range(*tree.ranges[node]))
-        tried.add(frozenset(identity[leaves]))
-        resp, X, weight = _routing_data(train, gates, experts, xp)
-        coefs = {}
-        sub = _shape(X, resp, weight, gates.alpha, leaves, coefs, halves=True)
+        tried.add(frozenset(identity[range(*tree.ranges[node])]))
         paired = _regated(
             estimator,
             train,
             (tree, gates, experts),
             node,
-            (sub, coefs),
             score,
             current,
             scaling,
             xp,
             random_state,
+            halves=True,
         )
         if paired is not None:
             tree, gates, experts, monitor, current, order = paired

@@ -459,10 +459,10 @@ def test_restructuring_searches_the_subtree_around_the_new_gate(monkeypatch):
         searched.append([tree, split, None])
         return restructure(estimator, train, tree, gates, experts, split, *rest)
 
-    def recording_shape(X, resp, weight, alpha, leaves, coefs):
-        if searched[-1][2] is None:
+    def recording_shape(X, resp, weight, alpha, leaves, *rest):
+        if searched and searched[-1][2] is None:
             searched[-1][2] = list(leaves)
-        return shape(X, resp, weight, alpha, leaves, coefs)
+        return shape(X, resp, weight, alpha, leaves, *rest)
 
     monkeypatch.setattr(grow, "_restructured", recording_restructure)
     monkeypatch.setattr(grow, "_shape", recording_shape)
