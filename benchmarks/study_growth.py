@@ -61,22 +61,24 @@ def fit(model, X, y, repeats=1):
 
 
 def truth_draws(shape, args):
-    """The first ``args.draws`` random states whose truth gives every leaf a
-    mean gate probability of at least ``args.min_leaf_mass`` (on the
-    draw's own inputs)."""
-    draws, state = [], 0
-    while len(draws) < args.draws:
-        X, _, truth = make_moe(
+    """The first ``args.draws`` data sets, by random state, whose truth gives
+    every leaf a mean gate probability of at least ``args.min_leaf_mass``
+    (on the draw's own inputs): the state, ``X``, ``y``, the true model and
+    its smallest leaf's share of the rows, in %."""
+    found, state = 0, 0
+    while found < args.draws:
+        X, y, truth = make_moe(
             2 * args.n,
             args.features,
             tree=shape,
             gate_scale=args.gate_scale,
             random_state=state,
         )
-        if truth.model.predict_gates(X).mean(axis=0).min() >= args.min_leaf_mass:
-            draws.append(state)
+        smallest = truth.model.predict_gates(X).mean(axis=0).min()
+        if smallest >= args.min_leaf_mass:
+            found += 1
+            yield state, X, y, truth.model, 100 * smallest
         state += 1
-    return draws
 
 
 def main():
@@ -121,16 +123,7 @@ def main():
             f"{'min leaf %':>10s}  grown tree"
         )
         within, small, ratios, gaps_b, gaps_t = 0, 0, [], [], []
-        for draw in truth_draws(shape, args):
-            X, y, truth = make_moe(
-                2 * args.n,
-                args.features,
-                tree=shape,
-                gate_scale=args.gate_scale,
-                random_state=draw,
-            )
-            truth = truth.model
-            smallest = 100 * truth.predict_gates(X).mean(axis=0).min()
+        for draw, X, y, truth, smallest in truth_draws(shape, args):
             X_fit, y_fit, X_test, y_test = (
                 X[: args.n],
                 y[: args.n],
