@@ -606,6 +606,14 @@ def _regated(
     return new_tree, new_gates, new_experts, monitor, new_score, order
 
 
+def _renumbered(tried, order):
+    """Every leaf's trial (``tried``, by leaf number) under the leaf's new
+    number after a restructuring that numbers the leaves ``order`` (new
+    leaf ``i`` is old leaf ``order[i]``)."""
+    new = {old: i for i, old in enumerate(order)}
+    return {new[leaf]: local for leaf, local in tried.items()}
+
+
 def _paired(estimator, train, grown, score, scaling, xp, random_state):
     """After the last round: every gate over four leaves shaped as a chain
     (one leaf against three) tried as two pairs instead, the two halves
@@ -816,9 +824,7 @@ def _grow(
             )
         if restructured is not None:
             tree, gates, experts, monitor, current, order = restructured
-            # every leaf's trial goes with its expert
-            moved = {old: new for new, old in enumerate(order)}
-            tried = {moved[k]: local for k, local in tried.items()}
+            tried = _renumbered(tried, order)  # every trial goes with its expert
         history.append(
             GrowthStep(
                 tree.n_leaves,

@@ -11,7 +11,7 @@ from test_families import assert_never_decreases
 
 from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
 from hmexperts._array_api import get_namespace
-from hmexperts._grow import _canonical, _grafted, _merged
+from hmexperts._grow import _canonical, _grafted, _merged, _renumbered
 from hmexperts.datasets import make_moe
 
 UNBALANCED = [[[0, 1], [2, 3]], 4]  # one branch of depth 3, the other one expert
@@ -81,6 +81,13 @@ def test_a_leaf_tried_again_continues_its_own_earlier_trial(monkeypatch):
     for now, then in continued:
         cosine = now @ then / np.linalg.norm(now) / np.linalg.norm(then)
         assert cosine > 0.9
+
+
+def test_trials_follow_their_leaves_through_a_reordering():
+    # new leaf i is old leaf order[i]: a three-cycle (a swap is its own
+    # inverse, and would not tell the mapping from its inverse)
+    order = [2, 0, 3, 1]
+    assert _renumbered({0: "a", 1: "b", 2: "c"}, order) == {1: "a", 3: "b", 0: "c"}
 
 
 def test_n_init_grows_several_trees_and_keeps_the_best(capsys):
