@@ -988,7 +988,8 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         weights) that cluster starts are drawn from; ``tree``: the shape of
         new gates. ``given``: a start (``resp_init``) instead of the
         parameters' (one run); ``max_iter``: instead of the parameter's;
-        ``quiet``: no convergence warning (a grown tree's trial fits);
+        ``quiet``: no progress output and no convergence warning (a grown
+        tree's trial fits);
         ``n_runs``: the starts, instead of ``n_init``."""
         n_leaves = tree.n_leaves if tree is not None else self._gates.n_leaves
         offset = -scaling.log_y_scale
@@ -1005,8 +1006,9 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         n_params = start_sample[0].shape[1]
         gate_columns, expert_columns = self._columns(n_params - 1)
         best, start = None, time.perf_counter()
+        verbose = 0 if quiet else self.verbose
         for init in range(n_runs):
-            if self.verbose:
+            if verbose:
                 how = "continuing" if continuing else start_name(self.init_params, init)
                 print(f"Initialisation {init + 1}/{n_runs} ({how}) ...", flush=True)
             run_start = time.perf_counter()
@@ -1040,7 +1042,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
                     max_iter=self.max_iter if max_iter is None else max_iter,
                     tol=self.tol,
                     xp=xp,
-                    verbose=self.verbose,
+                    verbose=verbose,
                     objective_offset=offset,
                     routing=routing,
                     drop_rtol=drop_tolerance(),
@@ -1048,7 +1050,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
                 )
             if best is None or monitor.objective > best[2].objective:
                 best = (gates, experts, monitor, init)
-            if self.verbose:
+            if verbose:
                 state = "converged" if monitor.converged else "did not converge"
                 print(
                     f"Initialisation {init + 1}/{n_runs}: {state} after "
@@ -1059,7 +1061,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
                 )
 
         gates, experts, monitor, kept = best
-        if self.verbose:
+        if verbose:
             print(
                 f"Kept initialisation {kept + 1}/{n_runs}: objective "
                 f"{monitor.objective:.6f}; {time.perf_counter() - start:.2f} s in all.",

@@ -62,6 +62,7 @@ import copy
 import functools
 import itertools
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,6 +152,50 @@ class GrowthStep:
     candidates: dict
     merged: tuple | None = None
     restructured: bool = False
+
+
+def _reporter(estimator):
+    """A function that prints the last step of a growth history (with
+    ``verbose``): what it did, the leaves, the score, the leaves tried and
+    their splits' gains as their local fits estimated them, and the
+    seconds since the last step it printed."""
+    clock = [time.perf_counter()]
+    name = {"bic": "BIC score", "validation": "held-out log-likelihood"}
+
+    def report(history):
+        if not estimator.verbose:
+            return
+        now = time.perf_counter()
+        step = history[-1]
+        if len(history) == 1:
+            what = "one expert"
+        elif step.merged is not None:
+            first, last = step.merged
+            what = f"leaves {first} to {last - 1} merged into one expert"
+        elif step.split is not None:
+            what = f"leaf {step.split} split"
+            if step.restructured:
+                what += ", its gates rebuilt"
+        elif step.restructured:
+            what = "a chain of four leaves rebuilt as two pairs"
+        else:
+            what = "no split raises the score: growth stops"
+        leaves = "leaf" if step.n_leaves == 1 else "leaves"
+        line = (
+            f"  step {len(history) - 1}: {what}; {step.n_leaves} {leaves}, "
+            f"{name[estimator.split_criterion]} {step.score:.6f}"
+        )
+        print(f"{line}; {now - clock[0]:.2f} s", flush=True)
+        if step.candidates:
+            before = history[-2].score
+            gains = ", ".join(
+                f"{leaf} ({value - before:+.3f})"
+                for leaf, value in step.candidates.items()
+            )
+            print(f"    leaves tried (estimated gain): {gains}", flush=True)
+        clock[0] = now
+
+    return report
 
 
 def _score(estimator, data, gates, experts, xp, weight_factor, criterion):
@@ -614,7 +659,7 @@ def _renumbered(tried, order):
     return {new[leaf]: local for leaf, local in tried.items()}
 
 
-def _paired(estimator, train, grown, score, scaling, xp, random_state):
+def _paired(estimator, train, grown, score, scaling, xp, random_state, report):
     """After the last round: every gate over four leaves shaped as a chain
     (one leaf against three) tried as two pairs instead, the two halves
     that a linear gate separates best, each pair under its own gate, refit
@@ -657,6 +702,7 @@ def _paired(estimator, train, grown, score, scaling, xp, random_state):
             history.append(
                 GrowthStep(tree.n_leaves, None, current, {}, restructured=True)
             )
+            report(history)
 
 
 def grow_tree(estimator, data, scaling, start_sample, xp, weight_factor):
@@ -747,6 +793,8 @@ def _grow(
     gates, experts, monitor = start
     current = score(gates, experts)
     history = [GrowthStep(1, None, current, {})]
+    report = _reporter(estimator)
+    report(history)
     tried = {}  # leaf: its local mixture of the last round that tried it
     while tree.n_leaves + n_children - 1 <= estimator.max_leaves:
         resp, log_expert, shortfall = _responsibilities(train, gates, experts, xp)
@@ -787,6 +835,7 @@ def _grow(
         candidates = {k: current + v[0] for k, v in gains.items()}
         if not gains[best][0] > 0:
             history.append(GrowthStep(tree.n_leaves, None, current, candidates))
+            report(history)
             break
         tree, gates, experts = _grafted(
             estimator,
@@ -834,13 +883,18 @@ def _grow(
                 restructured=restructured is not None,
             )
         )
+        report(history)
     grown = (tree, gates, experts, monitor, current, history)
     if n_children == 2:
-        grown = _paired(estimator, train, grown, score, scaling, xp, random_state)
-    return _pruned(estimator, train, grown, score, split, scaling, xp, random_state)
+        grown = _paired(
+            estimator, train, grown, score, scaling, xp, random_state, report
+        )
+    return _pruned(
+        estimator, train, grown, score, split, scaling, xp, random_state, report
+    )
 
 
-def _pruned(estimator, train, grown, score, split, scaling, xp, random_state):
+def _pruned(estimator, train, grown, score, split, scaling, xp, random_state, report):
     """Prune a grown tree after its last EM: merge back into one expert,
     one at a time, the gate over leaves only whose merging raises the score
     most, and refit, until no merging raises it. ``grown``: the tree, its
@@ -884,4 +938,5 @@ def _pruned(estimator, train, grown, score, split, scaling, xp, random_state):
         monitor = estimator._continue_em(train, gates, experts, scaling, xp)
         current = score(gates, experts)
         history.append(GrowthStep(tree.n_leaves, None, current, {}, leaves))
+        report(history)
     return gates, experts, monitor, history

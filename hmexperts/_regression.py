@@ -274,7 +274,10 @@ class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfEx
         1 prints a line when each initialisation starts and ends (with its
         time and objective, and the best so far), the one kept, and a
         progress line at least every 5 seconds while EM runs; 2 prints
-        every EM iteration with its objective, change and time.
+        every EM iteration with its objective, change and time. A grown
+        tree (``tree="grow"``) prints a line per step of its growth (the
+        split, the leaves tried and their estimated gains, the score), not
+        its trial fits.
     device : {None, "cpu", "cuda"} or str, default=None
         Where EM runs. None: where the data lie (NumPy on the host; under
         ``sklearn.config_context(array_api_dispatch=True)``, the input's own

@@ -1,5 +1,6 @@
 """Trees of any shape in the estimators, and growing one (``tree="grow"``)."""
 
+import re
 import warnings
 
 import numpy as np
@@ -366,7 +367,7 @@ def test_a_merge_renumbers_the_nodes_behind_the_merged_gate():
         np.testing.assert_array_equal(a, b)
 
 
-def test_pruning_merges_a_split_that_stopped_paying(monkeypatch):
+def test_pruning_merges_a_split_that_stopped_paying(monkeypatch, capsys):
     # benchmarks/study_growth.py's balanced truth, draw 6, grown without
     # restructuring (with it, this growth ends in a better tree that no
     # merge improves; no merge paid in any of 88 growths on the study's
@@ -377,13 +378,18 @@ def test_pruning_merges_a_split_that_stopped_paying(monkeypatch):
 
     monkeypatch.setattr(grow, "_restructured", lambda *args: None)
     X, y, _ = make_moe(8000, 2, tree=BALANCED, random_state=6)
-    model = MixtureOfExpertsRegressor(tree="grow", max_leaves=10, random_state=6)
+    model = MixtureOfExpertsRegressor(
+        tree="grow", max_leaves=10, random_state=6, verbose=1
+    )
     model.fit(X[:4000], y[:4000])
     *_, before, pruned = model.growth_history_
     assert before.merged is None and pruned.merged == (6, 8)
     assert pruned.split is None and pruned.n_leaves == before.n_leaves - 1
     assert pruned.score > before.score + 10
     assert model.n_leaves_ == pruned.n_leaves
+    # and says so
+    last = [line for line in capsys.readouterr().out.splitlines() if "step" in line]
+    assert "leaves 6 to 7 merged into one expert; 7 leaves" in last[-1]
 
 
 def test_separation_recovers_a_linear_gate_and_prices_a_grouping_no_line_makes():
@@ -514,3 +520,28 @@ def test_the_shape_search_places_leaves_that_no_row_reaches():
     shape = _shape(Xd, resp, np.ones(len(X)), 1e-8, list(range(5)), {})
     assert sorted(_leaves_of(shape)) == [0, 1, 2, 3, 4]
     assert 2 in _canonical(shape)
+
+
+def test_verbose_growth_prints_every_step_and_no_trial_fit(capsys):
+    # a line per step of the history, with its score; the trial fits of the
+    # candidate splits print nothing (only the single expert's fit does)
+    X, y, _ = make_moe(2000, 2, tree=UNBALANCED, random_state=0)
+    model = MixtureOfExpertsRegressor(
+        tree="grow", max_leaves=7, random_state=0, verbose=1
+    ).fit(X, y)
+    out = capsys.readouterr().out
+    assert out.count("Initialisation 1/1 (k-means start) ...") == 1
+    out_lines = out.splitlines()
+    at = [i for i, line in enumerate(out_lines) if line.startswith("  step ")]
+    history = model.growth_history_
+    assert len(at) == len(history)
+    for number, (i, step) in enumerate(zip(at, history, strict=True)):
+        line = out_lines[i]
+        assert line.startswith(f"  step {number}: ")
+        assert f"{step.n_leaves} lea" in line
+        assert f"BIC score {step.score:.6f}" in line
+        tried = out_lines[i + 1].startswith("    leaves tried (estimated gain): ")
+        assert tried == bool(step.candidates)
+    assert "leaf 0 split" in out_lines[at[1]]
+    assert "growth stops" in out
+    assert re.search(r"Growth 1/1: \d+ leaves, score -?[\d.]+", out)
