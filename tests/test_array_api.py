@@ -19,7 +19,7 @@ from _backends import TOLERANCE, assert_same, host, snapshot
 from sklearn.linear_model import Ridge
 from sklearn.tree import DecisionTreeClassifier
 
-from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
+from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor, _em
 from hmexperts._array_api import add_intercept
 from hmexperts._em import InMemoryData, run_em
 from hmexperts._experts import LinearGaussianExperts, SoftmaxExperts
@@ -167,6 +167,25 @@ def test_estimators_match_numpy(Estimator, task, dtype_name, namespace):
         result = snapshot(model, X_xp, y_xp)
     assert_same(result, reference, dtype_name)
     _check_outputs(result, namespace, dtype_name)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # tol=0
+@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize("Estimator, task", ESTIMATORS)
+def test_a_sampled_first_m_step_matches_numpy(Estimator, task, namespace, monkeypatch):
+    """The first M-step's refinement on a strided sample of the rows, their
+    weights scaled (``_em._refine_sample``), as NumPy's."""
+    monkeypatch.setattr(_em, "_REFINE_ROWS", 64)
+    X, y = _data(task, "float64")
+    weight = np.linspace(0.5, 2.0, len(y))
+    params = dict(n_experts=2, depth=2, random_state=0, max_iter=5, tol=0)
+    reference = snapshot(Estimator(**params).fit(X, y, sample_weight=weight), X, y)
+    _, asarray = _namespace(namespace)
+    X_xp, y_xp = asarray(X), asarray(y)
+    with sklearn.config_context(array_api_dispatch=True):
+        model = Estimator(**params).fit(X_xp, y_xp, sample_weight=asarray(weight))
+        result = snapshot(model, X_xp, y_xp)
+    assert_same(result, reference, "float64")
 
 
 @pytest.mark.filterwarnings("ignore:.*found no expert with room:UserWarning")
