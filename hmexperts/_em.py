@@ -39,6 +39,7 @@ import numpy as np
 from ._array_api import device, is_numpy_namespace, logsumexp, wide
 from ._components import Chunk, add_stats, scale_stats
 from ._routing import leaves_per_sample, top_k_mask
+from ._scaling import sample_rows
 from ._solvers import outer_products, row_chunks
 
 # Stochastic EM: stop when the best objective has not improved by ``tol``
@@ -464,7 +465,7 @@ def _refine_sample(data, xp):
     weigh as much against them)."""
     if not isinstance(data, InMemoryData) or data.n_samples <= _REFINE_ROWS:
         return data
-    rows = np.arange(0, data.n_samples, -(-data.n_samples // _REFINE_ROWS))
+    rows = np.arange(data.n_samples)[sample_rows(data.n_samples, _REFINE_ROWS)]
     index = xp.asarray(rows, device=device(data.X))
     weight = xp.take(data.sample_weight, index, axis=0)
     weight = weight * (xp.sum(data.sample_weight) / xp.sum(weight))

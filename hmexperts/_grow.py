@@ -74,6 +74,7 @@ from ._config import thread_limit
 from ._em import e_step, statistics
 from ._gates import GateTree
 from ._init import GivenStart, _kmeans, joint_columns
+from ._scaling import sample_rows
 from ._solvers import _outer_rows, symmetric
 from ._tree import Tree
 
@@ -490,7 +491,7 @@ def _shape(X, resp, weight, alpha, leaves, coefs, halves=False):
     if not rows.size:  # leaves no row reaches: any shape routes them alike
         rows = np.arange(len(full))
         mass = np.ones(len(full))
-    rows = rows[:: -(-len(rows) // _PARTITION_ROWS)]
+    rows = rows[sample_rows(len(rows), _PARTITION_ROWS)]
     # the strided rows stand for all: the penalty keeps its weight
     row_weight = full[rows] * (full.sum() / max(full[rows].sum(), 1e-300))
     groupings = [

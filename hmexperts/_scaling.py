@@ -29,10 +29,10 @@ from ._validation import check_real
 SAMPLE_ROWS = 2**16
 
 
-def sample_rows(n_samples):
+def sample_rows(n_samples, limit=SAMPLE_ROWS):
     """The rows that standardisation and the start read: all of them up to
-    ``SAMPLE_ROWS``, else every ``ceil(n / SAMPLE_ROWS)``-th row."""
-    return slice(0, n_samples, max(1, math.ceil(n_samples / SAMPLE_ROWS)))
+    ``limit`` (``SAMPLE_ROWS``), else every ``ceil(n / limit)``-th row."""
+    return slice(0, n_samples, max(1, math.ceil(n_samples / limit)))
 
 
 @dataclass
