@@ -90,6 +90,10 @@ def cuda_namespace(device):
             f"device={device!r} but CuPy found {count} GPU(s): "
             f"{', '.join(f'cuda:{i}' for i in range(count))}."
         )
+    # the wrapped namespace is a submodule that ``import array_api_compat``
+    # does not load; array_namespace(cupy_array) loads it, device="cuda" must
+    import array_api_compat.cupy
+
     return array_api_compat.cupy, cupy.cuda.Device(index)
 
 

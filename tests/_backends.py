@@ -71,11 +71,11 @@ def snapshot(model, X, y, convert=host, sample_weight=None):
     return arrays
 
 
-def assert_same(result, reference, dtype_name):
+def assert_same(result, reference, dtype_name, tolerance=TOLERANCE):
     """Every entry of snapshot ``result`` equals ``reference`` (a float64 fit)
-    to the tolerance of ``result``'s dtype."""
+    to the tolerance of ``result``'s dtype (``tolerance[dtype_name]``)."""
     assert result.keys() == reference.keys()
-    tol = TOLERANCE[dtype_name]
+    tol = tolerance[dtype_name]
     for name, (value, _) in result.items():
         expected = reference[name][0]
         assert value.shape == expected.shape, name

@@ -58,6 +58,10 @@ ESTIMATORS = [
     pytest.param(MixtureOfExpertsClassifier, "classification", id="classifier"),
 ]
 PARAMS = dict(n_experts=2, depth=2, random_state=0, max_iter=30, tol=0)
+# float32 on the GPU sums in another order than NumPy: on an H200 (CuPy 14,
+# PyTorch 2.11) the classifier's gate intercept ended 4.0e-5 (relative) from
+# the float64 fit after 30 iterations, past the CPU tests' 1e-5
+GPU_TOLERANCE = {"float64": 1e-7, "float32": 1e-4}
 
 
 def _data(task, dtype_name="float64", n=400):
@@ -82,7 +86,7 @@ def test_cuda_device_numpy_in_numpy_out(Estimator, task, dtype_name):
     result = snapshot(model, X, y, convert=lambda a: a)
     for name, (value, _) in result.items():
         assert isinstance(value, np.ndarray), name
-    assert_same(result, _reference(Estimator, task), dtype_name)
+    assert_same(result, _reference(Estimator, task), dtype_name, GPU_TOLERANCE)
 
 
 @needs_cupy
@@ -96,7 +100,7 @@ def test_cupy_arrays_under_array_api_dispatch(Estimator, task, dtype_name):
         result = snapshot(model, X_gpu, y_gpu)
     for name, (_, output) in result.items():
         assert output is None or isinstance(output, cupy.ndarray), name
-    assert_same(result, _reference(Estimator, task), dtype_name)
+    assert_same(result, _reference(Estimator, task), dtype_name, GPU_TOLERANCE)
 
 
 @needs_torch_cuda
@@ -111,7 +115,7 @@ def test_torch_cuda_under_array_api_dispatch(Estimator, task, dtype_name):
         result = snapshot(model, X_gpu, y_gpu)
     for name, (_, output) in result.items():
         assert output is None or output.device.type == "cuda", name
-    assert_same(result, _reference(Estimator, task), dtype_name)
+    assert_same(result, _reference(Estimator, task), dtype_name, GPU_TOLERANCE)
 
 
 @needs_cupy
