@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._array_api import device, is_numpy_namespace, logsumexp, wide
+from ._array_api import device, is_numpy_namespace, logsumexp, on_gpu, wide
 from ._components import Chunk, add_stats, scale_stats
 from ._routing import leaves_per_sample, top_k_mask
 from ._scaling import sample_rows
@@ -230,7 +230,7 @@ class InMemoryData:
         # Gram matrix and Newton step needs, are made once if they fit
         self.outer = outer_products(X, xp)
         self.width = width
-        self.slices = row_chunks(self.n_samples, width)
+        self.slices = row_chunks(self.n_samples, width, on_gpu(X))
 
     def subset(self, rows, init=None, weight=None):
         """The data of ``rows`` (an index array), with the initial
@@ -249,7 +249,7 @@ class InMemoryData:
         part.init = init
         part.n_samples = part.X.shape[0]
         part.outer = None if self.outer is None else xp.take(self.outer, rows, axis=0)
-        part.slices = row_chunks(part.n_samples, self.width)
+        part.slices = row_chunks(part.n_samples, self.width, on_gpu(part.X))
         part.n_threads, part.width = self.n_threads, self.width
         return part
 

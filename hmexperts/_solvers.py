@@ -46,7 +46,7 @@ import warnings
 import numpy as np
 from scipy.linalg import LinAlgWarning
 
-from ._array_api import device, eye_like, is_numpy_namespace, wide
+from ._array_api import device, eye_like, is_numpy_namespace, on_gpu, wide
 
 # Elements of the widest per-sample temporary of a chunk of rows: 1 MiB in
 # float64, so that a chunk's temporaries stay in the CPU's cache (measured:
@@ -59,6 +59,14 @@ from ._array_api import device, eye_like, is_numpy_namespace, wide
 _CHUNK_ELEMENTS = 2**17
 _MIN_CHUNK_ROWS = 2048
 _MAX_CHUNK_ELEMENTS = 2**24
+# On a GPU no cache sets a chunk's size: every array operation costs its
+# launch and Python (tens of microseconds) whatever its size, and CPU-sized
+# chunks left an H200 waiting on those, 7-13 ms a chunk per pass and 0.1% of
+# its matrix-multiply rate (benchmarks/results/gpu_nvidia_h200.txt). There a
+# chunk's widest temporary holds up to _GPU_CHUNK_ELEMENTS elements (float64:
+# 512 MiB), and so do the chunk's shared outer products: memory stays
+# bounded, and a pass launches its operations once per 2**26 elements.
+_GPU_CHUNK_ELEMENTS = 2**26
 # Largest row-wise outer-product matrix (n_samples x n_params**2) kept for a
 # whole fit (float64: 128 MiB); above it, outer products are made per chunk.
 _CACHE_ELEMENTS = 2**24
@@ -85,13 +93,19 @@ def _on(index, X, xp):
     return xp.asarray(index, device=device(X))
 
 
-def row_chunks(n_rows, width):
+def row_chunks(n_rows, width, gpu=False):
     """Slices of rows covering ``n_rows``, each with about ``_CHUNK_ELEMENTS``
-    elements in a temporary of ``width`` per row (see ``_MIN_CHUNK_ROWS``)."""
+    elements in a temporary of ``width`` per row (see ``_MIN_CHUNK_ROWS``);
+    on a GPU (``gpu``), up to ``_GPU_CHUNK_ELEMENTS``."""
     width = max(width, 1)
-    step = max(
-        _CHUNK_ELEMENTS // width, min(_MIN_CHUNK_ROWS, _MAX_CHUNK_ELEMENTS // width), 1
-    )
+    if gpu:
+        step = max(_GPU_CHUNK_ELEMENTS // width, 1)
+    else:
+        step = max(
+            _CHUNK_ELEMENTS // width,
+            min(_MIN_CHUNK_ROWS, _MAX_CHUNK_ELEMENTS // width),
+            1,
+        )
     return [slice(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
 
 
@@ -149,8 +163,9 @@ def outer_products(X, xp):
 def chunk_outer_products(X, xp):
     """Row-wise outer products of one chunk's rows, for all its components
     to share, or None where they would be larger than the largest per-chunk
-    temporary, ``_MAX_CHUNK_ELEMENTS`` (float64: 128 MiB); the components
-    then make their own, in sub-chunks.
+    temporary, ``_MAX_CHUNK_ELEMENTS`` (float64: 128 MiB; on a GPU
+    ``_GPU_CHUNK_ELEMENTS``); the components then make their own, in
+    sub-chunks.
 
     ``row_chunks`` sizes a chunk by its widest E-step temporary, not by
     these: at ``P`` columns they are ``P * (P + 1) / 2`` per row. Under
@@ -162,7 +177,8 @@ def chunk_outer_products(X, xp):
     outer : array of shape (n_rows, n_params * (n_params + 1) / 2) or None
     """
     n, p = X.shape
-    return _outer_rows(X, xp) if n * p * (p + 1) // 2 <= _MAX_CHUNK_ELEMENTS else None
+    limit = _GPU_CHUNK_ELEMENTS if on_gpu(X) else _MAX_CHUNK_ELEMENTS
+    return _outer_rows(X, xp) if n * p * (p + 1) // 2 <= limit else None
 
 
 def _outer_chunk(X, outer, rows, xp):
@@ -233,7 +249,7 @@ def gram_sums(X, weights, xp, outer=None):
         return wide(weights, xp) @ outer
     width = p * (p + 1) // 2
     gram = xp.zeros((weights.shape[0], width), dtype=xp.float64, device=device(X))
-    for rows in row_chunks(n, width):
+    for rows in row_chunks(n, width, on_gpu(X)):
         gram = gram + wide(weights[:, rows], xp) @ _outer_rows(X[rows, :], xp)
     return gram
 
@@ -248,7 +264,7 @@ def weighted_sums(X, y, weights, xp):
     (n_models, n_params), float64."""
     n, p = X.shape
     total = xp.zeros((weights.shape[0], p), dtype=xp.float64, device=device(X))
-    for rows in row_chunks(n, p + weights.shape[0]):
+    for rows in row_chunks(n, p + weights.shape[0], on_gpu(X)):
         Xy = wide(X[rows, :], xp) * wide(y[rows], xp)[:, None]
         total = total + wide(weights[:, rows], xp) @ Xy
     return total
@@ -456,7 +472,7 @@ def softmax_sums(
     # widest per-row temporaries: those of the classes and (shared, or one
     # set per model when grouped) the outer products
     sub_width = n_models * (max(width, k) if grouped else k) + width
-    for rows in row_chunks(n, sub_width):
+    for rows in row_chunks(n, sub_width, on_gpu(X)):
         X_rows = wide(X[..., rows, :], xp)
         T = wide(targets[:, :, rows], xp)
         s = xp.sum(T, axis=0)  # (G, rows)

@@ -23,7 +23,13 @@ from _backends import assert_same, snapshot
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Ridge
 
-from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor, _learners
+from hmexperts import (
+    MixtureOfExpertsClassifier,
+    MixtureOfExpertsRegressor,
+    _em,
+    _learners,
+    _solvers,
+)
 from hmexperts._array_api import cuda_namespace
 from hmexperts.datasets import make_moe
 
@@ -211,3 +217,81 @@ def test_cpu_devices_fit_on_the_host(device):
     model = MixtureOfExpertsRegressor(n_experts=2, device=device, random_state=0)
     reference = MixtureOfExpertsRegressor(n_experts=2, random_state=0).fit(X, y)
     np.testing.assert_array_equal(model.fit(X, y).predict(X), reference.predict(X))
+
+
+# -- chunks on a GPU ---------------------------------------------------------------
+
+
+def test_gpu_chunks_are_bounded_and_few():
+    # a CPU-sized chunk of 16 leaves holds ~7,300 rows: 138 chunks at n=1e6
+    assert len(_solvers.row_chunks(10**6, 18)) == 138
+    assert len(_solvers.row_chunks(10**6, 18, gpu=True)) == 1
+    # the rows' outer products at 32 features: 561 values a row
+    chunks = _solvers.row_chunks(10**7, 561, gpu=True)
+    assert max(c.stop - c.start for c in chunks) * 561 <= _solvers._GPU_CHUNK_ELEMENTS
+    assert sum(c.stop - c.start for c in chunks) == 10**7
+    assert [c.start for c in chunks[1:]] == [c.stop for c in chunks[:-1]]
+
+
+@pytest.mark.parametrize("Estimator, task", ESTIMATORS)
+def test_gpu_sized_chunks_give_the_same_fit(Estimator, task, monkeypatch):
+    # GPU sizing on the host: the arrays are NumPy, only the chunks change
+    X, y, _ = make_moe(
+        30_000, 4, n_experts=2, depth=2, task=task, n_classes=3, random_state=0
+    )
+    params = dict(n_experts=2, depth=2, random_state=0, max_iter=10, tol=0)
+    # the first M-step's sample (InMemoryData.subset): 15,000 rows
+    monkeypatch.setattr(_em, "_REFINE_ROWS", 20_000)
+    with pytest.warns(ConvergenceWarning):
+        reference = Estimator(**params).fit(X, y)
+    passes = []
+    original = _em.InMemoryData.chunks
+
+    def chunks(data):
+        passes.append(len(data.slices))
+        return original(data)
+
+    monkeypatch.setattr(_em.InMemoryData, "chunks", chunks)
+    monkeypatch.setattr(_em, "on_gpu", lambda x: True)
+    monkeypatch.setattr(_solvers, "on_gpu", lambda x: True)
+    with pytest.warns(ConvergenceWarning):
+        model = Estimator(**params).fit(X, y)
+    assert passes and set(passes) == {1}  # in memory: at least 2 chunks a pass
+    np.testing.assert_allclose(model.lower_bounds_, reference.lower_bounds_, rtol=1e-10)
+    method = "predict" if task == "regression" else "predict_proba"
+    np.testing.assert_allclose(
+        getattr(model, method)(X), getattr(reference, method)(X), rtol=1e-8, atol=1e-10
+    )
+
+
+@pytest.mark.parametrize("Estimator, task", ESTIMATORS)
+def test_gpu_sums_run_over_gpu_sized_sub_chunks(Estimator, task, monkeypatch):
+    calls = []
+    original = _solvers.row_chunks
+
+    def row_chunks(n_rows, width, gpu=False):
+        calls.append(gpu)
+        return original(n_rows, width, gpu)
+
+    monkeypatch.setattr(_solvers, "row_chunks", row_chunks)
+    monkeypatch.setattr(_solvers, "on_gpu", lambda x: True)
+    # no outer products kept or shared: every sum makes its own, in sub-chunks
+    monkeypatch.setattr(_solvers, "_CACHE_ELEMENTS", 0)
+    monkeypatch.setattr(_solvers, "_GPU_CHUNK_ELEMENTS", 2**16)
+    X, y, _ = make_moe(5_000, 40, n_experts=2, task=task, n_classes=3)
+    with pytest.warns(ConvergenceWarning):
+        Estimator(n_experts=2, max_iter=2, random_state=0).fit(X, y)
+    # the gates' and the experts' sums: Gram matrices, X^T R y, softmax sums
+    assert len(calls) > 10 and all(calls)
+
+
+def test_gpu_chunks_share_outer_products_up_to_the_gpu_bound(monkeypatch):
+    X = np.random.default_rng(0).normal(size=(50, 5))  # 15 products a row
+    monkeypatch.setattr(_solvers, "_MAX_CHUNK_ELEMENTS", 100)
+    monkeypatch.setattr(_solvers, "_GPU_CHUNK_ELEMENTS", 1000)
+    assert _solvers.chunk_outer_products(X, np) is None
+    monkeypatch.setattr(_solvers, "on_gpu", lambda x: True)
+    outer = _solvers.chunk_outer_products(X, np)
+    np.testing.assert_allclose(outer[:, 1], X[:, 0] * X[:, 1])
+    monkeypatch.setattr(_solvers, "_GPU_CHUNK_ELEMENTS", 700)
+    assert _solvers.chunk_outer_products(X, np) is None
