@@ -3,11 +3,11 @@
 #
 #   1. the device's name and the machine (nvidia-smi, CuPy, CPU, memory);
 #   2. the GPU tests: pytest -ra -m gpu tests/test_gpu.py;
-#   3. bench_em.py --part scaling --device cuda, 16 leaves, 32 features,
+#   3. the CPU path (device="cpu", one BLAS thread) at n = 1e6, 16 leaves,
+#      32 features, float32: the speed-up's reference;
+#   4. bench_em.py --part scaling --device cuda, the same tree and features,
 #      float32 then float64, at n = 1e5, 1e6, 1e7 (the three decades up to
-#      --max-n);
-#   4. the same case on the CPU path (device="cpu", one BLAS thread) at
-#      n = 1e6, float32, and the GPU's speed-up over it (target: 30x).
+#      --max-n), and the GPU's speed-up over the CPU path (target: 30x).
 #
 # Everything is printed and written to benchmarks/results/gpu_<device>.txt
 # (--out DIR to write it elsewhere). A step that fails does not stop the
@@ -219,6 +219,13 @@ print("device 0:", name, round(props["totalGlobalMem"] / 2**30, 1), "GiB")'
             "printed above; that is expected)"
     fi
 
+    # The CPU path, one BLAS thread, at the speed-up's n: before the device
+    # runs, so that a device run stopped at its time limit (the first H200
+    # run's n = 1e7) does not take the reference with it
+    run_step bench-cpu-reference-float32 "${ONE_THREAD[@]}" "$PYTHON" benchmarks/bench_em.py \
+        --part scaling --device cpu --dtype float32 --iters "$ITERS" \
+        --n "$RATIO_N" --leaves "$LEAVES" --features "$FEATURES"
+
     # bench_em.py on the device, float32 and float64 (in the dry run under
     # one BLAS thread too: a shared host's threads make it slow and noisy)
     local dtype device_env=(env)
@@ -228,11 +235,6 @@ print("device 0:", name, round(props["totalGlobalMem"] / 2**30, 1), "GiB")'
             --part scaling --device "$DEVICE" --dtype "$dtype" --iters "$ITERS" \
             --n "${N_LIST[@]}" --leaves "$LEAVES" --features "$FEATURES"
     done
-
-    # The CPU path, one BLAS thread, at the speed-up's n
-    run_step bench-cpu-reference-float32 "${ONE_THREAD[@]}" "$PYTHON" benchmarks/bench_em.py \
-        --part scaling --device cpu --dtype float32 --iters "$ITERS" \
-        --n "$RATIO_N" --leaves "$LEAVES" --features "$FEATURES"
 
     echo
     echo "=== speed-up over the CPU path (n=$RATIO_N, $LEAVES leaves," \
