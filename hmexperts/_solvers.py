@@ -64,9 +64,9 @@ _MAX_CHUNK_ELEMENTS = 2**24
 # chunks left an H200 waiting on those, 7-13 ms a chunk per pass and 0.1% of
 # its matrix-multiply rate (benchmarks/results/gpu_nvidia_h200.txt). There a
 # chunk's widest temporary holds up to _GPU_CHUNK_ELEMENTS elements (float64:
-# 512 MiB), and so do the chunk's shared outer products: memory stays
-# bounded, and a pass launches its operations once per 2**26 elements.
-_GPU_CHUNK_ELEMENTS = 2**26
+# 256 MiB), and so do the chunk's shared outer products: memory stays
+# bounded, and a pass launches its operations once per 2**25 elements.
+_GPU_CHUNK_ELEMENTS = 2**25
 # Largest row-wise outer-product matrix (n_samples x n_params**2) kept for a
 # whole fit (float64: 128 MiB); above it, outer products are made per chunk.
 _CACHE_ELEMENTS = 2**24
