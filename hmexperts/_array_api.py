@@ -92,9 +92,9 @@ def cuda_namespace(device):
         )
     # the wrapped namespace is a submodule that ``import array_api_compat``
     # does not load; array_namespace(cupy_array) loads it, device="cuda" must
-    import array_api_compat.cupy
+    from array_api_compat import cupy as cupy_xp
 
-    return array_api_compat.cupy, cupy.cuda.Device(index)
+    return cupy_xp, cupy.cuda.Device(index)
 
 
 def on_gpu(x):

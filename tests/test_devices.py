@@ -15,6 +15,7 @@ import pickle
 import sys
 import types
 
+import array_api_compat
 import array_api_strict as xp_strict
 import numpy as np
 import pytest
@@ -202,6 +203,19 @@ def test_cuda_index_beyond_the_gpus_found_lists_them(monkeypatch):
     X, y = _data("classification")
     with pytest.raises(ValueError, match=r"'cuda:3' but CuPy found 2 GPU\(s\): "):
         MixtureOfExpertsClassifier(device="cuda:3").fit(X, y)
+
+
+def test_cuda_namespace_is_cupys_wrapped_namespace(monkeypatch):
+    # The first GPU run found every device="cuda" fit failing: CuPy's
+    # array-API namespace, a submodule that `import array_api_compat` does
+    # not load, had been read as an attribute. A stand-in for it sits in
+    # sys.modules only, not as an attribute of the package: reading the
+    # attribute fails, importing the submodule finds it.
+    _fake_cupy(monkeypatch, count=2)
+    wrapped = types.ModuleType("array_api_compat.cupy")
+    monkeypatch.setitem(sys.modules, "array_api_compat.cupy", wrapped)
+    monkeypatch.delattr(array_api_compat, "cupy", raising=False)
+    assert cuda_namespace("cuda:1") == (wrapped, 1)
 
 
 @pytest.mark.parametrize("device", ["gpu", "cuda:x", "cuda:", 0, "CPU"])
