@@ -363,9 +363,9 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
 
     def _stream_target(self, y, xp, dtype):
         """A mini-batch's labels coded by ``classes_``, refusing unseen ones."""
-        y = to_numpy(y, xp)
-        check_classification_targets(y)
-        return xp.asarray(encode_labels(y, self.classes_), device=device(y))
+        labels = to_numpy(y, xp)
+        check_classification_targets(labels)
+        return xp.asarray(encode_labels(labels, self.classes_), device=device(y))
 
     def _target_scaling(self, y, sample_weight, dtype_name, xp):
         return 0.0, 1.0

@@ -373,7 +373,7 @@ def _gate_rows(tree, gates):
     """Every gate's coefficients, (1, n_params, n_children), by its node id
     in ``tree``."""
     return {
-        v: gates.coefs[b][i : i + 1]
+        v: gates.coefs[b][i : i + 1, ...]
         for b, batch in enumerate(tree.batches)
         for i, v in enumerate(batch.nodes)
     }
@@ -384,7 +384,7 @@ def _spliced(old, new, first, count, xp):
     ``first`` on replaced by the leaves of ``new``."""
 
     def splice(a, b):
-        return xp.concat([a[:first], b, a[first + count :]], axis=0)
+        return xp.concat([a[:first, ...], b, a[first + count :, ...]], axis=0)
 
     if isinstance(old, tuple):
         return tuple(splice(a, b) for a, b in zip(old, new, strict=True))

@@ -173,7 +173,7 @@ def observed_information(model, Xd, y_fit, weight, xp):
     rows = max(1, _SCORE_ELEMENTS // max(1, n_leaves * layout.size))
     for start in range(0, n, rows):
         part = slice(start, min(n, start + rows))
-        X, y, w = Xd[part], y_fit[part], weight[part]
+        X, y, w = Xd[part, ...], y_fit[part, ...], weight[part]
         log_joint = gates.log_prior(X, xp) + experts.log_likelihood(X, y, xp)
         resp = to_numpy(xp.exp(log_softmax(log_joint, 0, xp)), xp)  # (L, m)
         m = resp.shape[1]

@@ -302,3 +302,78 @@ def test_expert_families_match_numpy(expert, namespace):
         )
     assert_same(result, reference, "float64")
     _check_outputs(result, namespace, "float64")
+
+
+def _outputs(model, task, X):
+    return model.predict(X) if task == "regression" else model.predict_proba(X)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize("Estimator, task", ESTIMATORS)
+def test_grown_trees_match_numpy(Estimator, task, namespace):
+    """Growth (trial splits, grafts, restructuring) uses only the standard:
+    the same steps, tree and predictions as NumPy's."""
+    X, y = _data(task, "float64", n=400)
+    params = dict(tree="grow", max_leaves=4, random_state=0)
+    reference = Estimator(**params).fit(X, y)
+    _, asarray = _namespace(namespace)
+    with sklearn.config_context(array_api_dispatch=True):
+        model = Estimator(**params).fit(asarray(X), asarray(y))
+        output = _outputs(model, task, asarray(X))
+
+    def steps(m):
+        return [(s.n_leaves, s.split, s.merged) for s in m.growth_history_]
+
+    assert steps(model) == steps(reference)
+    assert model.n_leaves_ == reference.n_leaves_ > 1
+    np.testing.assert_allclose(
+        [s.score for s in model.growth_history_],
+        [s.score for s in reference.growth_history_],
+        rtol=1e-9,
+    )
+    tol = TOLERANCE["float64"]
+    np.testing.assert_allclose(
+        host(output), _outputs(reference, task, X), rtol=tol, atol=tol
+    )
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize("Estimator, task", ESTIMATORS)
+def test_partial_fit_matches_numpy(Estimator, task, namespace):
+    """Mini-batches of another library (a classifier's labels coded on the
+    input's device) update the model as NumPy's do."""
+    X, y = _data(task, "float64", n=400)
+    kwargs = {} if task == "regression" else {"classes": [0, 1, 2]}
+    reference = Estimator(n_experts=2, random_state=0)
+    model = Estimator(n_experts=2, random_state=0)
+    _, asarray = _namespace(namespace)
+    with sklearn.config_context(array_api_dispatch=True):
+        for rows in (slice(0, 200), slice(200, 400)):
+            reference.partial_fit(X[rows], y[rows], **kwargs)
+            model.partial_fit(asarray(X[rows, ...]), asarray(y[rows]), **kwargs)
+            kwargs = {}
+        output = _outputs(model, task, asarray(X))
+    tol = TOLERANCE["float64"]
+    np.testing.assert_allclose(
+        host(output), _outputs(reference, task, X), rtol=tol, atol=tol
+    )
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize("Estimator, task", ESTIMATORS)
+def test_summary_matches_numpy(Estimator, task, namespace):
+    """Wald standard errors from the observed information of a model fit
+    and summarised in another library equal NumPy's."""
+    X, y = _data(task, "float64")
+    params = dict(n_experts=2, random_state=0, max_iter=30)
+    reference = Estimator(**params).fit(X, y).summary(X, y)
+    _, asarray = _namespace(namespace)
+    with sklearn.config_context(array_api_dispatch=True):
+        model = Estimator(**params).fit(asarray(X), asarray(y))
+        table = model.summary(asarray(X), asarray(y))
+    columns = ["estimate", "std_error", "ci_low", "ci_high"]
+    np.testing.assert_allclose(
+        table[columns].to_numpy(), reference[columns].to_numpy(), rtol=1e-6, atol=1e-9
+    )

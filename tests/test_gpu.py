@@ -14,7 +14,7 @@ import sklearn
 from _backends import assert_same, host, snapshot
 from sklearn.linear_model import Ridge
 
-from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
+from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor, _solvers
 from hmexperts.datasets import make_moe
 
 
@@ -147,8 +147,10 @@ def test_learner_experts_with_gates_on_the_gpu():
 
 
 @needs_cupy
-def test_many_samples_many_leaves_float32():
-    """A chunked fit (n well above a chunk) agrees with NumPy."""
+def test_many_samples_many_leaves_float32(monkeypatch):
+    """A chunked fit agrees with NumPy: GPU chunks lowered to 2**20
+    elements, 58,254 rows of 16 leaves' 18 values, 4 chunks."""
+    monkeypatch.setattr(_solvers, "_GPU_CHUNK_ELEMENTS", 2**20)
     X, y, _ = make_moe(200_000, 8, n_experts=4, depth=2, random_state=0)
     X, y = X.astype(np.float32), y.astype(np.float32)
     params = dict(n_experts=4, depth=2, random_state=0, max_iter=5, tol=0)
@@ -159,4 +161,53 @@ def test_many_samples_many_leaves_float32():
     )
     np.testing.assert_allclose(
         host(model.predict(X[:1000])), reference.predict(X[:1000]), atol=1e-3
+    )
+
+
+def _outputs(model, task, X):
+    output = model.predict(X) if task == "regression" else model.predict_proba(X)
+    return host(output)
+
+
+@needs_cupy
+@pytest.mark.parametrize("Estimator, task", ESTIMATORS)
+def test_grown_trees_on_the_gpu(Estimator, task):
+    X, y = _data(task)
+    params = dict(tree="grow", max_leaves=4, random_state=0)
+    model = Estimator(device="cuda", **params).fit(X, y)
+    reference = Estimator(**params).fit(X, y)
+    assert [s.split for s in model.growth_history_] == [
+        s.split for s in reference.growth_history_
+    ]
+    np.testing.assert_allclose(
+        _outputs(model, task, X), _outputs(reference, task, X), rtol=1e-6, atol=1e-9
+    )
+
+
+@needs_cupy
+@pytest.mark.parametrize("Estimator, task", ESTIMATORS)
+def test_partial_fit_on_the_gpu(Estimator, task):
+    X, y = _data(task)
+    model = Estimator(n_experts=2, random_state=0, device="cuda")
+    reference = Estimator(n_experts=2, random_state=0)
+    kwargs = {} if task == "regression" else {"classes": [0, 1, 2]}
+    for rows in (slice(0, 200), slice(200, 400)):
+        model.partial_fit(X[rows], y[rows], **kwargs)
+        reference.partial_fit(X[rows], y[rows], **kwargs)
+        kwargs = {}
+    np.testing.assert_allclose(
+        _outputs(model, task, X), _outputs(reference, task, X), rtol=1e-6, atol=1e-9
+    )
+
+
+@needs_cupy
+@pytest.mark.parametrize("Estimator, task", ESTIMATORS)
+def test_summary_on_the_gpu(Estimator, task):
+    X, y = _data(task)
+    params = dict(n_experts=2, random_state=0, max_iter=30)
+    table = Estimator(device="cuda", **params).fit(X, y).summary(X, y)
+    reference = Estimator(**params).fit(X, y).summary(X, y)
+    columns = ["estimate", "std_error", "ci_low", "ci_high"]
+    np.testing.assert_allclose(
+        table[columns].to_numpy(), reference[columns].to_numpy(), rtol=1e-6, atol=1e-9
     )
