@@ -16,6 +16,7 @@ from array_api_compat import array_namespace
 from sklearn.utils.validation import check_is_fitted
 
 from ._array_api import to_numpy
+from ._placement import host
 
 __all__ = [
     "dispatch_entropy",
@@ -106,7 +107,7 @@ def _routing(estimator, X, y=None):
 def _check_labels(labels, n_samples, name="labels"):
     """``labels`` (or another per-sample array called ``name``) as a 1-D array
     with one entry per sample."""
-    labels = np.asarray(labels)
+    labels = np.asarray(host(labels))
     if labels.ndim != 1:
         raise ValueError(
             f"{name} has shape {labels.shape}; expected a 1-D array with one "
@@ -142,7 +143,7 @@ def _expert_predictions(estimator, X):
         ordered as ``classes_``.
     """
     _check_estimator(estimator)
-    X = np.asarray(X, dtype=float)
+    X = np.asarray(host(X), dtype=float)
     is_classifier = hasattr(estimator, "classes_")
     if hasattr(estimator, "experts_"):
         if not is_classifier:

@@ -13,6 +13,8 @@ import warnings
 
 import numpy as np
 
+from ._array_api import device
+from ._placement import host, to_namespace
 from .diagnostics import (
     _as_numpy,
     _check_estimator,
@@ -100,7 +102,12 @@ def _dark(color, factor=0.65):
 
 def _call(method, X):
     """``method(X)`` as NumPy, on a NumPy array even when the estimator saw
-    feature names: the grids are built column by column from the data."""
+    feature names: the grids are built column by column from the data. A
+    model fit on arrays of another library (PyTorch, CuPy) gets the grid in
+    that library and on that device, which its methods require."""
+    placement = method.__self__._placement
+    if placement.fit_input[0] != "numpy":
+        X = to_namespace(X, placement.xp, device(placement.anchor))
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore",
@@ -112,7 +119,7 @@ def _call(method, X):
 
 def _data(estimator, X):
     """``X`` as a 2-D float array with the estimator's number of features."""
-    X = np.asarray(X, dtype=float)
+    X = np.asarray(host(X), dtype=float)
     if X.ndim != 2:
         raise ValueError(
             f"X has shape {X.shape}; expected a 2-D array (n_samples, n_features)."

@@ -211,3 +211,28 @@ def test_summary_on_the_gpu(Estimator, task):
     np.testing.assert_allclose(
         table[columns].to_numpy(), reference[columns].to_numpy(), rtol=1e-6, atol=1e-9
     )
+
+
+@needs_cupy
+def test_plots_and_diagnostics_of_a_model_fit_on_cupy_arrays():
+    """NumPy refuses to convert CuPy arrays implicitly: the plots and the
+    diagnostics take them from the host explicitly, and evaluate their
+    grids on the GPU."""
+    pytest.importorskip("matplotlib", reason="matplotlib draws the plots")
+    from hmexperts.diagnostics import specialisation_matrix
+    from hmexperts.plotting import plot_expert_boundaries, plot_gate_regions
+
+    X, y = _data("classification")
+    reference = MixtureOfExpertsClassifier(**PARAMS).fit(X, y)
+    with sklearn.config_context(array_api_dispatch=True):
+        X_gpu, y_gpu = cupy.asarray(X), cupy.asarray(y)
+        model = MixtureOfExpertsClassifier(**PARAMS).fit(X_gpu, y_gpu)
+        regions = plot_gate_regions(model, X_gpu, y_gpu, features=(0, 1), resolution=40)
+        plot_expert_boundaries(model, X_gpu, y_gpu, features=(0, 1), resolution=40)
+        matrix, _ = specialisation_matrix(model, X_gpu, y_gpu)
+    expected = plot_gate_regions(reference, X, y, features=(0, 1), resolution=40)
+    np.testing.assert_allclose(
+        regions.images[0].get_array(), expected.images[0].get_array(), atol=1e-6
+    )
+    expected_matrix, _ = specialisation_matrix(reference, X, y)
+    np.testing.assert_allclose(matrix, expected_matrix, atol=1e-6)

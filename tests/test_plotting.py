@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.dummy import DummyClassifier
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -631,3 +632,30 @@ def test_missing_matplotlib_says_how_to_install(name, classifier, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match=r'pip install "hmexperts\[plot\]"'):
         _calls(model, X, y)[name]()
+
+
+def test_plots_of_a_model_fit_on_another_array_library(classifier):
+    """A model fit on arrays of another library (array-api-strict here; CuPy
+    or PyTorch alike) evaluates the plots' grids in that library: the same
+    pictures as the NumPy fit's, from that library's X and y."""
+    import array_api_strict as xp_strict
+    import sklearn
+
+    model, X, y, _ = classifier
+    with sklearn.config_context(array_api_dispatch=True):
+        X_xp, y_xp = xp_strict.asarray(X), xp_strict.asarray(y)
+        other = clone(model).fit(X_xp, y_xp)
+        regions = plot_gate_regions(other, X_xp, y_xp, resolution=RESOLUTION)
+        lines = plot_expert_boundaries(other, X_xp, y_xp, resolution=RESOLUTION)
+    expected = plot_gate_regions(model, X, y, resolution=RESOLUTION)
+    np.testing.assert_allclose(
+        regions.images[0].get_array(), expected.images[0].get_array(), atol=1e-6
+    )
+    expected = plot_expert_boundaries(model, X, y, resolution=RESOLUTION)
+    for contour, reference in zip(_contours(lines), _contours(expected), strict=True):
+        for path, path_reference in zip(
+            contour.get_paths(), reference.get_paths(), strict=True
+        ):
+            np.testing.assert_allclose(
+                path.vertices, path_reference.vertices, atol=1e-6
+            )
