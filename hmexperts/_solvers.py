@@ -119,9 +119,22 @@ def _outer_rows(X, xp):
     matrix products read as it is (measured: 2-5x faster than gathering
     the columns of every pair and multiplying those; NumPy writes the
     products in place, 1.3-2.2x faster again).
+
+    On a GPU, where every operation costs a launch whatever its size, the
+    loop's ``4 P`` slices, products and stores were most of an iteration's
+    operations, made in every sub-chunk by every component: there the
+    products are two gathers of the pairs' columns and one product, five
+    operations (counted under array-api-strict at n = 1e6, 32 features, 16
+    leaves, in one chunk a pass: 2,594 operations an EM iteration instead
+    of 12,890).
     """
     X = wide(X, xp)
     *lead, n, p = X.shape
+    if on_gpu(X):
+        first, second, _ = _triangle(p)
+        return xp.take(X, _on(first, X, xp), axis=-1) * xp.take(
+            X, _on(second, X, xp), axis=-1
+        )
     # a contiguous X^T: reshaping the transposed view copies it
     Xt = xp.reshape(xp.reshape(xp.matrix_transpose(X), (-1,)), (*lead, p, n))
     out = xp.empty((*lead, p * (p + 1) // 2, n), dtype=xp.float64, device=device(X))

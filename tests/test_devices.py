@@ -16,6 +16,7 @@ import sys
 import types
 
 import array_api_compat
+import array_api_compat.numpy
 import array_api_strict as xp_strict
 import numpy as np
 import pytest
@@ -309,3 +310,13 @@ def test_gpu_chunks_share_outer_products_up_to_the_gpu_bound(monkeypatch):
     np.testing.assert_allclose(outer[:, 1], X[:, 0] * X[:, 1])
     monkeypatch.setattr(_solvers, "_GPU_CHUNK_ELEMENTS", 700)
     assert _solvers.chunk_outer_products(X, np) is None
+
+
+@pytest.mark.parametrize("shape", [(50, 6), (3, 40, 5)])  # shared rows, grouped
+def test_gpu_outer_products_by_gathers_equal_the_loops(shape, monkeypatch):
+    X = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    loops = _solvers._outer_rows(X, array_api_compat.numpy)
+    monkeypatch.setattr(_solvers, "on_gpu", lambda x: True)
+    gathers = _solvers._outer_rows(X, array_api_compat.numpy)
+    assert gathers.dtype == np.float64
+    np.testing.assert_array_equal(gathers, loops)
