@@ -71,6 +71,19 @@ fi
 if [[ -z $PYTHON ]]; then
     if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
+# hmexperts from this checkout where the interpreter has none installed (a
+# GPU machine's own Python); then a missing dependency stops the script here
+# with its name, not in every step. The checks leave out the current folder,
+# which `python -c` puts first but the benchmarks' scripts do not.
+IMPORT='import sys; sys.path[:] = [p for p in sys.path if p not in ("", ".")]; import hmexperts'
+if ! "$PYTHON" -c "$IMPORT" 2>/dev/null; then
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
+if ! "$PYTHON" -c "$IMPORT"; then
+    echo "gpu_check.sh: $PYTHON cannot import hmexperts (the error is above):" \
+        "install its dependencies (pip install -e \".[gpu]\")" >&2
+    exit 2
+fi
 if [[ -z $MAX_N ]]; then
     if [[ $DEVICE == cuda ]]; then MAX_N=1e7; else MAX_N=1e5; fi
 fi
