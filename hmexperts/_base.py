@@ -50,7 +50,12 @@ from ._gates import GateTree
 from ._grow import grow_tree
 from ._init import GivenStart, check_given, initial_start, start_name
 from ._learners import LearnerExperts, _final_step, is_learner
-from ._placement import Placement, check_device, fit_placement, to_namespace
+from ._placement import (
+    Placement,
+    check_device,
+    fit_placement,
+    target_to_namespace,
+)
 from ._routing import (
     PredictionRouting,
     leaves_per_sample,
@@ -476,7 +481,8 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             reset=not continuing,
             **self._target_validation_kwargs(),
         )
-        y = to_namespace(y, xp_in, device(X))  # y may come from another library
+        # y may come from another library
+        y = target_to_namespace(y, xp_in, device(X))
         sample_weight, weight_factor, total_weight = check_sample_weight(
             sample_weight, X.shape[0], xp_in, device(X)
         )
@@ -665,7 +671,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             reset=first,
             **self._target_validation_kwargs(),
         )
-        y = to_namespace(y, xp_in, device(X))
+        y = target_to_namespace(y, xp_in, device(X))
         sample_weight, factor, _ = check_sample_weight(
             sample_weight, X.shape[0], xp_in, device(X)
         )

@@ -31,6 +31,22 @@ def to_namespace(a, xp, dev):
     return xp.asarray(host(a), device=dev)
 
 
+def target_to_namespace(y, xp, dev):
+    """A validated target ``y`` in namespace ``xp`` on device ``dev``; labels
+    that the library cannot hold (strings, objects), with an array of it as
+    ``X``, raise a ``ValueError`` that says what to pass instead."""
+    kind = getattr(getattr(y, "dtype", None), "kind", None)
+    if kind in ("U", "S", "O") and namespace_name(xp) != "numpy":
+        raise ValueError(
+            f"y holds labels of dtype {y.dtype}, which {namespace_name(xp)} arrays "
+            "cannot hold, and X is such an array (under sklearn.config_context("
+            "array_api_dispatch=True) the fit runs in X's library). Encode the "
+            "labels as integers (sklearn.preprocessing.LabelEncoder) in an array "
+            "of X's library, or fit on NumPy arrays."
+        )
+    return to_namespace(y, xp, dev)
+
+
 def _dtype_name(dtype, xp):
     """``"float32"`` or ``"float64"``: the name of a validated input's dtype."""
     return "float32" if dtype == xp.float32 else "float64"

@@ -377,3 +377,16 @@ def test_summary_matches_numpy(Estimator, task, namespace):
     np.testing.assert_allclose(
         table[columns].to_numpy(), reference[columns].to_numpy(), rtol=1e-6, atol=1e-9
     )
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_string_labels_with_another_librarys_X_say_what_to_pass(namespace):
+    X, y = _data("classification", "float64")
+    labels = np.array(["a", "b", "c"])[y]
+    _, asarray = _namespace(namespace)
+    model = MixtureOfExpertsClassifier(n_experts=2, random_state=0)
+    with sklearn.config_context(array_api_dispatch=True):
+        with pytest.raises(ValueError, match=r"dtype <U1.*LabelEncoder"):
+            model.fit(asarray(X), labels)
+        with pytest.raises(ValueError, match=r"dtype <U1.*LabelEncoder"):
+            model.partial_fit(asarray(X), labels, classes=["a", "b", "c"])
