@@ -24,6 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 
 from ._array_api import device, to_numpy, wide
+from ._placement import host
 
 # Lloyd iterations of the k-means start: a fixed number (tol=0), because
 # KMeans' tol is relative to the unweighted variance, which differs between
@@ -170,7 +171,9 @@ def check_given(init_params, n, n_leaves):
 
 def _given_resp(init_params, n, n_leaves):
     """``init_params`` as responsibilities (n_samples, n_leaves), validated."""
-    resp = check_array(init_params, dtype=np.float64, input_name="init_params")
+    # on the host: responsibilities of another library (those of
+    # predict_responsibilities after a fit on PyTorch arrays) included
+    resp = check_array(host(init_params), dtype=np.float64, input_name="init_params")
     if resp.shape != (n, n_leaves):
         raise ValueError(_SHAPE.format(resp.shape, n, n_leaves))
     if np.any(resp < 0) or np.any(resp.sum(axis=1) <= 0):

@@ -362,17 +362,23 @@ def test_partial_fit_matches_numpy(Estimator, task, namespace):
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize("method", ["wald", "bootstrap"])
 @pytest.mark.parametrize("Estimator, task", ESTIMATORS)
-def test_summary_matches_numpy(Estimator, task, namespace):
-    """Wald standard errors from the observed information of a model fit
-    and summarised in another library equal NumPy's."""
+def test_summary_matches_numpy(Estimator, task, method, namespace):
+    """Standard errors of a model fit and summarised in another library
+    equal NumPy's: Wald's from the observed information, and the
+    bootstrap's, whose refits start from the responsibilities of that
+    library (``init_params``)."""
     X, y = _data(task, "float64")
     params = dict(n_experts=2, random_state=0, max_iter=30)
-    reference = Estimator(**params).fit(X, y).summary(X, y)
+    kwargs = dict(method=method)
+    if method == "bootstrap":
+        kwargs.update(n_boot=4, random_state=0)
+    reference = Estimator(**params).fit(X, y).summary(X, y, **kwargs)
     _, asarray = _namespace(namespace)
     with sklearn.config_context(array_api_dispatch=True):
         model = Estimator(**params).fit(asarray(X), asarray(y))
-        table = model.summary(asarray(X), asarray(y))
+        table = model.summary(asarray(X), asarray(y), **kwargs)
     columns = ["estimate", "std_error", "ci_low", "ci_high"]
     np.testing.assert_allclose(
         table[columns].to_numpy(), reference[columns].to_numpy(), rtol=1e-6, atol=1e-9
