@@ -35,6 +35,13 @@ def host(array):
     return to_numpy(array, array_namespace(array))
 
 
+def outputs(model, task, X):
+    """``predict`` (regression) or ``predict_proba`` (classification) of
+    ``model`` on ``X``, as NumPy."""
+    output = model.predict(X) if task == "regression" else model.predict_proba(X)
+    return host(output)
+
+
 def snapshot(model, X, y, convert=host, sample_weight=None):
     """Fitted attributes and outputs of ``model`` on ``(X, y)``, as NumPy.
 

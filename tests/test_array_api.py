@@ -15,7 +15,7 @@ import array_api_strict as xp_strict
 import numpy as np
 import pytest
 import sklearn
-from _backends import TOLERANCE, assert_same, host, snapshot
+from _backends import TOLERANCE, assert_same, host, outputs, snapshot
 from sklearn.linear_model import Ridge
 from sklearn.tree import DecisionTreeClassifier
 
@@ -304,10 +304,6 @@ def test_expert_families_match_numpy(expert, namespace):
     _check_outputs(result, namespace, "float64")
 
 
-def _outputs(model, task, X):
-    return model.predict(X) if task == "regression" else model.predict_proba(X)
-
-
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("Estimator, task", ESTIMATORS)
@@ -320,7 +316,7 @@ def test_grown_trees_match_numpy(Estimator, task, namespace):
     _, asarray = _namespace(namespace)
     with sklearn.config_context(array_api_dispatch=True):
         model = Estimator(**params).fit(asarray(X), asarray(y))
-        output = _outputs(model, task, asarray(X))
+        output = outputs(model, task, asarray(X))
 
     def steps(m):
         return [(s.n_leaves, s.split, s.merged) for s in m.growth_history_]
@@ -333,9 +329,7 @@ def test_grown_trees_match_numpy(Estimator, task, namespace):
         rtol=1e-9,
     )
     tol = TOLERANCE["float64"]
-    np.testing.assert_allclose(
-        host(output), _outputs(reference, task, X), rtol=tol, atol=tol
-    )
+    np.testing.assert_allclose(output, outputs(reference, task, X), rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("namespace", NAMESPACES)
@@ -353,11 +347,9 @@ def test_partial_fit_matches_numpy(Estimator, task, namespace):
             reference.partial_fit(X[rows], y[rows], **kwargs)
             model.partial_fit(asarray(X[rows, ...]), asarray(y[rows]), **kwargs)
             kwargs = {}
-        output = _outputs(model, task, asarray(X))
+        output = outputs(model, task, asarray(X))
     tol = TOLERANCE["float64"]
-    np.testing.assert_allclose(
-        host(output), _outputs(reference, task, X), rtol=tol, atol=tol
-    )
+    np.testing.assert_allclose(output, outputs(reference, task, X), rtol=tol, atol=tol)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

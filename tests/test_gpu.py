@@ -11,7 +11,7 @@ prints why; none passes without running.
 import numpy as np
 import pytest
 import sklearn
-from _backends import assert_same, host, snapshot
+from _backends import assert_same, host, outputs, snapshot
 from sklearn.linear_model import Ridge
 
 from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor, _solvers
@@ -164,11 +164,6 @@ def test_many_samples_many_leaves_float32(monkeypatch):
     )
 
 
-def _outputs(model, task, X):
-    output = model.predict(X) if task == "regression" else model.predict_proba(X)
-    return host(output)
-
-
 @needs_cupy
 @pytest.mark.parametrize("Estimator, task", ESTIMATORS)
 def test_grown_trees_on_the_gpu(Estimator, task):
@@ -180,7 +175,7 @@ def test_grown_trees_on_the_gpu(Estimator, task):
         s.split for s in reference.growth_history_
     ]
     np.testing.assert_allclose(
-        _outputs(model, task, X), _outputs(reference, task, X), rtol=1e-6, atol=1e-9
+        outputs(model, task, X), outputs(reference, task, X), rtol=1e-6, atol=1e-9
     )
 
 
@@ -196,7 +191,7 @@ def test_partial_fit_on_the_gpu(Estimator, task):
         reference.partial_fit(X[rows], y[rows], **kwargs)
         kwargs = {}
     np.testing.assert_allclose(
-        _outputs(model, task, X), _outputs(reference, task, X), rtol=1e-6, atol=1e-9
+        outputs(model, task, X), outputs(reference, task, X), rtol=1e-6, atol=1e-9
     )
 
 
