@@ -71,7 +71,7 @@ from sklearn.utils import check_random_state
 
 from ._array_api import device, logsumexp, to_numpy, wide
 from ._config import thread_limit
-from ._em import e_step, statistics
+from ._em import _SOFT_EM, TrainingRouting, e_step, statistics
 from ._gates import GateTree
 from ._init import GivenStart, _kmeans, joint_columns
 from ._scaling import sample_rows
@@ -199,10 +199,13 @@ def _reporter(estimator):
     return report
 
 
-def _score(estimator, data, gates, experts, xp, weight_factor, criterion):
-    """The criterion of a fitted model on ``data`` (higher is better)."""
-    with thread_limit():
-        stats = statistics(data, gates, experts, xp)
+def _score(estimator, data, gates, experts, xp, weight_factor, criterion, stats=None):
+    """The criterion of a fitted model on ``data`` (higher is better), from
+    ``stats``, the statistics of a pass over ``data`` at its parameters, if
+    given, or from a pass of its own."""
+    if stats is None:
+        with thread_limit():
+            stats = statistics(data, gates, experts, xp)
     log_likelihood = float(stats["log_likelihood"]) / weight_factor
     if criterion == "validation":
         return log_likelihood
@@ -646,7 +649,7 @@ def _regated(
         estimator, new_tree, gates, experts, rows, state, scaling, xp, random_state
     )
     monitor = estimator._continue_em(train, new_gates, new_experts, scaling, xp)
-    new_score = score(new_gates, new_experts)
+    new_score = score(new_gates, new_experts, monitor)
     if not new_score > current:
         return None
     return new_tree, new_gates, new_experts, monitor, new_score, order
@@ -724,9 +727,19 @@ def grow_tree(estimator, data, scaling, start_sample, xp, weight_factor):
         n_held = max(1, int(round(estimator.validation_fraction * data.n_samples)))
         train, held_out = data.subset(order[n_held:]), data.subset(order[:n_held])
 
-    def score(gates, experts):
+    # The last pass of soft EM (no top-k, no noise) on the training rows is
+    # one at the fitted parameters: a BIC needs no pass of its own after it.
+    soft = TrainingRouting(algorithm=estimator.algorithm, top_k=estimator.top_k)
+    reuse = held_out is None and soft == _SOFT_EM and not estimator.gate_noise
+
+    def score(gates, experts, monitor=None):
+        """The criterion of ``gates`` and ``experts``; ``monitor``: that of
+        the EM on ``train`` that fitted them, if they were."""
+        stats = monitor.stats if reuse and monitor is not None else None
         scored = held_out if held_out is not None else train
-        return _score(estimator, scored, gates, experts, xp, weight_factor, criterion)
+        return _score(
+            estimator, scored, gates, experts, xp, weight_factor, criterion, stats=stats
+        )
 
     root = estimator._run_restarts(
         train, scaling, start_sample, xp, False, weight_factor, Tree([[]]), n_runs=1
@@ -792,7 +805,7 @@ def _grow(
     total = float(xp.sum(train.sample_weight)) / weight_factor
     tree = Tree([[]])
     gates, experts, monitor = start
-    current = score(gates, experts)
+    current = score(gates, experts, monitor)
     history = [GrowthStep(1, None, current, {})]
     report = _reporter(estimator)
     report(history)
@@ -856,7 +869,7 @@ def _grow(
             if k != best
         }
         monitor = estimator._continue_em(train, gates, experts, scaling, xp)
-        current = score(gates, experts)
+        current = score(gates, experts, monitor)
         restructured = None
         if n_children == 2 and tree.n_leaves > 2:
             restructured = _restructured(
@@ -937,7 +950,7 @@ def _pruned(estimator, train, grown, score, split, scaling, xp, random_state, re
             break
         _, leaves, (tree, gates, experts) = best
         monitor = estimator._continue_em(train, gates, experts, scaling, xp)
-        current = score(gates, experts)
+        current = score(gates, experts, monitor)
         history.append(GrowthStep(tree.n_leaves, None, current, {}, leaves))
         report(history)
     return gates, experts, monitor, history

@@ -545,3 +545,37 @@ def test_verbose_growth_prints_every_step_and_no_trial_fit(capsys):
     assert "leaf 0 split" in out_lines[at[1]]
     assert "growth stops" in out
     assert re.search(r"Growth 1/1: \d+ leaves, score -?[\d.]+", out)
+
+
+def test_a_bic_after_em_reads_the_em_s_last_pass(monkeypatch):
+    # After an EM on the training rows, the score takes its log-likelihood
+    # from EM's last pass, at the fitted parameters, and equals a pass of
+    # its own; only a merged tree, scored before any refit, makes one.
+    import hmexperts._grow as grow
+
+    original = grow._score
+    counts = {"own": 0, "reused": 0, "merged": 0}
+
+    def checked(*args, stats=None):
+        value = original(*args, stats=stats)
+        if stats is None:
+            counts["own"] += 1
+        else:
+            counts["reused"] += 1
+            assert value == pytest.approx(original(*args), rel=1e-12, abs=0)
+        return value
+
+    merged = grow._merged
+
+    def counted(*args, **kwargs):
+        counts["merged"] += 1
+        return merged(*args, **kwargs)
+
+    monkeypatch.setattr(grow, "_score", checked)
+    monkeypatch.setattr(grow, "_merged", counted)
+    X, y, _ = make_moe(2000, 2, tree=UNBALANCED, random_state=1)
+    model = MixtureOfExpertsRegressor(tree="grow", max_leaves=5, random_state=0)
+    model.fit(X, y)
+    assert model.n_leaves_ > 2
+    assert counts["reused"] >= model.n_leaves_
+    assert counts["own"] == counts["merged"] > 0
