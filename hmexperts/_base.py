@@ -50,6 +50,7 @@ from ._gates import GateTree
 from ._grow import grow_tree
 from ._init import GivenStart, check_given, initial_start, start_name
 from ._learners import LearnerExperts, _final_step, is_learner
+from ._memory import settle_allocator
 from ._placement import (
     Placement,
     check_device,
@@ -462,6 +463,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
 
     def _fit(self, X, y, sample_weight):
         n_leaves = self._check_params()
+        settle_allocator()
         for name, value in (("X", X), ("y", y), ("sample_weight", sample_weight)):
             check_not_dask_frame(value, name)
         if is_dask_array(X):
@@ -650,6 +652,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
 
     def _partial_fit(self, X, y, sample_weight, classes):
         self._check_params()
+        settle_allocator()
         for name, value in (("X", X), ("y", y), ("sample_weight", sample_weight)):
             check_not_dask_frame(value, name)
         if is_dask_array(X):
