@@ -1,0 +1,116 @@
+"""Fits with and without the allocator settled (``hmexperts._memory``).
+
+Every case runs in fresh processes, alternately settled (as ``fit`` does)
+and unsettled (``settle_allocator`` replaced by a no-op), ``--repeats``
+processes each; each process fits twice (the first fit pays the process's
+one-time costs) and reports the second fit's time and minor page faults
+(``getrusage``), and its peak resident memory. Printed: the fastest of the
+repeats, the ratio, the faults and the peak memory of both.
+
+Run from the repository root, one BLAS thread::
+
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/bench_allocator.py
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+
+from _common import print_machine
+
+CASES = {
+    # name: (code making X, y and the estimator ``make``)
+    "regression 4 leaves, n=1e5": (
+        "X, y, _ = make_moe(100_000, 5, n_experts=4, random_state=0)\n"
+        "make = lambda: MixtureOfExpertsRegressor(4, random_state=0)"
+    ),
+    "depth 3 (8 leaves), n=16,000": (
+        "X, y, _ = make_moe(16_000, 3, n_experts=2, depth=3, random_state=0)\n"
+        "make = lambda: MixtureOfExpertsRegressor(2, depth=3, random_state=0)"
+    ),
+    "grown tree, n=16,000": (
+        "X, y, _ = make_moe(16_000, 3, n_experts=2, depth=3, random_state=0)\n"
+        "make = lambda: MixtureOfExpertsRegressor(tree='grow', max_leaves=10, "
+        "random_state=0)"
+    ),
+    "depth 2 (16 leaves), n=5,000": (
+        "X, y, _ = make_moe(5_000, 5, n_experts=4, depth=2, random_state=0)\n"
+        "make = lambda: MixtureOfExpertsRegressor(4, depth=2, random_state=0)"
+    ),
+    "classifier 4 experts, n=5,000": (
+        "X, y, _ = make_moe(5_000, 5, n_experts=4, task='classification', "
+        "random_state=0)\n"
+        "make = lambda: MixtureOfExpertsClassifier(4, random_state=0)"
+    ),
+    "12 classes, n=1,617, n_init=3": (
+        "X, y, _ = make_moe(1617, 5, n_experts=4, task='classification', "
+        "n_classes=12, random_state=0)\n"
+        "make = lambda: MixtureOfExpertsClassifier(4, n_init=3, random_state=0)"
+    ),
+    "regression 4 leaves, n=1e6": (
+        "X, y, _ = make_moe(1_000_000, 5, n_experts=4, random_state=0)\n"
+        "make = lambda: MixtureOfExpertsRegressor(4, max_iter=10, tol=0, "
+        "random_state=0)"
+    ),
+}
+
+SCRIPT = """
+import json, resource, time, warnings
+import hmexperts._base
+from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
+from hmexperts.datasets import make_moe
+from sklearn.exceptions import ConvergenceWarning
+warnings.simplefilter("ignore", ConvergenceWarning)
+if not {settled}:
+    hmexperts._base.settle_allocator = lambda: None
+{case}
+for _ in range(2):
+    model = make()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    start = time.perf_counter()
+    model.fit(X, y)
+    seconds = time.perf_counter() - start
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+print(json.dumps({{"seconds": seconds, "faults": faults,
+    "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "objective": model.lower_bound_}}))
+"""
+
+
+def run(case, settled):
+    code = SCRIPT.format(settled=settled, case=CASES[case])
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cases", nargs="*", default=list(CASES))
+    args = parser.parse_args()
+    print_machine()
+    print(
+        f"\n{'case':32s} | {'unsettled s':>11s} {'settled s':>9s} {'ratio':>5s} | "
+        f"{'faults':>8s} {'settled':>7s} | {'peak MiB':>8s} {'settled':>7s} | same fit"
+    )
+    for case in args.cases:
+        runs = {False: [], True: []}
+        for _ in range(args.repeats):
+            for settled in (False, True):
+                runs[settled].append(run(case, settled))
+        best = {s: min(r, key=lambda d: d["seconds"]) for s, r in runs.items()}
+        off, on = best[False], best[True]
+        print(
+            f"{case:32s} | {off['seconds']:11.3f} {on['seconds']:9.3f} "
+            f"{off['seconds'] / on['seconds']:5.2f} | {off['faults']:8d} "
+            f"{on['faults']:7d} | {off['peak_mib']:8.0f} {on['peak_mib']:7.0f} | "
+            f"{off['objective'] == on['objective']}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
