@@ -7,6 +7,12 @@ one-time costs) and reports the second fit's time and minor page faults
 (``getrusage``), and its peak resident memory. Printed: the fastest of the
 repeats, the ratio, the faults and the peak memory of both.
 
+With ``--threads``, instead: two fits of a case one after the other and
+side by side on two threads (``ThreadPoolExecutor``; hmexperts' BLAS limit
+off, one BLAS thread from the environment), settled and unsettled: whether
+two fits overlap on two cores, as running ``n_init`` restarts on threads
+would need.
+
 Run from the repository root, one BLAS thread::
 
     OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/bench_allocator.py
@@ -78,8 +84,38 @@ print(json.dumps({{"seconds": seconds, "faults": faults,
 """
 
 
-def run(case, settled):
-    code = SCRIPT.format(settled=settled, case=CASES[case])
+THREADS = """
+import json, time, warnings
+from concurrent.futures import ThreadPoolExecutor
+import hmexperts, hmexperts._base
+from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
+from hmexperts._memory import settle_allocator
+from hmexperts.datasets import make_moe
+from sklearn.exceptions import ConvergenceWarning
+warnings.simplefilter("ignore", ConvergenceWarning)
+hmexperts.set_config(n_threads=None)  # threadpoolctl's limits are not thread-safe
+if {settled}:
+    settle_allocator()
+else:
+    hmexperts._base.settle_allocator = lambda: None
+{case}
+fit = lambda: make().fit(X, y)
+fit()
+serial, threads = [], []
+for _ in range(3):
+    start = time.perf_counter()
+    fit(), fit()
+    serial.append(time.perf_counter() - start)
+    with ThreadPoolExecutor(2) as pool:
+        start = time.perf_counter()
+        list(pool.map(lambda _: fit(), range(2)))
+        threads.append(time.perf_counter() - start)
+print(json.dumps({{"serial": min(serial), "threads": min(threads)}}))
+"""
+
+
+def run(case, settled, script=SCRIPT):
+    code = script.format(settled=settled, case=CASES[case])
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
@@ -90,8 +126,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", nargs="*", default=list(CASES))
+    parser.add_argument("--threads", action="store_true")
     args = parser.parse_args()
     print_machine()
+    if args.threads:
+        print(f"\n{'two fits':32s} | {'':9s}serial {'2 threads':>9s} {'ratio':>5s}")
+        for case in args.cases:
+            for settled in (False, True):
+                t = run(case, settled, THREADS)
+                label = "settled" if settled else "unsettled"
+                print(
+                    f"{case:32s} | {label:>9s} {t['serial']:6.3f} "
+                    f"{t['threads']:9.3f} {t['serial'] / t['threads']:5.2f}",
+                    flush=True,
+                )
+        return
     print(
         f"\n{'case':32s} | {'unsettled s':>11s} {'settled s':>9s} {'ratio':>5s} | "
         f"{'faults':>8s} {'settled':>7s} | {'peak MiB':>8s} {'settled':>7s} | same fit"
