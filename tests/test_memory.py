@@ -1,5 +1,6 @@
 """The allocator settled at the start of a fit (``hmexperts._memory``)."""
 
+import os
 import platform
 import subprocess
 import sys
@@ -29,9 +30,18 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def _faults(settle):
+    # without glibc's tunables from the environment: a threshold set there
+    # turns glibc's adjustment off (and Dask's LocalCluster, started by
+    # test_large_data.py, sets MALLOC_TRIM_THRESHOLD_ in this process's
+    # environment for its workers)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     code = _ROUNDS.format(settle=settle)
     run = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     )
     return int(run.stdout)
 
