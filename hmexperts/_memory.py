@@ -7,8 +7,8 @@ MiB. glibc's ``malloc`` (Linux) serves a block above its *mmap threshold*
 returns them on ``free``; below it, from its heap, whose free top it gives
 back once it exceeds the *trim threshold* (twice the mmap threshold). Either
 way a pass's temporaries come back on pages the kernel has to map and zero
-again: a depth-3 tree at n=16,000 (3 inputs) took 45,000 page faults per fit
-and 0.25 s; after the allocator was settled, none and 0.15 s
+again: a depth-3 tree at n=16,000 (3 inputs) took 57,000 page faults per fit
+and 0.32 s; after the allocator was settled, none and 0.18 s
 (``benchmarks/results/allocator.txt``).
 
 The thresholds are dynamic: freeing a block that was mapped raises the
