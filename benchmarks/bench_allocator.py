@@ -7,6 +7,11 @@ one-time costs) and reports the second fit's time and minor page faults
 (``getrusage``), and its peak resident memory. Printed: the fastest of the
 repeats, the ratio, the faults and the peak memory of both.
 
+With ``--predict``, instead: a fitted model of each case, pickled, is
+loaded in fresh processes, settled and unsettled alike, and predicts its
+training rows 20 times (``predict`` and ``log_likelihood``, ``predict_proba``
+for a classifier): the mean time of one round and its page faults.
+
 With ``--threads``, instead: two fits of a case one after the other and
 side by side on two threads (``ThreadPoolExecutor``; hmexperts' BLAS limit
 off, one BLAS thread from the environment), settled and unsettled: whether
@@ -114,6 +119,86 @@ print(json.dumps({{"serial": min(serial), "threads": min(threads)}}))
 """
 
 
+PREDICT = """
+import json, pickle, resource, time
+import hmexperts._base
+if not {settled}:
+    hmexperts._base.settle_allocator = lambda: None
+with open({path!r}, "rb") as file:
+    model, X, y = pickle.load(file)
+def predict():
+    if hasattr(model, "predict_proba"):
+        model.predict_proba(X)
+    else:
+        model.predict(X)
+    model.log_likelihood(X, y)
+predict()
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+start = time.perf_counter()
+for _ in range(20):
+    predict()
+seconds = (time.perf_counter() - start) / 20
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+print(json.dumps({{"seconds": seconds, "faults": faults}}))
+"""
+
+
+def run_predict(case, settled, path):
+    code = PREDICT.format(settled=settled, path=path)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
+def predict_part(args):
+    """``--predict``: pickled models predicting in fresh processes."""
+    import pickle
+    import tempfile
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from hmexperts import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
+    from hmexperts.datasets import make_moe
+
+    print(
+        f"\n{'a round of predictions':32s} | {'unsettled ms':>12s} {'settled ms':>10s} "
+        f"{'ratio':>5s} | {'faults':>8s} {'settled':>7s}"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        for case in args.cases:
+            scope = {
+                "make_moe": make_moe,
+                "MixtureOfExpertsRegressor": MixtureOfExpertsRegressor,
+                "MixtureOfExpertsClassifier": MixtureOfExpertsClassifier,
+            }
+            exec(CASES[case], scope)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model = scope["make"]().fit(scope["X"], scope["y"])
+            path = f"{folder}/model.pkl"
+            with open(path, "wb") as file:
+                pickle.dump((model, scope["X"], scope["y"]), file)
+            best = {}
+            for _ in range(args.repeats):
+                for settled in (False, True):
+                    result = run_predict(case, settled, path)
+                    if (
+                        settled not in best
+                        or result["seconds"] < best[settled]["seconds"]
+                    ):
+                        best[settled] = result
+            off, on = best[False], best[True]
+            print(
+                f"{case:32s} | {1e3 * off['seconds']:12.2f} "
+                f"{1e3 * on['seconds']:10.2f} "
+                f"{off['seconds'] / on['seconds']:5.2f} | {off['faults']:8d} "
+                f"{on['faults']:7d}",
+                flush=True,
+            )
+
+
 def run(case, settled, script=SCRIPT):
     code = script.format(settled=settled, case=CASES[case])
     out = subprocess.run(
@@ -127,8 +212,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", nargs="*", default=list(CASES))
     parser.add_argument("--threads", action="store_true")
+    parser.add_argument("--predict", action="store_true")
     args = parser.parse_args()
     print_machine()
+    if args.predict:
+        predict_part(args)
+        return
     if args.threads:
         print(f"\n{'two fits':32s} | {'':9s}serial {'2 threads':>9s} {'ratio':>5s}")
         for case in args.cases:

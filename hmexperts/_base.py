@@ -1246,6 +1246,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         """Validated, standardised ``X`` with the intercept, in the namespace
         and on the device of the fitted state, and that namespace."""
         check_is_fitted(self)
+        settle_allocator()  # a fitted model loaded in a fresh process
         check_not_dask_frame(X, "X")
         xp_in = get_namespace(X)
         placement = self._placement

@@ -60,9 +60,9 @@ def test_settled_allocator_keeps_temporaries_mapped():
 
 @pytest.mark.parametrize("method", ["fit", "partial_fit"], ids=["fit", "partial_fit"])
 def test_fits_settle_the_allocator(monkeypatch, method):
+    X, y, _ = make_moe(200, random_state=0)  # make_moe predicts: not counted
     calls = []
     monkeypatch.setattr(hmexperts._base, "settle_allocator", lambda: calls.append(1))
-    X, y, _ = make_moe(200, random_state=0)
     model = MixtureOfExpertsRegressor(2, random_state=0)
     getattr(model, method)(X, y)
     assert calls == [1]
@@ -73,3 +73,19 @@ def test_fits_settle_the_allocator(monkeypatch, method):
     else:
         classifier.partial_fit(X, labels, classes=[0, 1])
     assert calls == [1, 1]
+
+
+def test_methods_that_read_x_settle_the_allocator(monkeypatch):
+    # a model loaded in a fresh process predicts with the allocator settled
+    X, y, _ = make_moe(200, random_state=0)
+    regressor = MixtureOfExpertsRegressor(2, random_state=0).fit(X, y)
+    labels = (y > np.median(y)).astype(int)
+    classifier = MixtureOfExpertsClassifier(2, random_state=0).fit(X, labels)
+    calls = []
+    monkeypatch.setattr(hmexperts._base, "settle_allocator", lambda: calls.append(1))
+    regressor.predict(X)
+    regressor.log_likelihood(X, y)
+    regressor.predict_interval(X)
+    classifier.predict_proba(X)
+    classifier.predict_gates(X)
+    assert len(calls) == 5
