@@ -71,7 +71,7 @@ from sklearn.utils import check_random_state
 
 from ._array_api import device, logsumexp, to_numpy, wide
 from ._config import thread_limit
-from ._em import _SOFT_EM, TrainingRouting, e_step, statistics
+from ._em import e_step, statistics
 from ._gates import GateTree
 from ._init import GivenStart, _kmeans, joint_columns
 from ._scaling import sample_rows
@@ -729,8 +729,12 @@ def grow_tree(estimator, data, scaling, start_sample, xp, weight_factor):
 
     # The last pass of soft EM (no top-k, no noise) on the training rows is
     # one at the fitted parameters: a BIC needs no pass of its own after it.
-    soft = TrainingRouting(algorithm=estimator.algorithm, top_k=estimator.top_k)
-    reuse = held_out is None and soft == _SOFT_EM and not estimator.gate_noise
+    reuse = (
+        held_out is None
+        and estimator.algorithm == "em"
+        and estimator.top_k is None
+        and not estimator.gate_noise
+    )
 
     def score(gates, experts, monitor=None):
         """The criterion of ``gates`` and ``experts``; ``monitor``: that of
