@@ -18,8 +18,10 @@ scores best, and stop when no split improves the score or the tree has
   joint ``[x, y]`` (the start ``fit`` uses for the whole data, so the
   children divide the parent's data along the direction in which its joint
   varies most, the residuals included), then ``_SPLIT_ITER`` EM iterations.
-  Only the leaf's rows are read, so a candidate costs a fraction of a pass
-  per iteration. A leaf tried in an earlier round and not split continues
+  Only the leaf's rows are read, and of a leaf of more than
+  ``_SPLIT_ROWS`` rows a strided subset of at most that many, weighted to
+  the leaf's mass, so a candidate costs a fraction of a pass per
+  iteration. A leaf tried in an earlier round and not split continues
   that round's local mixture on its rows as they are weighted now, which
   takes a few iterations where a fresh start takes 5 to 20.
 - **Score.** The split's gain is the change of the log-likelihood of the
@@ -80,6 +82,11 @@ from ._tree import Tree
 
 # EM iterations of a candidate split's trial fit, before it is scored.
 _SPLIT_ITER = 20
+# Rows a candidate split's trial fit reads at most: a strided subset of the
+# leaf's rows, weighted to the leaf's mass; its gain is scored on all of
+# them. Enough to place the children (benchmarks/study_growth.py: the same
+# accuracy as all rows on its data, with 1024 one draw fewer within 0.5%).
+_SPLIT_ROWS = 2048
 # Restructuring rebuilds the subtree of the new gate's highest ancestor over
 # at most so many leaves: every partition of its leaves into two groups is
 # tried at its root (2 ** (leaves - 1) - 1 partitions).
@@ -302,9 +309,20 @@ def _split_leaf(
     apart; or, given ``warm`` (the leaf's local mixture of an earlier
     round), EM continues from a copy of that mixture on the rows as they
     are weighted now: the leaf's weights move little between rounds, so it
-    stops after a few iterations instead of starting over."""
+    stops after a few iterations instead of starting over.
+
+    A mixture reads at most ``_SPLIT_ROWS`` of the leaf's rows, strided,
+    their weights scaled to the leaf's mass (grown fits 15-25% faster on
+    ``benchmarks/study_growth.py``'s data, as accurate); one expert reads
+    them all (one M-step)."""
     weight = leaf_resp * to_numpy(train.sample_weight, xp)
     rows = np.flatnonzero(weight > 1e-4 * weight.max())
+    if n_children > 1 and len(rows) > _SPLIT_ROWS:
+        # a strided subset stands for the leaf's rows, with their mass (so
+        # the penalties weigh as much against it)
+        mass = weight[rows].sum()
+        rows = rows[sample_rows(len(rows), _SPLIT_ROWS)]
+        weight = weight * (mass / weight[rows].sum())
     local = train.subset(rows, weight=weight[rows])
     if warm is not None:
         gates, experts = copy.deepcopy(warm)

@@ -84,6 +84,49 @@ def test_a_leaf_tried_again_continues_its_own_earlier_trial(monkeypatch):
         assert cosine > 0.9
 
 
+def test_a_trial_fit_reads_a_subset_of_a_large_leaf_weighted_to_its_mass(
+    monkeypatch,
+):
+    # a leaf of 16,000 rows: its trial mixtures read at most _SPLIT_ROWS of
+    # them, weighted to the leaf's whole mass; one expert (a merge) reads
+    # them all
+    import hmexperts._grow as grow
+
+    seen = []  # (fit, leaves, rows, weight): fit is "trial", "tree" or "one"
+    run_restarts = MixtureOfExpertsRegressor._run_restarts
+    continue_em = MixtureOfExpertsRegressor._continue_em
+
+    def restarts(self, data, *args, **kwargs):
+        leaves = args[5].n_leaves  # scaling, start, xp, continuing, factor, tree
+        fit = "trial" if leaves > 1 else "one"
+        seen.append((fit, leaves, data.n_samples, float(data.sample_weight.sum())))
+        return run_restarts(self, data, *args, **kwargs)
+
+    def continued(self, data, gates, *args, quiet=False, **kwargs):
+        fit = "trial" if quiet else "tree"  # a trial continued, or the tree's EM
+        seen.append((fit, gates.n_leaves, data.n_samples, None))
+        return continue_em(self, data, gates, *args, quiet=quiet, **kwargs)
+
+    monkeypatch.setattr(MixtureOfExpertsRegressor, "_run_restarts", restarts)
+    monkeypatch.setattr(MixtureOfExpertsRegressor, "_continue_em", continued)
+    X, y, _ = make_moe(16000, 2, tree=UNBALANCED, gate_scale=12, random_state=1)
+    model = MixtureOfExpertsRegressor(tree="grow", max_leaves=3, random_state=1)
+    model.fit(X, y)
+    (_, _, root_rows, _), first_trial, *rest = seen
+    assert root_rows == 16000
+    # the root's trial: a strided subset, with all 16,000 rows' weight
+    assert first_trial[0] == "trial" and first_trial[2] <= grow._SPLIT_ROWS
+    assert first_trial[3] == pytest.approx(16000, rel=1e-6)
+    trials = [rows for fit, _, rows, _ in seen if fit == "trial"]
+    assert len(trials) > 2 and max(trials) <= grow._SPLIT_ROWS
+    # the trees' EMs read every row
+    assert {rows for fit, _, rows, _ in rest if fit == "tree"} == {16000}
+    # pruning's single experts (one per gate over leaves) read all their
+    # gate's rows
+    merges = [rows for fit, _, rows, _ in rest if fit == "one"]
+    assert merges and max(merges) > grow._SPLIT_ROWS
+
+
 def test_trials_follow_their_leaves_through_a_reordering():
     # new leaf i is old leaf order[i]: a three-cycle (a swap is its own
     # inverse, and would not tell the mapping from its inverse)
@@ -161,12 +204,12 @@ def test_restructuring_regates_experts_a_greedy_order_of_splits_misplaced(
 
 def test_a_chain_of_four_leaves_is_tried_as_two_pairs_after_the_last_round():
     # benchmarks/study_growth.py --features 3 --n 16000 --gate-scale 12
-    # --min-leaf-mass 0.04, balanced truth, draw 80: the rounds end with one
-    # side a chain, [4, [5, [6, 7]]], where the truth has two pairs, 1.8%
+    # --min-leaf-mass 0.04, balanced truth, draw 3: the rounds end with one
+    # side a chain, [4, [5, [6, 7]]], where the truth has two pairs, 2.3%
     # short of the truth; tried as two pairs and refit, the tree scores
-    # better and ends within 0.3%
-    X, y, truth = make_moe(32000, 3, tree=BALANCED, gate_scale=12, random_state=80)
-    model = MixtureOfExpertsRegressor(tree="grow", max_leaves=10, random_state=80)
+    # better and ends within 0.4%
+    X, y, truth = make_moe(32000, 3, tree=BALANCED, gate_scale=12, random_state=3)
+    model = MixtureOfExpertsRegressor(tree="grow", max_leaves=10, random_state=3)
     model.fit(X[:16000], y[:16000])
     *_, last_round, paired = model.growth_history_
     assert last_round.split is None and not last_round.restructured
@@ -369,14 +412,17 @@ def test_a_merge_renumbers_the_nodes_behind_the_merged_gate():
 
 def test_pruning_merges_a_split_that_stopped_paying(monkeypatch, capsys):
     # benchmarks/study_growth.py's balanced truth, draw 6, grown without
-    # restructuring (with it, this growth ends in a better tree that no
-    # merge improves; no merge paid in any of 88 growths on the study's
-    # data with it):
+    # restructuring and with trial fits on all the leaves' rows (with
+    # restructuring, this growth ends in a better tree that no merge
+    # improves, and no merge paid in any of 88 growths on the study's data;
+    # with trials on at most _SPLIT_ROWS rows, none in 100 draws of this
+    # data without it):
     # the growth ends at 8 leaves with BIC score 1123; merging leaves 6 and
     # 7 back into one expert raises it to 1151
     import hmexperts._grow as grow
 
     monkeypatch.setattr(grow, "_restructured", lambda *args: None)
+    monkeypatch.setattr(grow, "_SPLIT_ROWS", 10**9)
     X, y, _ = make_moe(8000, 2, tree=BALANCED, random_state=6)
     model = MixtureOfExpertsRegressor(
         tree="grow", max_leaves=10, random_state=6, verbose=1
