@@ -24,6 +24,8 @@ shape>, n_init=...``; 0 leaves it out). Summary: draws within 0.5% of the
 truth, grown trees with at most the truth's leaves plus one, and the
 median time ratio grown / balanced (with ``--repeats``, each fit timed as
 the fastest of so many).
+``--split-rows`` sets the rows a candidate split's trial fit reads at most
+(``hmexperts._grow._SPLIT_ROWS``; a large number: all of the leaf's).
 
 Run from the repository root, one BLAS thread::
 
@@ -39,7 +41,7 @@ import warnings
 from _common import print_machine
 from sklearn.exceptions import ConvergenceWarning
 
-from hmexperts import MixtureOfExpertsRegressor
+from hmexperts import MixtureOfExpertsRegressor, _grow
 from hmexperts._tree import Tree
 from hmexperts.datasets import make_moe
 
@@ -109,7 +111,15 @@ def main():
         default=0.0,
         help="keep only truths whose every leaf has this mean gate probability",
     )
+    parser.add_argument(
+        "--split-rows",
+        type=int,
+        default=None,
+        help="rows a trial split reads at most (hmexperts._grow._SPLIT_ROWS)",
+    )
     args = parser.parse_args()
+    if args.split_rows is not None:
+        _grow._SPLIT_ROWS = args.split_rows
     print_machine()
     for name in args.truths:
         shape = TRUTHS[name]
