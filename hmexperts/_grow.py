@@ -84,10 +84,11 @@ from ._tree import Tree
 _SPLIT_ITER = 20
 # Rows a candidate split's trial mixture reads at most: a sample of the
 # leaf's rows by their weights (``_resampled``); its gain is scored on all
-# of them. Growth at 100,000 rows 1.9x faster, at 16,000 1.03-1.09x, and
-# trees as close to the truth as with all rows (benchmarks/study_growth.py,
-# --split-rows); 2,048 rows left the soft-gated balanced truth of 4,000
-# rows further from the truth on 6 draws of 30 and closer on 2.
+# of them. Growth at 100,000 rows 1.02-1.9x faster (three draws), at
+# 16,000 1.03-1.09x, and trees as close to the truth as with all rows
+# (benchmarks/study_growth.py, --split-rows); 2,048 rows left the
+# soft-gated balanced truth of 4,000 rows further from the truth on 6 draws
+# of 30 and closer on 2.
 _SPLIT_ROWS = 4096
 # Restructuring rebuilds the subtree of the new gate's highest ancestor over
 # at most so many leaves: every partition of its leaves into two groups is

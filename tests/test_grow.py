@@ -84,12 +84,10 @@ def test_a_leaf_tried_again_continues_its_own_earlier_trial(monkeypatch):
         assert cosine > 0.9
 
 
-def test_a_trial_fit_reads_a_subset_of_a_large_leaf_weighted_to_its_mass(
-    monkeypatch,
-):
+def test_a_trial_fit_reads_a_sample_of_a_large_leaf_with_its_mass(monkeypatch):
     # a leaf of 16,000 rows: its trial mixtures read at most _SPLIT_ROWS of
-    # them, weighted to the leaf's whole mass; one expert (a merge) reads
-    # them all
+    # them (drawn by weight, _resampled), with the leaf's whole mass; one
+    # expert (a merge) reads them all
     import hmexperts._grow as grow
 
     seen = []  # (fit, leaves, rows, weight): fit is "trial", "tree" or "one"
@@ -114,7 +112,7 @@ def test_a_trial_fit_reads_a_subset_of_a_large_leaf_weighted_to_its_mass(
     model.fit(X, y)
     (_, _, root_rows, _), first_trial, *rest = seen
     assert root_rows == 16000
-    # the root's trial: a strided subset, with all 16,000 rows' weight
+    # the root's trial: a sample, with all 16,000 rows' weight
     assert first_trial[0] == "trial" and first_trial[2] <= grow._SPLIT_ROWS
     assert first_trial[3] == pytest.approx(16000, rel=1e-6)
     trials = [rows for fit, _, rows, _ in seen if fit == "trial"]
@@ -435,17 +433,14 @@ def test_a_merge_renumbers_the_nodes_behind_the_merged_gate():
 
 def test_pruning_merges_a_split_that_stopped_paying(monkeypatch, capsys):
     # benchmarks/study_growth.py's balanced truth, draw 6, grown without
-    # restructuring and with trial fits on all the leaves' rows (with
-    # restructuring, this growth ends in a better tree that no merge
-    # improves, and no merge paid in any of 88 growths on the study's data;
-    # with trials on at most _SPLIT_ROWS rows, none in 100 draws of this
-    # data without it):
+    # restructuring (with it, this growth ends in a better tree that no
+    # merge improves; no merge paid in any of 88 growths on the study's
+    # data with it):
     # the growth ends at 8 leaves with BIC score 1123; merging leaves 6 and
     # 7 back into one expert raises it to 1151
     import hmexperts._grow as grow
 
     monkeypatch.setattr(grow, "_restructured", lambda *args: None)
-    monkeypatch.setattr(grow, "_SPLIT_ROWS", 10**9)
     X, y, _ = make_moe(8000, 2, tree=BALANCED, random_state=6)
     model = MixtureOfExpertsRegressor(
         tree="grow", max_leaves=10, random_state=6, verbose=1
