@@ -69,7 +69,10 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         experts fit their rows worst: the rows' log-likelihood under the
         leaf's expert, summed with their responsibilities, falls furthest
         short of the tree's mean log-likelihood per row times the leaf's
-        share of the rows.
+        share of the rows. Each is tried by a small mixture fit by EM to
+        the leaf's rows (of a leaf of more than 4,096 rows, a sample of
+        that many drawn by their weights), the split's gain scored on all
+        of them.
     expert : None, "softmax" or classifier, default=None
         The expert at each leaf. ``None`` or ``"softmax"``: a
         multinomial-logistic expert, fit by the same weighted Newton solver

@@ -71,7 +71,10 @@ class MixtureOfExpertsRegressor(PredictiveMixin, RegressorMixin, BaseMixtureOfEx
         experts fit their rows worst: the rows' log-likelihood under the
         leaf's expert, summed with their responsibilities, falls furthest
         short of the tree's mean log-likelihood per row times the leaf's
-        share of the rows.
+        share of the rows. Each is tried by a small mixture fit by EM to
+        the leaf's rows (of a leaf of more than 4,096 rows, a sample of
+        that many drawn by their weights), the split's gain scored on all
+        of them.
     expert : None, str or regressor, default=None
         The expert at each leaf. A built-in family, every expert a
         generalised linear model batched over leaves and fit by EM:
