@@ -9,10 +9,12 @@ responsibilities in ``_init``, the routing at prediction in ``_routing`` and
 the placement on devices in ``_placement``.
 """
 
+import copy
 import math
+import threading
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from numbers import Integral
 
 import array_api_compat.numpy
@@ -23,10 +25,18 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state, check_scalar
 from sklearn.utils.metaestimators import available_if
+from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 
-from ._array_api import device, get_namespace, logsumexp, to_numpy, wide
-from ._config import thread_limit
+from ._array_api import (
+    device,
+    get_namespace,
+    is_numpy_namespace,
+    logsumexp,
+    to_numpy,
+    wide,
+)
+from ._config import config_context, get_config, thread_limit
 from ._dask import (
     ChunkPreparer,
     DaskData,
@@ -111,6 +121,65 @@ def _unchanged_on_error(estimator):
         estimator.__dict__.clear()
         estimator.__dict__.update(state)
         raise
+
+
+def _restart_workers(n_jobs, n_runs, data, xp):
+    """The processes that the EMs of ``n_runs`` starts run on: as many as
+    ``n_jobs`` gives (joblib's count: None is 1 outside a
+    ``joblib.parallel_config``), at most one per start; 1, one EM after
+    the other, for one start, for data out of memory (Dask: its own
+    workers read the chunks) and off NumPy (one device)."""
+    if n_runs < 2 or not isinstance(data, InMemoryData) or not is_numpy_namespace(xp):
+        return 1
+    return min(effective_n_jobs(n_jobs), n_runs)
+
+
+def _restart_em(data, gates, experts, resp_init, em_options, config):
+    """One start's EM in a joblib worker: its gates and experts (let go of
+    the data), monitor, seconds, and, in a worker process, the warnings EM
+    raised there (category and message), for the caller to raise again.
+    ``config``: the caller's ``hmexperts.get_config()``, which a worker
+    process does not inherit."""
+    start = time.perf_counter()
+    # A worker process runs its tasks in its main thread, the threading
+    # backend in other threads: catch_warnings changes the whole process's
+    # filters, so only a task in a main thread catches (a thread's warnings
+    # reach the caller's filters as they are).
+    own_process = threading.current_thread() is threading.main_thread()
+    settle_allocator()  # in a worker process, as fit does in the caller's
+    caught = []
+    with config_context(**config), ExitStack() as stack:
+        if own_process:
+            caught = stack.enter_context(warnings.catch_warnings(record=True))
+            warnings.simplefilter("always")
+        experts.bind(data, em_options["xp"])
+        with thread_limit():
+            monitor = run_em(
+                data, gates, experts, resp_init=resp_init, verbose=0, **em_options
+            )
+        experts.bind(None, em_options["xp"])
+    raised = [(w.category, str(w.message)) for w in caught]
+    return gates, experts, monitor, time.perf_counter() - start, raised
+
+
+def _parallel_restarts(data, runs, workers, em_options):
+    """The EMs of the starts ``runs`` (gates, experts, first
+    responsibilities) on ``workers`` joblib workers (processes unless a
+    ``joblib.parallel_config`` says otherwise), each reading the chunks of
+    ``data`` on its share of the threads ``data`` was given: every start's
+    gates, experts, monitor and seconds, in the starts' order. Warnings
+    raised in a worker process are raised again here."""
+    shared = copy.copy(data)
+    shared.n_threads = max(1, data.n_threads // workers)
+    config = get_config()
+    done = Parallel(n_jobs=workers, prefer="processes")(
+        delayed(_restart_em)(shared, gates, experts, resp_init, em_options, config)
+        for gates, experts, resp_init in runs
+    )
+    for *_, raised in done:
+        for category, message in raised:
+            warnings.warn(message, category, stacklevel=4)
+    return [result[:4] for result in done]
 
 
 class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
@@ -999,7 +1068,13 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         parameters' (one run); ``max_iter``: instead of the parameter's;
         ``quiet``: no progress output and no convergence warning (a grown
         tree's trial fits);
-        ``n_runs``: the starts, instead of ``n_init``."""
+        ``n_runs``: the starts, instead of ``n_init``.
+
+        Every start is drawn first, one after the other from
+        ``random_state``; their EMs then run one after the other, or, with
+        ``n_jobs`` above 1 and several starts on NumPy data in memory, in
+        parallel (``_parallel_restarts``): EM draws nothing from
+        ``random_state``, so both give the same fits."""
         n_leaves = tree.n_leaves if tree is not None else self._gates.n_leaves
         offset = -scaling.log_y_scale
         random_state = check_random_state(self.random_state)
@@ -1014,13 +1089,19 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             n_runs = self.n_init
         n_params = start_sample[0].shape[1]
         gate_columns, expert_columns = self._columns(n_params - 1)
-        best, start = None, time.perf_counter()
+        start = time.perf_counter()
         verbose = 0 if quiet else self.verbose
+        em_options = dict(
+            max_iter=self.max_iter if max_iter is None else max_iter,
+            tol=self.tol,
+            xp=xp,
+            objective_offset=offset,
+            routing=routing,
+            drop_rtol=drop_tolerance(),
+            acceleration=self.acceleration,
+        )
+        runs = []  # every start: its gates, experts and first responsibilities
         for init in range(n_runs):
-            if verbose:
-                how = "continuing" if continuing else start_name(self.init_params, init)
-                print(f"Initialisation {init + 1}/{n_runs} ({how}) ...", flush=True)
-            run_start = time.perf_counter()
             if continuing:
                 gates, experts, resp_init = self._gates, self._experts, None
                 gates.alpha, gates.balance = gate_alpha, self.load_balance
@@ -1041,35 +1122,45 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
                         resp_init = self._start(
                             start_sample, xp, random_state, init, tree
                         )
-            experts.bind(data, xp)
-            with thread_limit():
-                monitor = run_em(
-                    data,
-                    gates,
-                    experts,
-                    resp_init=resp_init,
-                    max_iter=self.max_iter if max_iter is None else max_iter,
-                    tol=self.tol,
-                    xp=xp,
-                    verbose=verbose,
-                    objective_offset=offset,
-                    routing=routing,
-                    drop_rtol=drop_tolerance(),
-                    acceleration=self.acceleration,
-                )
-            if best is None or monitor.objective > best[2].objective:
-                best = (gates, experts, monitor, init)
+            runs.append((gates, experts, resp_init))
+
+        workers = _restart_workers(self.n_jobs, n_runs, data, xp)
+        if workers > 1:
             if verbose:
-                state = "converged" if monitor.converged else "did not converge"
                 print(
-                    f"Initialisation {init + 1}/{n_runs}: {state} after "
-                    f"{monitor.n_iter} iterations in "
-                    f"{time.perf_counter() - run_start:.2f} s, objective "
-                    f"{monitor.objective:.6f} (best so far: {best[3] + 1})",
+                    f"Initialisations 1-{n_runs} on {workers} processes ...",
                     flush=True,
                 )
+            results = _parallel_restarts(data, runs, workers, em_options)
+        else:
+            results = []
+            for init, (gates, experts, resp_init) in enumerate(runs):
+                if verbose:
+                    how = start_name(self.init_params, init)
+                    how = "continuing" if continuing else how
+                    print(f"Initialisation {init + 1}/{n_runs} ({how}) ...", flush=True)
+                run_start = time.perf_counter()
+                experts.bind(data, xp)
+                with thread_limit():
+                    monitor = run_em(
+                        data,
+                        gates,
+                        experts,
+                        resp_init=resp_init,
+                        verbose=verbose,
+                        **em_options,
+                    )
+                results.append(
+                    (gates, experts, monitor, time.perf_counter() - run_start)
+                )
+                self._report_restart(verbose, results, init, n_runs)
 
-        gates, experts, monitor, kept = best
+        kept = max(range(n_runs), key=lambda i: (results[i][2].objective, -i))
+        gates, experts, monitor, _ = results[kept]
+        if workers > 1:
+            for init in range(n_runs):
+                self._report_restart(verbose, results, init, n_runs)
+            experts.bind(data, xp)  # as the EM in this process leaves them
         if verbose:
             print(
                 f"Kept initialisation {kept + 1}/{n_runs}: objective "
@@ -1080,6 +1171,21 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             self._warn_convergence(monitor, experts)
             experts.warn_fallbacks()
         return gates, experts, monitor
+
+    @staticmethod
+    def _report_restart(verbose, results, init, n_runs):
+        """The progress line of initialisation ``init``, run (``results``)."""
+        if not verbose:
+            return
+        monitor, seconds = results[init][2:]
+        best = max(range(init + 1), key=lambda i: (results[i][2].objective, -i))
+        state = "converged" if monitor.converged else "did not converge"
+        print(
+            f"Initialisation {init + 1}/{n_runs}: {state} after "
+            f"{monitor.n_iter} iterations in {seconds:.2f} s, objective "
+            f"{monitor.objective:.6f} (best so far: {best + 1})",
+            flush=True,
+        )
 
     def _routing(self, random_state, seed=None):
         """The E-step's variant the parameters ask for; the seed of its

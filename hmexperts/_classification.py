@@ -199,14 +199,23 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         expert, each with its own draws of the candidate splits' starts;
         the one with the best ``split_criterion`` is kept.
     n_jobs : int, default=None
-        Threads over which EM's passes spread their chunks of rows (the
-        E-step and the statistics of every chunk; NumPy releases the GIL in
-        its array operations) when the data are NumPy arrays of more than
-        one chunk (about 2^17 / (n_leaves + 2) rows each). None means 1
-        unless in a ``joblib.parallel_config`` context; -1 means one per
-        CPU. The chunks' sums are added in the same order whatever the
-        threads, so the fit does not depend on ``n_jobs``. BLAS stays at
+        Parallel work on NumPy data in memory. With ``n_init`` above 1, the
+        restarts' EMs run on up to ``n_jobs`` joblib workers, processes
+        unless a ``joblib.parallel_config`` names another backend; every
+        start is drawn first, in order, so the fit is the same as one after
+        the other. The workers start on first use (about a second, once a
+        session); their warnings reach the caller, and with ``verbose``
+        each restart's line is printed once all have run. Otherwise (and
+        with the threads left over per restart), the threads over which
+        EM's passes spread their chunks of rows (the E-step and the
+        statistics of every chunk; NumPy releases the GIL in its array
+        operations) when the data have more than one chunk (about 2^17 /
+        (n_leaves + 2) rows each); the chunks' sums are added in the
+        same order whatever the threads, so the fit does not depend on
+        ``n_jobs``. None means 1 unless in a ``joblib.parallel_config``
+        context; -1 means one per CPU. BLAS stays at
         ``hmexperts.get_config()["n_threads"]`` threads per chunk.
+        ``tree="grow"`` grows its ``n_init`` trees one after the other.
     init_params : {"kmeans", "random"} or array-like of shape \
             (n_samples, n_leaves), default="kmeans"
         Initial responsibilities, which the first M-step turns into gates
