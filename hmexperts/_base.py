@@ -81,6 +81,7 @@ from ._scaling import (
     sample_rows,
     weight_factor,
 )
+from ._solvers import outer_products
 from ._summary import InferenceMixin
 from ._tree import Tree
 from ._validation import check_int, check_real, resolve_features
@@ -147,6 +148,8 @@ def _restart_em(data, gates, experts, resp_init, em_options, config):
     # reach the caller's filters as they are).
     own_process = threading.current_thread() is threading.main_thread()
     settle_allocator()  # in a worker process, as fit does in the caller's
+    data = copy.copy(data)  # the threading backend's tasks share it
+    data.outer = outer_products(data.X, em_options["xp"])
     caught = []
     with config_context(**config), ExitStack() as stack:
         if own_process:
@@ -171,6 +174,9 @@ def _parallel_restarts(data, runs, workers, em_options):
     raised in a worker process are raised again here."""
     shared = copy.copy(data)
     shared.n_threads = max(1, data.n_threads // workers)
+    # the rows' outer products are remade in the worker from the rows:
+    # cheaper than handing it (n_params / 2 + 1 times the rows' size) over
+    shared.outer = None
     config = get_config()
     done = Parallel(n_jobs=workers, prefer="processes")(
         delayed(_restart_em)(shared, gates, experts, resp_init, em_options, config)
