@@ -203,7 +203,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         restarts' EMs run on up to ``n_jobs`` joblib workers, processes
         unless a ``joblib.parallel_config`` names another backend; every
         start is drawn first, in order, so the fit is the same as one after
-        the other. The workers start on first use (about a second, once a
+        the other. The workers start on first use (1 to 2 s, once a
         session); their warnings reach the caller, and with ``verbose``
         each restart's line is printed once all have run. Otherwise (and
         with the threads left over per restart), the threads over which
