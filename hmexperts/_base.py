@@ -1134,7 +1134,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         if workers > 1:
             if verbose:
                 print(
-                    f"Initialisations 1-{n_runs} on {workers} processes ...",
+                    f"Initialisations 1-{n_runs} on {workers} joblib workers ...",
                     flush=True,
                 )
             results = _parallel_restarts(data, runs, workers, em_options)

@@ -126,7 +126,7 @@ def test_parallel_restarts_report_every_start(capsys):
         2, n_init=3, n_jobs=2, max_iter=5, verbose=1, random_state=0
     ).fit(X, y)
     out = capsys.readouterr().out
-    assert "Initialisations 1-3 on 2 processes" in out
+    assert "Initialisations 1-3 on 2 joblib workers" in out
     for init in (1, 2, 3):
         assert f"Initialisation {init}/3: " in out
     assert "Kept initialisation" in out
