@@ -11,6 +11,7 @@ the placement on devices in ``_placement``.
 
 import copy
 import math
+import pickle
 import threading
 import time
 import warnings
@@ -178,10 +179,20 @@ def _parallel_restarts(data, runs, workers, em_options):
     # cheaper than handing it (n_params / 2 + 1 times the rows' size) over
     shared.outer = None
     config = get_config()
-    done = Parallel(n_jobs=workers, prefer="processes")(
-        delayed(_restart_em)(shared, gates, experts, resp_init, em_options, config)
-        for gates, experts, resp_init in runs
-    )
+    try:
+        done = Parallel(n_jobs=workers, prefer="processes")(
+            delayed(_restart_em)(shared, gates, experts, resp_init, em_options, config)
+            for gates, experts, resp_init in runs
+        )
+    except (pickle.PicklingError, TypeError) as exc:
+        if not isinstance(exc, pickle.PicklingError) and "pickle" not in str(exc):
+            raise
+        raise TypeError(
+            f"n_jobs runs the {len(runs)} restarts' EMs on {workers} joblib worker "
+            "processes, which receive the experts and return them fitted, "
+            f"pickled; that failed ({exc}). Use experts that pickle, n_jobs=None, "
+            'or joblib.parallel_config(backend="threading").'
+        ) from exc
     for *_, raised in done:
         for category, message in raised:
             warnings.warn(message, category, stacklevel=4)

@@ -1,12 +1,15 @@
 """``n_init``'s restarts on ``n_jobs`` processes: the same fit as one after
 the other, warnings and progress included."""
 
+import threading
 import warnings
 
 import numpy as np
 import pytest
 from joblib import parallel_config
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import Ridge
 from sklearn.svm import LinearSVR
 from sklearn.tree import DecisionTreeRegressor
 
@@ -130,3 +133,33 @@ def test_parallel_restarts_report_every_start(capsys):
     for init in (1, 2, 3):
         assert f"Initialisation {init}/3: " in out
     assert "Kept initialisation" in out
+
+
+class _LockedRidge(RegressorMixin, BaseEstimator):
+    """A ridge regression that keeps a lock once fitted: it cannot be pickled
+    back from a worker process."""
+
+    def __init__(self, alpha=1.0):
+        self.alpha = alpha
+
+    def fit(self, X, y, sample_weight=None):
+        self.lock_ = threading.Lock()
+        self.ridge_ = Ridge(alpha=self.alpha).fit(X, y, sample_weight=sample_weight)
+        return self
+
+    def predict(self, X):
+        return self.ridge_.predict(X)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_experts_that_do_not_pickle_get_a_clear_error():
+    X, y, _ = make_moe(300, 2, n_experts=2, random_state=0)
+    model = MixtureOfExpertsRegressor(
+        2, n_init=2, n_jobs=2, expert=_LockedRidge(), max_iter=3, random_state=0
+    )
+    with pytest.raises(TypeError, match=r"pickle.*n_jobs=None.*threading"):
+        model.fit(X, y)
+    # one after the other, or on threads, nothing is pickled
+    model.set_params(n_jobs=None).fit(X, y)
+    with parallel_config(backend="threading"):
+        model.set_params(n_jobs=2).fit(X, y)
