@@ -125,6 +125,12 @@ def _unchanged_on_error(estimator):
         raise
 
 
+def _best_run(results):
+    """The index of the restart of the highest objective among ``results``
+    (gates, experts, monitor, seconds each), the first of equal ones."""
+    return max(range(len(results)), key=lambda i: (results[i][2].objective, -i))
+
+
 def _restart_workers(n_jobs, n_runs, data, xp):
     """The processes that the EMs of ``n_runs`` starts run on: as many as
     ``n_jobs`` gives (joblib's count: None is 1 outside a
@@ -1151,7 +1157,9 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
             results = _parallel_restarts(data, runs, workers, em_options)
         else:
             results = []
-            for init, (gates, experts, resp_init) in enumerate(runs):
+            for init in range(n_runs):
+                gates, experts, resp_init = runs[init]
+                runs[init] = None  # from here on in results, while the best
                 if verbose:
                     how = start_name(self.init_params, init)
                     how = "continuing" if continuing else how
@@ -1168,11 +1176,17 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
                         **em_options,
                     )
                 results.append(
-                    (gates, experts, monitor, time.perf_counter() - run_start)
+                    [gates, experts, monitor, time.perf_counter() - run_start]
                 )
                 self._report_restart(verbose, results, init, n_runs)
+                # only the best so far keeps its components (a learner's
+                # fitted models may hold its rows)
+                best = _best_run(results)
+                for i in range(init + 1):
+                    if i != best:
+                        results[i][:2] = None, None
 
-        kept = max(range(n_runs), key=lambda i: (results[i][2].objective, -i))
+        kept = _best_run(results)
         gates, experts, monitor, _ = results[kept]
         if workers > 1:
             for init in range(n_runs):
@@ -1195,7 +1209,7 @@ class BaseMixtureOfExperts(InferenceMixin, BaseEstimator):
         if not verbose:
             return
         monitor, seconds = results[init][2:]
-        best = max(range(init + 1), key=lambda i: (results[i][2].objective, -i))
+        best = _best_run(results[: init + 1])
         state = "converged" if monitor.converged else "did not converge"
         print(
             f"Initialisation {init + 1}/{n_runs}: {state} after "

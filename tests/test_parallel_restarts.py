@@ -1,8 +1,10 @@
 """``n_init``'s restarts on ``n_jobs`` processes: the same fit as one after
 the other, warnings and progress included."""
 
+import gc
 import threading
 import warnings
+import weakref
 
 import numpy as np
 import pytest
@@ -163,3 +165,26 @@ def test_experts_that_do_not_pickle_get_a_clear_error():
     model.set_params(n_jobs=None).fit(X, y)
     with parallel_config(backend="threading"):
         model.set_params(n_jobs=2).fit(X, y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_one_after_the_other_only_the_best_restart_is_kept(monkeypatch):
+    # a learner's fitted models may hold its rows: the restarts that lose
+    # are let go of as soon as a better one ends, not held to the fit's end
+    seen, alive = [], []
+    original = base.run_em
+
+    def recorded(data, gates, experts, **keywords):
+        gc.collect()
+        alive.append(sum(ref() is not None for ref in seen))
+        seen.append(weakref.ref(experts))
+        return original(data, gates, experts, **keywords)
+
+    monkeypatch.setattr(base, "run_em", recorded)
+    X, y, _ = make_moe(600, 2, n_experts=3, random_state=3)
+    model = MixtureOfExpertsRegressor(3, n_init=4, max_iter=30, random_state=0)
+    model.fit(X, y)
+    # before every restart's EM, of the earlier ones only the best is alive
+    assert alive == [0, 1, 1, 1]
+    gc.collect()
+    assert [ref() for ref in seen if ref() is not None] == [model._experts]
