@@ -52,8 +52,11 @@ def _fits(make, X, y, **parallel):
             "regression",
             {"expert": DecisionTreeRegressor(max_depth=2, random_state=0)},
         ),
+        # its draws come from a seed drawn before the restarts, the pass and
+        # the row: none from random_state during EM
+        (MixtureOfExpertsRegressor, "regression", {"algorithm": "stochastic"}),
     ],
-    ids=["regression", "classification", "learner"],
+    ids=["regression", "classification", "learner", "stochastic"],
 )
 @pytest.mark.parametrize("backend", ["loky", "threading"])
 def test_parallel_restarts_give_the_same_fit(
