@@ -15,15 +15,16 @@ The thresholds are dynamic: freeing a block that was mapped raises the mmap
 threshold to its size (up to 32 MiB on 64 bits) and the trim threshold to
 twice that, so that a process that has once freed a large array (reading a
 large file, say) keeps such temporaries in its heap. ``settle_allocator``
-puts the process in that state at the start of a fit, and of a prediction
-(a pickled model loaded in a fresh process makes the same temporaries), by
-allocating and freeing one such block, which is never written, so costs no
-page. The process may then keep up to twice the block's size of freed
-memory instead of returning it to the system. Other allocators (macOS,
-Windows, musl) have their own policies; on them the block is allocated and
-freed, and nothing else happens. A threshold set by the user
-(``MALLOC_MMAP_THRESHOLD_``, ``mallopt``) turns glibc's adjustment off, and
-is kept.
+puts the process in that state at the start of a fit, of a prediction
+(a pickled model loaded in a fresh process makes the same temporaries) and
+of a restart in a joblib worker process (``n_jobs``), by allocating and
+freeing one such block, which is never written, so costs no page. The
+process may then keep up to twice the block's size of freed memory
+instead of returning it to the system. Other allocators (macOS, Windows,
+musl) have their own policies; on them the block is allocated and freed,
+and nothing else happens. A threshold set by the user
+(``MALLOC_MMAP_THRESHOLD_``, ``mallopt``) turns glibc's adjustment off,
+and is kept.
 """
 
 import numpy as np
